@@ -1,0 +1,46 @@
+# fastdimse: `make demo` runs the main job, `make test` builds and runs every test.
+# Both do all set-up on a fresh machine: a .venv, the release build of the Rust
+# extension, the Python test dependencies and the real DICOM peers (dcmtk).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: all venv build peers test cargo-test pytest demo bench fuzz clean
+
+all: build
+
+$(VENV)/.deps: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "maturin>=1.5,<2" "pydicom>=3.0" "pytest>=8" pytest-timeout hypothesis "pynetdicom>=2.1" pytest-benchmark
+	touch $@
+
+venv: $(VENV)/.deps
+
+# dcmtk from Debian when its tools are missing.
+peers:
+	@command -v storescp >/dev/null && command -v echoscu >/dev/null || \
+	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dcmtk )
+
+build: venv
+	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/maturin develop --release -q
+
+cargo-test:
+	cargo test --release -p fastdimse
+
+pytest: build peers
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test: cargo-test pytest
+
+demo: build peers
+	$(PY) examples/demo.py
+
+bench: build peers
+	$(PY) benches/run.py
+
+clean:
+	rm -rf target $(VENV) python/fastdimse/*.so

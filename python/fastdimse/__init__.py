@@ -1,0 +1,2 @@
+"""fastdimse"""
+from fastdimse._core import __version__

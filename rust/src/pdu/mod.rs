@@ -1,0 +1,5 @@
+//! Sans-I/O codec for the upper-layer PDUs of PS3.8 9.3.
+mod types;
+mod codec;
+pub use types::*;
+pub use codec::*;
