@@ -17,7 +17,7 @@ against each other before the library exists (see test_peers_sanity.py).
 from __future__ import annotations
 
 import importlib.util
-import os
+import re
 import shutil
 import socket
 import subprocess
@@ -144,6 +144,10 @@ class Peer:
     proc: subprocess.Popen
     log_path: Path
     argv: list[str] = field(default_factory=list)
+    # A regex the peer's log matches once per association it accepts ("" if unknown).
+    accepted_pattern: str = ""
+    # The maximum PDU length the peer announces in its A-ASSOCIATE-AC (None if unknown).
+    max_pdu: int | None = None
 
     @property
     def pid(self) -> int:
@@ -152,6 +156,23 @@ class Peer:
     def log(self) -> str:
         """Everything the peer has written to stdout and stderr so far."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_for_log(self, pattern: str, count: int = 1, timeout: float = 10.0) -> list[str]:
+        """Poll the log until ``pattern`` (a regex) has matched ``count`` times; return the matches.
+
+        Peers write their log after they answer, so a test that has its response
+        may still have to wait a moment for the line.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            found = re.findall(pattern, self.log())
+            if len(found) >= count or time.monotonic() >= deadline:
+                if len(found) < count:
+                    raise AssertionError(
+                        f"{self.name}: wanted {count} x {pattern!r} in its log within "
+                        f"{timeout} s, found {len(found)}\n{self.log()}")
+                return found
+            time.sleep(0.05)
 
     def is_running(self) -> bool:
         return self.proc.poll() is None
@@ -201,28 +222,40 @@ def start_process(argv: list[str], *, port: int, log_dir: Path, name: str,
 
 # --- the peers themselves -------------------------------------------------------------
 
+DCMTK_STORESCP_MAX_PDU = 32768
+PYNETDICOM_ECHOSCP_MAX_PDU = 20000
+
+
 def start_dcmtk_storescp(log_dir: Path, *, ae_title: str = "STORESCP",
-                         port: int | None = None) -> Peer:
+                         port: int | None = None,
+                         max_pdu: int = DCMTK_STORESCP_MAX_PDU) -> Peer:
     """dcmtk storescp: serves Verification (and storage) and accepts any called AE title."""
     exe = require_executable("storescp")
     port = free_port() if port is None else port
     out_dir = log_dir / "storescp-out"
     out_dir.mkdir(parents=True, exist_ok=True)
     argv = [exe, "-v", "-aet", ae_title, "-od", str(out_dir), "-ta", "10", "-td", "10",
-            "-ts", "20", str(port)]
-    return start_process(argv, port=port, log_dir=log_dir, name=f"dcmtk-storescp-{port}",
+            "-ts", "20", "-pdu", str(max_pdu), str(port)]
+    peer = start_process(argv, port=port, log_dir=log_dir, name=f"dcmtk-storescp-{port}",
                          ae_title=ae_title)
+    peer.accepted_pattern = DCMTK_STORESCP_ACCEPTED
+    peer.max_pdu = max_pdu
+    return peer
 
 
 def start_pynetdicom_echoscp(log_dir: Path, *, ae_title: str = "ECHOSCP",
-                             port: int | None = None) -> Peer:
+                             port: int | None = None,
+                             max_pdu: int = PYNETDICOM_ECHOSCP_MAX_PDU) -> Peer:
     """pynetdicom's own ``echoscp`` app (``python -m pynetdicom echoscp``), bound to loopback."""
     require_module("pynetdicom")
     port = free_port() if port is None else port
     argv = [PYTHON, "-m", "pynetdicom", "echoscp", "-v", "-aet", ae_title,
-            "-ba", HOST, "-ta", "10", "-td", "10", "-tn", "20", str(port)]
-    return start_process(argv, port=port, log_dir=log_dir, name=f"pynetdicom-echoscp-{port}",
-                         ae_title=ae_title)
+            "-ba", HOST, "-ta", "10", "-td", "10", "-tn", "20", "-pdu", str(max_pdu), str(port)]
+    peer = start_process(argv, port=port, log_dir=log_dir,
+                         name=f"pynetdicom-echoscp-{port}", ae_title=ae_title)
+    peer.accepted_pattern = PYNETDICOM_ECHOSCP_ACCEPTED
+    peer.max_pdu = max_pdu
+    return peer
 
 
 def start_pynetdicom_scp(log_dir: Path, *, ae_title: str = "PYNDSCP",
@@ -243,8 +276,10 @@ def start_pynetdicom_scp(log_dir: Path, *, ae_title: str = "PYNDSCP",
         argv.append("--require-called-ae")
     for ae in allowed_calling_aes or []:
         argv += ["--allow-calling", ae]
-    return start_process(argv, port=port, log_dir=log_dir, name=f"pynetdicom-scp-{port}",
+    peer = start_process(argv, port=port, log_dir=log_dir, name=f"pynetdicom-scp-{port}",
                          ae_title=ae_title)
+    peer.accepted_pattern = PYNETDICOM_ECHOSCP_ACCEPTED
+    return peer
 
 
 # --- the clients ----------------------------------------------------------------------
@@ -292,6 +327,12 @@ def run_pynetdicom_echoscu(port: int, *, calling_ae: str = "ECHOSCU",
 
 PYNETDICOM_ECHO_SUCCESS = "Received Echo Response (Status: 0x0000 - Success)"
 DCMTK_ECHO_SUCCESS = "Received Echo Response (Success)"
+# What the SCPs print (with -v) for each C-ECHO-RQ they receive, dcmtk and pynetdicom alike.
+PEER_ECHO_RECEIVED = r"Received Echo Request \(MsgID (\d+)\)"
+# The line each SCP prints once per association it accepts (dcmtk storescp prints
+# "Association Received" also for bare TCP connections such as our port probe).
+DCMTK_STORESCP_ACCEPTED = r"Association Acknowledged"
+PYNETDICOM_ECHOSCP_ACCEPTED = r"Accepting Association"
 
 # What dcmtk echoscu 3.6.7 prints (with -v) when the peer answers A-ASSOCIATE-RJ.
 DCMTK_REJECTED = "Association Rejected"

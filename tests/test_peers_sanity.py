@@ -173,7 +173,7 @@ def test_raw_association_echo_release(any_real_scp):
         ac = rawpdu.associate(sock, any_real_scp.ae_title, max_pdu=16384)
         assert ac.calling_ae == "RAWSCU"
         assert ac.contexts[1] == (0, rawpdu.IMPLICIT_VR_LE)
-        assert ac.max_pdu is not None and ac.max_pdu >= 4096
+        assert ac.max_pdu == any_real_scp.max_pdu
         assert rawpdu.echo(sock, message_id=7) == 0x0000
         assert rawpdu.echo(sock, message_id=8) == 0x0000
         rawpdu.release(sock)
