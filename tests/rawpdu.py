@@ -8,6 +8,7 @@ these bytes against dcmtk and pynetdicom before they are used against our SCP.
 
 from __future__ import annotations
 
+import select
 import socket
 import struct
 import time
@@ -331,3 +332,164 @@ def release(sock: socket.socket, timeout: float = 10.0) -> None:
     sock.sendall(release_rq())
     got = read_pdu(sock, timeout)
     assert got.type == A_RELEASE_RP, f"expected A-RELEASE-RP, got {got.name}"
+
+
+# --- the acceptor side by hand: read an A-ASSOCIATE-RQ, answer A-ASSOCIATE-AC ---------
+
+@dataclass
+class AssociateRq:
+    protocol_version: int
+    called_ae: str
+    calling_ae: str
+    max_pdu: int | None
+    # context id -> (abstract syntax UID, [transfer syntax UIDs])
+    contexts: dict[int, tuple[str, list[str]]] = field(default_factory=dict)
+
+
+def _uid_text(raw: bytes) -> str:
+    return raw.decode("ascii").rstrip("\x00 ")
+
+
+def parse_associate_rq(body: bytes) -> AssociateRq:
+    version = struct.unpack_from(">H", body, 0)[0]
+    called = body[4:20].decode("ascii").strip()
+    calling = body[20:36].decode("ascii").strip()
+    pos = 68
+    max_pdu = None
+    contexts: dict[int, tuple[str, list[str]]] = {}
+    while pos + 4 <= len(body):
+        itype, _, n = struct.unpack_from(">BBH", body, pos)
+        value = body[pos + 4:pos + 4 + n]
+        pos += 4 + n
+        if itype == 0x20:
+            ctx_id = value[0]
+            abstract, transfers = "", []
+            sub = 4
+            while sub + 4 <= len(value):
+                stype, _, sn = struct.unpack_from(">BBH", value, sub)
+                text = _uid_text(value[sub + 4:sub + 4 + sn])
+                if stype == 0x30:
+                    abstract = text
+                elif stype == 0x40:
+                    transfers.append(text)
+                sub += 4 + sn
+            contexts[ctx_id] = (abstract, transfers)
+        elif itype == 0x50:
+            sub = 0
+            while sub + 4 <= len(value):
+                stype, _, sn = struct.unpack_from(">BBH", value, sub)
+                if stype == 0x51 and sn == 4:
+                    max_pdu = struct.unpack_from(">I", value, sub + 4)[0]
+                sub += 4 + sn
+    return AssociateRq(version, called, calling, max_pdu, contexts)
+
+
+def associate_ac(rq: AssociateRq, max_pdu: int = 16384) -> bytes:
+    """Accept every proposed context with its first transfer syntax."""
+    items = _item(0x10, _uid(APPLICATION_CONTEXT))
+    for ctx_id, (_abstract, transfers) in sorted(rq.contexts.items()):
+        ts = transfers[0] if transfers else IMPLICIT_VR_LE
+        items += _item(0x21, struct.pack(">BBBB", ctx_id, 0, 0, 0) + _item(0x40, _uid(ts)))
+    user = _item(0x51, struct.pack(">I", max_pdu)) + _item(0x52, _uid(IMPLEMENTATION_CLASS_UID))
+    items += _item(0x50, user)
+    fixed = struct.pack(">HH", 1, 0) + _ae(rq.called_ae) + _ae(rq.calling_ae) + bytes(32)
+    return pdu(A_ASSOCIATE_AC, fixed + items)
+
+
+def c_echo_rsp(context_id: int, message_id: int, status: int = 0x0000) -> bytes:
+    body = (
+        _element(0x0000, 0x0002, _ui(VERIFICATION))
+        + _element(0x0000, 0x0100, struct.pack("<H", 0x8030))
+        + _element(0x0000, 0x0120, struct.pack("<H", message_id))
+        + _element(0x0000, 0x0800, struct.pack("<H", 0x0101))
+        + _element(0x0000, 0x0900, struct.pack("<H", status))
+    )
+    cmd = _element(0x0000, 0x0000, struct.pack("<I", len(body))) + body
+    return p_data(pdv_item(context_id, 0x03, cmd))
+
+
+class HandSCP:
+    """A one-connection SCP played by hand in a thread, to watch what an SCU sends.
+
+    ``mode``: "accept" answers A-ASSOCIATE-AC (with ``max_pdu``), C-ECHO-RSP and
+    A-RELEASE-RP; "silent" accepts the TCP connection and never answers;
+    "no-echo-reply" accepts the association but never answers a C-ECHO-RQ.
+    ``received`` lists the PDUs it got, in order; ``rq`` the parsed A-ASSOCIATE-RQ.
+    Stop it with ``close()`` (the tests' fixtures do).
+    """
+
+    def __init__(self, mode: str = "accept", max_pdu: int = 16384, host: str = "127.0.0.1"):
+        import threading
+
+        self.mode = mode
+        self.max_pdu = max_pdu
+        self.received: list[Pdu] = []
+        self.rq: AssociateRq | None = None
+        self.error: BaseException | None = None
+        self.closed_by_peer = threading.Event()
+        self._stop = threading.Event()
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind((host, 0))
+        self._listener.listen(1)
+        self.port = self._listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        self._listener.settimeout(0.1)
+        conn = None
+        try:
+            while not self._stop.is_set():
+                try:
+                    conn, _ = self._listener.accept()
+                    break
+                except socket.timeout:
+                    continue
+            if conn is None:
+                return
+            with conn:
+                while not self._stop.is_set():
+                    ready, _, _ = select.select([conn], [], [], 0.1)
+                    if not ready:
+                        continue
+                    try:
+                        got = read_pdu(conn, timeout=10.0)
+                    except Closed:
+                        self.closed_by_peer.set()
+                        return
+                    self.received.append(got)
+                    self._answer(conn, got)
+        except BaseException as exc:  # surfaced by the test through .error
+            self.error = exc
+
+    def _answer(self, conn: socket.socket, got: Pdu) -> None:
+        if self.mode == "silent":
+            return
+        if got.type == A_ASSOCIATE_RQ:
+            self.rq = parse_associate_rq(got.body)
+            conn.sendall(associate_ac(self.rq, self.max_pdu))
+        elif got.type == P_DATA_TF and self.mode == "accept":
+            for ctx, ctrl, frag in parse_p_data(got.body):
+                if ctrl & 0x03 == 0x03:
+                    cmd = parse_command(frag)
+                    mid = struct.unpack("<H", cmd[0x00000110])[0]
+                    conn.sendall(c_echo_rsp(ctx, mid))
+        elif got.type == A_RELEASE_RQ:
+            conn.sendall(release_rp())
+
+    def types(self) -> list[int]:
+        return [p.type for p in self.received]
+
+    def wait_for(self, pdu_type: int, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if pdu_type in self.types():
+                return True
+            time.sleep(0.02)
+        return False
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._listener.close()

@@ -207,3 +207,39 @@ def test_real_peers_reject_an_unsupported_protocol_version(any_real_scp):
         got = rawpdu.read_pdu(sock)
         assert got.type == rawpdu.A_ASSOCIATE_RJ, got.name
         assert rawpdu.parse_reject(got.body) == (1, 2, 2)
+
+
+# --- rawpdu.HandSCP, the hand-played SCP test_association.py watches our SCU with -----
+
+@pytest.fixture
+def hand_scp():
+    scp = rawpdu.HandSCP(mode="accept", max_pdu=12345)
+    try:
+        yield scp
+    finally:
+        scp.close()
+
+
+def test_hand_scp_serves_dcmtk_echoscu(hand_scp):
+    rc, out = run_dcmtk_echoscu(hand_scp.port, calling_ae="DCMTKSCU", called_ae="HANDSCP",
+                                repeat=2, extra=["-pdu", "8192"])
+    assert rc == 0, out
+    assert out.count(DCMTK_ECHO_SUCCESS) == 2, out
+    # dcmtk read our A-ASSOCIATE-AC's maximum length (12345 less 12 bytes of PDU/PDV header).
+    assert "Max Send PDV: 12333" in out, out
+    assert hand_scp.wait_for(rawpdu.A_RELEASE_RQ)
+    assert hand_scp.error is None
+    assert hand_scp.types()[:4] == [rawpdu.A_ASSOCIATE_RQ, rawpdu.P_DATA_TF,
+                                    rawpdu.P_DATA_TF, rawpdu.A_RELEASE_RQ]
+    rq = hand_scp.rq
+    assert (rq.called_ae, rq.calling_ae, rq.max_pdu, rq.protocol_version) == (
+        "HANDSCP", "DCMTKSCU", 8192, 1)
+    assert [a for a, _ in rq.contexts.values()] == [rawpdu.VERIFICATION]
+
+
+def test_hand_scp_serves_pynetdicom_echoscu(hand_scp):
+    rc, out = run_pynetdicom_echoscu(hand_scp.port, extra=["-pdu", "0", "--abort"])
+    assert rc == 0, out
+    assert PYNETDICOM_ECHO_SUCCESS in out, out
+    assert hand_scp.wait_for(rawpdu.A_ABORT)
+    assert hand_scp.rq.max_pdu == 0
