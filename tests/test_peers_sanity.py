@@ -213,7 +213,7 @@ def test_real_peers_reject_an_unsupported_protocol_version(any_real_scp):
 
 @pytest.fixture
 def hand_scp():
-    scp = rawpdu.HandSCP(mode="accept", max_pdu=12345)
+    scp = rawpdu.HandSCP(mode="accept", max_pdu=12346)
     try:
         yield scp
     finally:
@@ -225,8 +225,9 @@ def test_hand_scp_serves_dcmtk_echoscu(hand_scp):
                                 repeat=2, extra=["-pdu", "8192"])
     assert rc == 0, out
     assert out.count(DCMTK_ECHO_SUCCESS) == 2, out
-    # dcmtk read our A-ASSOCIATE-AC's maximum length (12345 less 12 bytes of PDU/PDV header).
-    assert "Max Send PDV: 12333" in out, out
+    # dcmtk read our A-ASSOCIATE-AC's maximum length (12346 less 12 bytes of PDU/PDV header;
+    # an odd value would be rounded down by dcmtk).
+    assert "Max Send PDV: 12334" in out, out
     assert hand_scp.wait_for(rawpdu.A_RELEASE_RQ)
     assert hand_scp.error is None
     assert hand_scp.types()[:4] == [rawpdu.A_ASSOCIATE_RQ, rawpdu.P_DATA_TF,
