@@ -96,7 +96,7 @@ def main() -> int:
         failures.append(type(exc).__name__)
     finally:
         scp.stop()
-        print(f"  SCP  stopped")
+        print("  SCP  stopped")
 
     if failures:
         print(f"demo FAILED: {', '.join(failures)}")

@@ -409,7 +409,7 @@ def c_echo_rsp(context_id: int, message_id: int, status: int = 0x0000) -> bytes:
 
 
 class HandSCP:
-    """A one-connection SCP played by hand in a thread, to watch what an SCU sends.
+    """An SCP played by hand in a thread, to watch what an SCU sends.
 
     ``mode``: "accept" answers A-ASSOCIATE-AC (with ``max_pdu``), C-ECHO-RSP and
     A-RELEASE-RP; "silent" accepts the TCP connection and never answers;
@@ -437,31 +437,35 @@ class HandSCP:
         self._thread.start()
 
     def _run(self) -> None:
+        """Serve connections one after another until close(); a connection that sends
+        nothing (a port probe) is ignored."""
         self._listener.settimeout(0.1)
-        conn = None
         try:
             while not self._stop.is_set():
                 try:
                     conn, _ = self._listener.accept()
-                    break
                 except socket.timeout:
                     continue
-            if conn is None:
-                return
-            with conn:
-                while not self._stop.is_set():
-                    ready, _, _ = select.select([conn], [], [], 0.1)
-                    if not ready:
-                        continue
-                    try:
-                        got = read_pdu(conn, timeout=10.0)
-                    except Closed:
-                        self.closed_by_peer.set()
-                        return
-                    self.received.append(got)
-                    self._answer(conn, got)
+                with conn:
+                    self._serve(conn)
         except BaseException as exc:  # surfaced by the test through .error
             self.error = exc
+
+    def _serve(self, conn: socket.socket) -> None:
+        got_any = False
+        while not self._stop.is_set():
+            ready, _, _ = select.select([conn], [], [], 0.1)
+            if not ready:
+                continue
+            try:
+                got = read_pdu(conn, timeout=10.0)
+            except Closed:
+                if got_any:
+                    self.closed_by_peer.set()
+                return
+            got_any = True
+            self.received.append(got)
+            self._answer(conn, got)
 
     def _answer(self, conn: socket.socket, got: Pdu) -> None:
         if self.mode == "silent":
