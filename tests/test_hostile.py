@@ -36,13 +36,13 @@ HOSTILE_ACSE_TIMEOUT = 25.0  # > ANSWER_WITHIN: an answer within it is not a tim
 # What the log must say, per kind of misbehaviour (case-insensitive regexes), in a
 # record at INFO or above: DEBUG dumps of PDUs would name PDU types and lengths
 # without saying why the association ended.
-WHY_UNKNOWN_PDU = r"unknown|unrecogni[sz]ed|invalid|unexpected|pdu type|malformed|garbage"
+WHY_UNKNOWN_PDU = r"unknown|unrecogni[sz]ed|invalid|unexpected|pdu type|malformed|garbage|decode"
 WHY_TOO_LONG = r"too (large|long|big)|exceed|4294967295|over ?sized|larger than|limit"
 WHY_WRONG_STATE = r"unexpected|state|sta ?2\b|not associated|before|not allowed|invalid"
 WHY_TRUNCATED = r"closed|eof|end of (file|stream)|truncated|incomplete|short|reset|disconnect"
 WHY_TIMEOUT = r"time ?out|timed out|artim|idle|expired"
 WHY_VERSION = r"protocol[ -]version|version 0x|unsupported version"
-WHY_BAD_PDV = r"pdv|presentation data value|item length|malformed|invalid|exceed"
+WHY_BAD_PDV = r"pdv|presentation data value|item length|malformed|invalid|exceed|decode"
 
 
 # --- helpers ------------------------------------------------------------------------------
