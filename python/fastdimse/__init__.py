@@ -1,2 +1,23 @@
-"""fastdimse"""
-from fastdimse._core import __version__
+"""fastdimse: DICOM networking with a Rust core.
+
+>>> from fastdimse import Entity, DICOMSCU, DICOMSCP
+"""
+
+from . import errors, status, uids
+from ._core import __version__
+from .entity import Entity
+from .scp import DICOMSCP
+from .scu import DICOMSCU, Association, EchoResponse, PresentationContext
+
+__all__ = [
+    "Entity",
+    "DICOMSCU",
+    "DICOMSCP",
+    "Association",
+    "EchoResponse",
+    "PresentationContext",
+    "errors",
+    "status",
+    "uids",
+    "__version__",
+]

@@ -1,0 +1,60 @@
+"""Type stubs of the compiled Rust core, fastdimse._core."""
+
+from typing import Any
+
+__version__: str
+IMPLEMENTATION_CLASS_UID: str
+IMPLEMENTATION_VERSION_NAME: str
+
+# --- networking (rust/src/py/net.rs) ---------------------------------------
+
+class Association:
+    """A requested association; every method blocks with the GIL released."""
+
+    @staticmethod
+    def request(
+        host: str,
+        port: int,
+        calling_ae_title: str,
+        called_ae_title: str,
+        contexts: list[tuple[str, list[str]]],
+        roles: list[tuple[str, bool, bool]] = ...,
+        max_pdu_length: int = 131072,
+        connect_timeout: float | None = 10.0,
+        acse_timeout: float | None = 30.0,
+        dimse_timeout: float | None = 30.0,
+        network_timeout: float | None = 60.0,
+    ) -> Association: ...
+    def echo(self, message_id: int | None = None) -> tuple[int, int]: ...
+    def release(self) -> None: ...
+    def abort(self) -> None: ...
+    @property
+    def is_established(self) -> bool: ...
+    def info(self) -> dict[str, Any] | None: ...
+
+class Server:
+    """A listening SCP; serves in background threads until stop()."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        ae_title: str,
+        contexts: list[tuple[str, list[str]]],
+        require_called_ae: bool = True,
+        allowed_calling_aes: list[str] | None = None,
+        max_pdu_length: int = 131072,
+        acse_timeout: float | None = 30.0,
+        dimse_timeout: float | None = 30.0,
+        network_timeout: float | None = 60.0,
+        max_associations: int = 64,
+    ) -> None: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def is_running(self) -> bool: ...
+    @property
+    def active_associations(self) -> int: ...
+    def stop(self) -> None: ...

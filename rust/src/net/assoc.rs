@@ -1,0 +1,591 @@
+//! One association over one TCP connection, for either role.
+
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+
+use super::{NetError, Timeouts};
+use crate::dimse::{self, Command, DimseEvent, Reassembler};
+use crate::pdu::{self, Decoded, Pdu, Pdv};
+use crate::ul::{
+    self, AcceptorConfig, AcceptorDecision, Event, Indication, Negotiated, Output, RequestorConfig,
+    StateMachine,
+};
+
+/// Largest PDU body accepted before an association is established (A-ASSOCIATE-RQ/AC
+/// with 128 presentation contexts of many transfer syntaxes stays far below this).
+const ASSOCIATION_PDU_LIMIT: u32 = 1 << 20;
+/// Largest PDU accepted when we advertised "no limit" (max length 0).
+const UNLIMITED_PDU_LIMIT: u32 = 1 << 30;
+/// Bytes read from the socket at most per read call; the receive buffer grows only with
+/// bytes that actually arrived, never with what a length field claims.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// What `Association::receive` returns.
+#[derive(Debug)]
+pub enum Received {
+    /// A complete DIMSE message: its command and, if it announced one, its data set.
+    Message { context_id: u8, command: Command, data: Option<Vec<u8>> },
+    /// The peer asked to release; answer with [`Association::release_response`].
+    ReleaseRequested,
+}
+
+/// An established association (or one being established) and its connection.
+pub struct Association {
+    stream: TcpStream,
+    rbuf: Vec<u8>,
+    rpos: usize,
+    wbuf: Vec<u8>,
+    sm: StateMachine,
+    negotiated: Option<Negotiated>,
+    reasm: Reassembler,
+    pending: VecDeque<Pdv>,
+    timeouts: Timeouts,
+    artim: Option<Instant>,
+    closed: bool,
+    next_message_id: u16,
+    peer: String,
+}
+
+impl Association {
+    fn new(stream: TcpStream, sm: StateMachine, timeouts: Timeouts) -> Self {
+        let _ = stream.set_nodelay(true);
+        let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
+        Association {
+            stream,
+            rbuf: Vec::new(),
+            rpos: 0,
+            wbuf: Vec::new(),
+            sm,
+            negotiated: None,
+            reasm: Reassembler::new(),
+            pending: VecDeque::new(),
+            timeouts,
+            artim: None,
+            closed: false,
+            next_message_id: 1,
+            peer,
+        }
+    }
+
+    /// Requestor: connect to `addr`, propose the association, wait for the answer.
+    pub fn request(addr: &str, cfg: &RequestorConfig, timeouts: Timeouts) -> Result<Association, NetError> {
+        let rq = ul::build_associate_rq(cfg).map_err(|e| NetError::Negotiation(e.to_string()))?;
+        let mut sm = StateMachine::new_requestor();
+        let outputs = sm.handle(Event::AssociateRequest(rq.clone()));
+        if !outputs.iter().any(|o| matches!(o, Output::ConnectTransport)) {
+            return Err(NetError::Protocol("state machine did not ask for a transport connection".into()));
+        }
+        let stream = connect(addr, timeouts.connect)?;
+        let mut a = Association::new(stream, sm, timeouts);
+        debug!("{}: connected, sending A-ASSOCIATE-RQ {} -> {}", a.peer, cfg.calling_ae_title, cfg.called_ae_title);
+        a.step(Event::TransportConnected)?;
+        let deadline = timeouts.acse.map(|d| Instant::now() + d);
+        loop {
+            for ind in a.next_indications(deadline, "waiting for A-ASSOCIATE-AC (ACSE timeout)")? {
+                match ind {
+                    Indication::AssociateAccepted(ac) => {
+                        let neg = ul::interpret_associate_ac(&rq, &ac).map_err(|e| {
+                            let _ = a.abort();
+                            NetError::Negotiation(e.to_string())
+                        })?;
+                        info!(
+                            "association with {} ({}) accepted: {} context(s), peer max PDU {}",
+                            neg.peer_ae_title,
+                            a.peer,
+                            neg.contexts.len(),
+                            neg.peer_max_pdu
+                        );
+                        a.negotiated = Some(neg);
+                        return Ok(a);
+                    }
+                    Indication::AssociateRejected(rj) => {
+                        a.close();
+                        info!("association with {} rejected: {}", a.peer, ul::reject_reason_text(rj.result, rj.source, rj.reason));
+                        return Err(NetError::Rejected(rj));
+                    }
+                    other => a.unexpected(other)?,
+                }
+            }
+        }
+    }
+
+    /// Acceptor: run negotiation on an accepted TCP connection. On rejection the
+    /// A-ASSOCIATE-RJ is sent and an error returned.
+    pub fn accept(stream: TcpStream, cfg: &AcceptorConfig, timeouts: Timeouts) -> Result<Association, NetError> {
+        let mut a = Association::new(stream, StateMachine::new_acceptor(), timeouts);
+        a.step(Event::TransportIndication)?;
+        loop {
+            // The ARTIM timer, started by the state machine, bounds the wait for the RQ.
+            for ind in a.next_indications(None, "waiting for A-ASSOCIATE-RQ (ARTIM)")? {
+                match ind {
+                    Indication::AssociateRequest(rq) => match ul::negotiate_acceptor(&rq, cfg) {
+                        AcceptorDecision::Accept(ac, neg) => {
+                            a.step(Event::AssociateAccept(ac))?;
+                            info!(
+                                "association from {} ({}) to {} accepted: {} of {} context(s), peer max PDU {}",
+                                neg.peer_ae_title,
+                                a.peer,
+                                neg.our_ae_title,
+                                neg.contexts.len(),
+                                rq.presentation_contexts.len(),
+                                neg.peer_max_pdu
+                            );
+                            a.negotiated = Some(neg);
+                            return Ok(a);
+                        }
+                        AcceptorDecision::Reject(rj) => {
+                            info!(
+                                "association from {} ({}) to {} rejected: {}",
+                                rq.calling_ae_title,
+                                a.peer,
+                                rq.called_ae_title,
+                                ul::reject_reason_text(rj.result, rj.source, rj.reason)
+                            );
+                            a.step(Event::AssociateReject(rj))?;
+                            a.drain_until_closed();
+                            return Err(NetError::Rejected(rj));
+                        }
+                    },
+                    other => a.unexpected(other)?,
+                }
+            }
+        }
+    }
+
+    /// What was negotiated (always present once `request`/`accept` returned Ok).
+    pub fn negotiated(&self) -> &Negotiated {
+        self.negotiated.as_ref().expect("negotiated is set before an Association is returned")
+    }
+
+    pub fn peer_addr(&self) -> &str {
+        &self.peer
+    }
+
+    pub fn is_established(&self) -> bool {
+        !self.closed && self.sm.is_established()
+    }
+
+    /// A fresh message id (1, 2, ... wrapping, never 0).
+    pub fn next_message_id(&mut self) -> u16 {
+        let id = self.next_message_id;
+        self.next_message_id = self.next_message_id.checked_add(1).unwrap_or(1);
+        id
+    }
+
+    /// Send one DIMSE message: the command, then the data set if given.
+    pub fn send_message(&mut self, context_id: u8, command: &Command, data: Option<&[u8]>) -> Result<(), NetError> {
+        if !self.sm.is_established() || self.closed {
+            return Err(NetError::NotEstablished(if self.closed { "closed" } else { "not established" }));
+        }
+        let max = self.negotiated().peer_max_pdu;
+        debug!("{}: sending {} on context {}", self.peer, command, context_id);
+        let mut cmd = command.clone();
+        cmd.has_dataset = data.is_some();
+        let mut out = std::mem::take(&mut self.wbuf);
+        out.clear();
+        dimse::fragment(context_id, true, &cmd.encode(), max, &mut out);
+        if let Some(d) = data {
+            dimse::fragment(context_id, false, d, max, &mut out);
+        }
+        let r = self.write_all(&out);
+        self.wbuf = out;
+        r
+    }
+
+    /// Wait for the next DIMSE message (or a release request). `timeout` bounds the wait
+    /// (the DIMSE timeout for a requestor waiting on a response, the network timeout for
+    /// an acceptor waiting for the next request).
+    pub fn receive(&mut self, timeout: Option<Duration>, what: &'static str) -> Result<Received, NetError> {
+        let deadline = timeout.map(|d| Instant::now() + d);
+        let mut current: Option<(u8, Command)> = None;
+        let mut data: Vec<u8> = Vec::new();
+        loop {
+            while let Some(pdv) = self.pending.pop_front() {
+                match self.reasm.push(pdv) {
+                    Err(e) => {
+                        warn!("{}: {}; aborting", self.peer, e);
+                        let _ = self.abort_provider(6);
+                        return Err(e.into());
+                    }
+                    Ok(None) => {}
+                    Ok(Some(DimseEvent::Command { context_id, command })) => {
+                        debug!("{}: received {} on context {}", self.peer, command, context_id);
+                        if self.negotiated().context(context_id).is_none() {
+                            warn!("{}: message on presentation context {} that was not accepted; aborting", self.peer, context_id);
+                            let _ = self.abort_provider(6);
+                            return Err(NetError::Protocol(format!("message on unaccepted presentation context {context_id}")));
+                        }
+                        if !command.has_dataset {
+                            return Ok(Received::Message { context_id, command, data: None });
+                        }
+                        current = Some((context_id, command));
+                    }
+                    Ok(Some(DimseEvent::Data { data: d, last, .. })) => {
+                        if data.is_empty() {
+                            data = d;
+                        } else {
+                            data.extend_from_slice(&d);
+                        }
+                        if last {
+                            let (context_id, command) = current.take().ok_or_else(|| {
+                                NetError::Protocol("data set without a command".into())
+                            })?;
+                            return Ok(Received::Message { context_id, command, data: Some(std::mem::take(&mut data)) });
+                        }
+                    }
+                }
+            }
+            for ind in self.next_indications(deadline, what)? {
+                match ind {
+                    Indication::PData(p) => self.pending.extend(p.pdvs),
+                    Indication::ReleaseRequested => return Ok(Received::ReleaseRequested),
+                    other => self.unexpected(other)?,
+                }
+            }
+        }
+    }
+
+    /// Answer a release request (A-RELEASE-RP) and close.
+    pub fn release_response(&mut self) -> Result<(), NetError> {
+        self.step(Event::ReleaseResponse)?;
+        info!("association with {} released by the peer", self.peer);
+        self.close();
+        Ok(())
+    }
+
+    /// Orderly release as the side that asks (A-RELEASE-RQ, wait for RP).
+    pub fn release(&mut self) -> Result<(), NetError> {
+        if self.closed {
+            return Ok(());
+        }
+        self.step(Event::ReleaseRequest)?;
+        let deadline = self.timeouts.acse.map(|d| Instant::now() + d);
+        loop {
+            let inds = match self.next_indications(deadline, "waiting for A-RELEASE-RP (ACSE timeout)") {
+                Ok(i) => i,
+                Err(e) => {
+                    let _ = self.abort();
+                    return Err(e);
+                }
+            };
+            for ind in inds {
+                match ind {
+                    Indication::ReleaseConfirmed => {
+                        info!("association with {} released", self.peer);
+                        self.close();
+                        return Ok(());
+                    }
+                    // Release collision: both sides asked. The state machine tells which
+                    // answer is ours; we give it when asked.
+                    Indication::ReleaseRequested => {
+                        self.step(Event::ReleaseResponse)?;
+                        if self.sm.is_closed() {
+                            self.close();
+                            return Ok(());
+                        }
+                    }
+                    // P-DATA may still arrive before the peer sees our RQ (AR-6): dropped.
+                    Indication::PData(_) => debug!("{}: P-DATA after A-RELEASE-RQ ignored", self.peer),
+                    other => self.unexpected(other)?,
+                }
+            }
+            if self.sm.is_closed() {
+                self.close();
+                return Ok(());
+            }
+        }
+    }
+
+    /// A-ABORT as service user (source 0) and close.
+    pub fn abort(&mut self) -> Result<(), NetError> {
+        if self.closed {
+            return Ok(());
+        }
+        let outputs = self.sm.handle(Event::AbortRequest);
+        self.run_outputs(outputs)?;
+        info!("association with {} aborted by us", self.peer);
+        self.close();
+        Ok(())
+    }
+
+    /// A-ABORT as service provider (source 2) with `reason`, then close: used when the
+    /// peer breaks the DIMSE protocol inside well-formed PDUs.
+    fn abort_provider(&mut self, reason: u8) -> Result<(), NetError> {
+        let outputs = self.sm.handle(Event::InvalidPdu { abort_reason: reason });
+        let r = self.run_outputs(outputs);
+        self.close();
+        r.map(|_| ())
+    }
+
+    fn unexpected(&mut self, ind: Indication) -> Result<(), NetError> {
+        match ind {
+            Indication::Aborted { source, reason } => {
+                self.close();
+                info!("association with {} aborted: {}", self.peer, ul::abort_reason_text(source, reason));
+                Err(NetError::Aborted { source, reason })
+            }
+            other => {
+                warn!("{}: unexpected {:?}", self.peer, other);
+                Err(NetError::Protocol(format!("unexpected {other:?}")))
+            }
+        }
+    }
+
+    /// Feed one event to the state machine and carry out its outputs; return indications.
+    fn step(&mut self, ev: Event) -> Result<Vec<Indication>, NetError> {
+        let outputs = self.sm.handle(ev);
+        self.run_outputs(outputs)
+    }
+
+    fn run_outputs(&mut self, outputs: Vec<Output>) -> Result<Vec<Indication>, NetError> {
+        let mut inds = Vec::new();
+        for o in outputs {
+            match o {
+                Output::SendPdu(p) => {
+                    if matches!(p, Pdu::Abort(_)) {
+                        debug!("{}: sending {:?}", self.peer, p);
+                    }
+                    let bytes = pdu::encode_to_vec(&p);
+                    if let Err(e) = self.write_all(&bytes) {
+                        // A failed write of an A-ABORT changes nothing: we close anyway.
+                        if !matches!(p, Pdu::Abort(_)) {
+                            return Err(e);
+                        }
+                    }
+                }
+                Output::CloseTransport => self.close(),
+                Output::StartArtim => self.artim = self.timeouts.acse.map(|d| Instant::now() + d),
+                Output::StopArtim => self.artim = None,
+                Output::ConnectTransport => {}
+                Output::Indication(i) => inds.push(i),
+            }
+        }
+        Ok(inds)
+    }
+
+    /// Read PDUs until the state machine produces at least one indication.
+    fn next_indications(&mut self, deadline: Option<Instant>, what: &'static str) -> Result<Vec<Indication>, NetError> {
+        loop {
+            if self.closed {
+                return Err(NetError::Closed(what));
+            }
+            let limit = self.receive_limit();
+            let ev = match self.read_pdu(deadline, limit) {
+                Ok(p) => Event::from_pdu(p),
+                Err(ReadError::Timeout) => {
+                    if self.artim.map(|t| Instant::now() >= t).unwrap_or(false) {
+                        warn!("{}: ARTIM timer expired ({what}); closing", self.peer);
+                        self.artim = None;
+                        let outs = self.sm.handle(Event::ArtimExpired);
+                        let _ = self.run_outputs(outs);
+                        self.close();
+                        return Err(NetError::Timeout { what, after: self.timeouts.acse.unwrap_or_default() });
+                    }
+                    warn!("{}: timed out {what}; aborting", self.peer);
+                    let _ = self.abort();
+                    let after = deadline.map(|_| self.elapsed_hint(what)).unwrap_or_default();
+                    return Err(NetError::Timeout { what, after });
+                }
+                Err(ReadError::Closed) => {
+                    let outs = self.sm.handle(Event::TransportClosed);
+                    let inds = self.run_outputs(outs)?;
+                    self.close();
+                    for ind in inds {
+                        if let Indication::Aborted { source, reason } = ind {
+                            debug!("{}: connection closed ({what})", self.peer);
+                            return Err(NetError::Aborted { source, reason });
+                        }
+                    }
+                    return Err(NetError::Closed(what));
+                }
+                Err(ReadError::Io(e)) => {
+                    let _ = self.sm.handle(Event::TransportClosed);
+                    self.close();
+                    return Err(NetError::Io(e));
+                }
+                Err(ReadError::Pdu(e)) => {
+                    warn!("{}: invalid PDU ({e}); aborting the association", self.peer);
+                    let outs = self.sm.handle(Event::InvalidPdu { abort_reason: e.abort_reason() });
+                    let _ = self.run_outputs(outs);
+                    self.close();
+                    return Err(NetError::Pdu(e));
+                }
+            };
+            let inds = self.step(ev)?;
+            if self.sm.is_closed() && inds.is_empty() {
+                self.close();
+                return Err(NetError::Closed(what));
+            }
+            if !inds.is_empty() {
+                return Ok(inds);
+            }
+            if matches!(self.sm.state(), ul::State::Sta13) && !self.closed {
+                // We sent an A-ABORT for an unexpected PDU: nothing more to read.
+                warn!("{}: unexpected PDU in state {:?}; association aborted", self.peer, self.sm.state());
+                self.close();
+                return Err(NetError::Protocol(format!("unexpected PDU ({what})")));
+            }
+        }
+    }
+
+    fn elapsed_hint(&self, what: &str) -> Duration {
+        if what.contains("ACSE") {
+            self.timeouts.acse.unwrap_or_default()
+        } else if what.contains("DIMSE") {
+            self.timeouts.dimse.unwrap_or_default()
+        } else {
+            self.timeouts.network.unwrap_or_default()
+        }
+    }
+
+    fn receive_limit(&self) -> u32 {
+        match &self.negotiated {
+            None => ASSOCIATION_PDU_LIMIT,
+            Some(n) if n.our_max_pdu == 0 => UNLIMITED_PDU_LIMIT,
+            // A few bytes of slack: some peers count the PDV header in, some do not.
+            Some(n) => n.our_max_pdu.saturating_add(16).max(ASSOCIATION_PDU_LIMIT.min(64 * 1024)),
+        }
+    }
+
+    /// Read one whole PDU; the earliest of `deadline` and the ARTIM timer bounds the wait.
+    fn read_pdu(&mut self, deadline: Option<Instant>, limit: u32) -> Result<Pdu, ReadError> {
+        loop {
+            match pdu::decode(&self.rbuf[self.rpos..], limit) {
+                Ok(Decoded::Complete(p, used)) => {
+                    self.rpos += used;
+                    if self.rpos == self.rbuf.len() {
+                        self.rbuf.clear();
+                        self.rpos = 0;
+                    }
+                    return Ok(p);
+                }
+                Ok(Decoded::NeedMore(n)) => {
+                    if self.rpos > 0 && self.rpos * 2 > self.rbuf.len() {
+                        self.rbuf.drain(..self.rpos);
+                        self.rpos = 0;
+                    }
+                    let want = n.clamp(1, READ_CHUNK);
+                    let until = match (deadline, self.artim) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    let timeout = match until {
+                        Some(t) => {
+                            let now = Instant::now();
+                            if now >= t {
+                                return Err(ReadError::Timeout);
+                            }
+                            Some((t - now).max(Duration::from_millis(1)))
+                        }
+                        None => None,
+                    };
+                    self.stream.set_read_timeout(timeout).map_err(ReadError::Io)?;
+                    let old = self.rbuf.len();
+                    self.rbuf.resize(old + want, 0);
+                    let r = self.stream.read(&mut self.rbuf[old..]);
+                    match r {
+                        Ok(0) => {
+                            self.rbuf.truncate(old);
+                            return Err(ReadError::Closed);
+                        }
+                        Ok(k) => self.rbuf.truncate(old + k),
+                        Err(e) => {
+                            self.rbuf.truncate(old);
+                            match e.kind() {
+                                ErrorKind::WouldBlock | ErrorKind::TimedOut => return Err(ReadError::Timeout),
+                                ErrorKind::Interrupted => {}
+                                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => {
+                                    return Err(ReadError::Closed)
+                                }
+                                _ => return Err(ReadError::Io(e)),
+                            }
+                        }
+                    }
+                }
+                Err(e) => return Err(ReadError::Pdu(e)),
+            }
+        }
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> Result<(), NetError> {
+        if self.closed {
+            return Err(NetError::Closed("while sending"));
+        }
+        let _ = self.stream.set_write_timeout(self.timeouts.network);
+        self.stream.write_all(bytes).map_err(|e| {
+            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
+                NetError::Timeout { what: "sending (network timeout)", after: self.timeouts.network.unwrap_or_default() }
+            } else {
+                NetError::Io(e)
+            }
+        })
+    }
+
+    /// After sending A-ASSOCIATE-RJ: wait (ARTIM) for the peer to close, then close.
+    fn drain_until_closed(&mut self) {
+        let until = self.artim.unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        let mut buf = [0u8; 1024];
+        loop {
+            let now = Instant::now();
+            if self.closed || now >= until {
+                break;
+            }
+            let _ = self.stream.set_read_timeout(Some(until - now));
+            match self.stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        self.close();
+    }
+
+    fn close(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            let _ = self.stream.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for Association {
+    fn drop(&mut self) {
+        if !self.closed && self.sm.is_established() {
+            let _ = self.abort();
+        }
+        self.close();
+    }
+}
+
+enum ReadError {
+    Timeout,
+    Closed,
+    Io(std::io::Error),
+    Pdu(pdu::PduError),
+}
+
+fn connect(addr: &str, timeout: Option<Duration>) -> Result<TcpStream, NetError> {
+    let addrs: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|e| NetError::Connect { addr: addr.to_string(), source: e })?
+        .collect();
+    let mut last = None;
+    for a in addrs {
+        let r = match timeout {
+            Some(t) => TcpStream::connect_timeout(&a, t),
+            None => TcpStream::connect(a),
+        };
+        match r {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    let source = last.unwrap_or_else(|| std::io::Error::new(ErrorKind::NotFound, "no address"));
+    if source.kind() == ErrorKind::TimedOut || source.kind() == ErrorKind::WouldBlock {
+        return Err(NetError::Timeout { what: "connecting (connect timeout)", after: timeout.unwrap_or_default() });
+    }
+    Err(NetError::Connect { addr: addr.to_string(), source })
+}

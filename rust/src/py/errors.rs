@@ -1,0 +1,31 @@
+//! The one place where Rust errors become `fastdimse.errors` exceptions.
+
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+use crate::net::NetError;
+
+/// Build an instance of `fastdimse.errors.<class>(*args)`.
+pub fn make(py: Python<'_>, class: &str, args: impl IntoPyObject<'_, Target = PyTuple>) -> PyErr {
+    let r = (|| -> PyResult<PyErr> {
+        let module = py.import("fastdimse.errors")?;
+        let cls = module.getattr(class)?;
+        let obj = cls.call1(args)?;
+        Ok(PyErr::from_value(obj))
+    })();
+    r.unwrap_or_else(|e| e)
+}
+
+pub fn net_error(py: Python<'_>, e: NetError) -> PyErr {
+    let msg = e.to_string();
+    match e {
+        NetError::Rejected(rj) => make(py, "AssociationRejected", (msg, rj.result, rj.source, rj.reason)),
+        NetError::Aborted { source, reason } => make(py, "AssociationAborted", (msg, source, reason)),
+        NetError::Timeout { .. } => make(py, "DicomTimeoutError", (msg,)),
+        NetError::Connect { .. } | NetError::Io(_) | NetError::Closed(_) => make(py, "NetworkError", (msg,)),
+        NetError::Pdu(_) | NetError::Protocol(_) => make(py, "ProtocolError", (msg,)),
+        NetError::Dimse(_) => make(py, "DimseError", (msg,)),
+        NetError::NoContext(_) => make(py, "NoAcceptedContext", (msg,)),
+        NetError::Negotiation(_) | NetError::NotEstablished(_) => make(py, "AssociationError", (msg,)),
+    }
+}
