@@ -326,7 +326,7 @@ impl Association {
             Indication::Aborted { source, reason } => {
                 self.close();
                 info!("association with {} aborted: {}", self.peer, ul::abort_reason_text(source, reason));
-                Err(NetError::Aborted { source, reason })
+                Err(NetError::Aborted { by: source, reason })
             }
             other => {
                 warn!("{}: unexpected {:?}", self.peer, other);
@@ -397,7 +397,7 @@ impl Association {
                     for ind in inds {
                         if let Indication::Aborted { source, reason } = ind {
                             debug!("{}: connection closed ({what})", self.peer);
-                            return Err(NetError::Aborted { source, reason });
+                            return Err(NetError::Aborted { by: source, reason });
                         }
                     }
                     return Err(NetError::Closed(what));

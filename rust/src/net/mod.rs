@@ -57,8 +57,8 @@ pub enum NetError {
     Timeout { what: &'static str, after: Duration },
     #[error("association rejected: {}", crate::ul::reject_reason_text(.0.result, .0.source, .0.reason))]
     Rejected(AssociateRj),
-    #[error("association aborted: {}", crate::ul::abort_reason_text(*.source, *.reason))]
-    Aborted { source: u8, reason: u8 },
+    #[error("association aborted: {}", crate::ul::abort_reason_text(*.by, *.reason))]
+    Aborted { by: u8, reason: u8 },
     #[error("the peer closed the connection {0}")]
     Closed(&'static str),
     #[error("protocol error: {0}")]

@@ -20,7 +20,7 @@ pub fn net_error(py: Python<'_>, e: NetError) -> PyErr {
     let msg = e.to_string();
     match e {
         NetError::Rejected(rj) => make(py, "AssociationRejected", (msg, rj.result, rj.source, rj.reason)),
-        NetError::Aborted { source, reason } => make(py, "AssociationAborted", (msg, source, reason)),
+        NetError::Aborted { by, reason } => make(py, "AssociationAborted", (msg, by, reason)),
         NetError::Timeout { .. } => make(py, "DicomTimeoutError", (msg,)),
         NetError::Connect { .. } | NetError::Io(_) | NetError::Closed(_) => make(py, "NetworkError", (msg,)),
         NetError::Pdu(_) | NetError::Protocol(_) => make(py, "ProtocolError", (msg,)),
