@@ -661,8 +661,55 @@ fn decode_user_information(r: &mut Reader<'_>) -> Result<UserInformation, PduErr
 }
 
 fn decode_pdata(r: &mut Reader<'_>) -> Result<PData, PduError> {
-    let mut pdvs = Vec::new();
-    while !r.is_empty() {
+    let body = r.rest();
+    let pdvs = pdv_items(body)
+        .map(|p| {
+            p.map(|p| Pdv {
+                context_id: p.context_id,
+                control: p.control,
+                data: p.data.to_vec(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if pdvs.is_empty() {
+        return Err(PduError::Malformed {
+            what: "P-DATA-TF without any PDV item".into(),
+            offset: PDU_HEADER_LEN,
+        });
+    }
+    Ok(PData { pdvs })
+}
+
+/// A presentation data value borrowed from a P-DATA-TF body (see [`pdv_items`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PdvRef<'a> {
+    pub context_id: u8,
+    /// Message control header: bit 0 command, bit 1 last fragment ([`Pdv::COMMAND`], [`Pdv::LAST`]).
+    pub control: u8,
+    pub data: &'a [u8],
+}
+
+/// The PDV items of a P-DATA-TF body (the `body length` bytes after the 6-byte header, as
+/// given by [`peek_header`]), without copying their data: for a driver that writes PDV
+/// data straight to a file. Yields an error (offsets from the start of the PDU) for a
+/// malformed item and then stops. Yields nothing for an empty body, which [`decode`]
+/// rejects ("P-DATA-TF without any PDV item"); the caller of this function must check.
+pub fn pdv_items(body: &[u8]) -> PdvItems<'_> {
+    PdvItems {
+        r: Reader::new(body, PDU_HEADER_LEN, "P-DATA-TF body"),
+        failed: false,
+    }
+}
+
+/// Iterator returned by [`pdv_items`].
+pub struct PdvItems<'a> {
+    r: Reader<'a>,
+    failed: bool,
+}
+
+impl<'a> PdvItems<'a> {
+    fn item(&mut self) -> Result<PdvRef<'a>, PduError> {
+        let r = &mut self.r;
         let at = r.offset();
         let len = r.u32("PDV item length")?;
         if len < 2 {
@@ -672,30 +719,35 @@ fn decode_pdata(r: &mut Reader<'_>) -> Result<PData, PduError> {
             });
         }
         let remaining = r.remaining();
-        let mut item = usize::try_from(len)
-            .ok()
-            .filter(|&n| n <= remaining)
-            .map(|n| r.sub(n, "PDV item", "PDV item"))
-            .unwrap_or_else(|| {
-                Err(PduError::Malformed {
-                    what: format!(
-                        "PDV item declares length {len} but only {remaining} bytes remain in the PDU"
-                    ),
-                    offset: at,
-                })
-            })?;
+        let Some(n) = usize::try_from(len).ok().filter(|&n| n <= remaining) else {
+            return Err(PduError::Malformed {
+                what: format!(
+                    "PDV item declares length {len} but only {remaining} bytes remain in the PDU"
+                ),
+                offset: at,
+            });
+        };
+        let mut item = r.sub(n, "PDV item", "PDV item")?;
         let context_id = item.u8("presentation context id")?;
         let control = item.u8("message control header")?;
-        pdvs.push(Pdv {
+        Ok(PdvRef {
             context_id,
             control,
-            data: item.rest().to_vec(),
-        });
+            data: item.rest(),
+        })
     }
-    if pdvs.is_empty() {
-        return Err(r.malformed("P-DATA-TF without any PDV item".into()));
+}
+
+impl<'a> Iterator for PdvItems<'a> {
+    type Item = Result<PdvRef<'a>, PduError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.r.is_empty() {
+            return None;
+        }
+        let item = self.item();
+        self.failed = item.is_err();
+        Some(item)
     }
-    Ok(PData { pdvs })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1564,6 +1616,36 @@ mod tests {
             assert!(p.pdvs[0].is_command() && p.pdvs[0].is_last());
             assert!(!p.pdvs[1].is_command() && !p.pdvs[1].is_last());
         }
+    }
+
+    #[test]
+    fn pdu_pdv_items_borrow_without_copy() {
+        let pdu = sample_pdus().remove(3);
+        let bytes = encode_to_vec(&pdu);
+        let Pdu::PData(p) = &pdu else { panic!() };
+        let (_, len) = peek_header(&bytes).unwrap();
+        let body = &bytes[6..6 + len as usize];
+        let refs: Vec<_> = pdv_items(body).collect::<Result<_, _>>().unwrap();
+        assert_eq!(refs.len(), p.pdvs.len());
+        for (r, o) in refs.iter().zip(&p.pdvs) {
+            assert_eq!(
+                (r.context_id, r.control, r.data),
+                (o.context_id, o.control, &o.data[..])
+            );
+        }
+        // the data slices point into the input
+        let range = body.as_ptr_range();
+        assert!(range.contains(&refs[1].data.as_ptr()));
+        // errors carry PDU offsets and end the iteration
+        let bad = [0, 0, 0, 3, 1, 2, 9, 0, 0, 0, 1, 5];
+        let got: Vec<_> = pdv_items(&bad).collect();
+        assert_eq!(got.len(), 2);
+        assert!(got[0].is_ok());
+        assert!(matches!(
+            got[1],
+            Err(PduError::Malformed { offset: 13, .. })
+        ));
+        assert_eq!(pdv_items(&[]).count(), 0);
     }
 
     #[test]
