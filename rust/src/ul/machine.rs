@@ -38,7 +38,10 @@
 //! nothing; [`StateMachine::handle`] logs it at debug level and returns no outputs. Drivers use
 //! `try_handle` for local user primitives (to give the caller a clear error, for example
 //! "cannot send P-DATA: association not established") and may use `handle` for everything else
-//! (a stale ARTIM expiry, for example, is harmless to ignore).
+//! (a stale ARTIM expiry, for example, is harmless to ignore; so is a `TransportClosed` fed
+//! after the machine itself asked for `CloseTransport`). A local abort (Evt15) is blank in Sta2
+//! and Sta13, where no association exists: to drop such a connection the driver closes the
+//! socket and feeds [`Event::TransportClosed`] (AA-5 or AR-5, back to Sta1).
 //!
 //! ## Readings of the standard that are ours
 //!
@@ -363,8 +366,9 @@ pub enum Output {
     ConnectTransport,
     /// Encode and write this PDU.
     SendPdu(Pdu),
-    /// Close the transport connection (or abandon the pending connect). Do not feed
-    /// [`Event::TransportClosed`] afterwards: the machine is already in Sta1.
+    /// Close the transport connection (or abandon the pending connect). Always the last
+    /// output of its batch; the machine is already in Sta1, so a later
+    /// [`Event::TransportClosed`] is not needed (and is ignored).
     CloseTransport,
     /// Arm (or re-arm) the ARTIM timer.
     StartArtim,

@@ -1496,4 +1496,111 @@ mod tests {
         assert!(mine.find_context(CT_STORAGE, Some(EXPLICIT)).is_none());
         assert!(mine.context(5).is_none());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        const ABSTRACTS: [&str; 4] = [VERIFICATION, CT_STORAGE, MR_STORAGE, FIND];
+        const SYNTAXES: [&str; 3] = [IMPLICIT, EXPLICIT, JPEG_LOSSLESS];
+
+        fn pick<'a>(from: &[&'a str], mask: u8) -> Vec<String> {
+            from.iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, x)| x.to_string())
+                .collect()
+        }
+
+        fn arb_rq() -> impl Strategy<Value = AssociateRq> {
+            (
+                prop::collection::vec((any::<u8>(), 0usize..4, any::<u8>()), 0..12),
+                prop::collection::vec((0usize..4, any::<bool>(), any::<bool>()), 0..4),
+            )
+                .prop_map(|(contexts, roles)| {
+                    let mut cfg = RequestorConfig::new("A", "B");
+                    cfg.contexts = vec![(VERIFICATION.into(), s(&[IMPLICIT]))];
+                    cfg.role_selections = roles
+                        .iter()
+                        .map(|&(a, u, p)| (ABSTRACTS[a].to_string(), u, p))
+                        .collect();
+                    let mut rq = build_associate_rq(&cfg).unwrap();
+                    rq.presentation_contexts = contexts
+                        .into_iter()
+                        .map(|(id, a, mask)| PresentationContextRq {
+                            id,
+                            abstract_syntax: ABSTRACTS[a].to_string(),
+                            transfer_syntaxes: pick(&SYNTAXES, mask),
+                        })
+                        .collect();
+                    rq
+                })
+        }
+
+        fn arb_cfg() -> impl Strategy<Value = AcceptorConfig> {
+            (
+                prop::collection::vec((0usize..4, any::<u8>()), 0..4),
+                any::<bool>(),
+                any::<u8>(),
+                0u8..3,
+            )
+                .prop_map(|(supported, any_abstract, default_mask, policy)| {
+                    let mut cfg = AcceptorConfig::new("B");
+                    cfg.supported = supported
+                        .into_iter()
+                        .map(|(a, mask)| (ABSTRACTS[a].to_string(), pick(&SYNTAXES, mask)))
+                        .collect();
+                    cfg.accept_any_abstract = any_abstract;
+                    cfg.default_transfer_syntaxes = pick(&SYNTAXES, default_mask);
+                    cfg.requestor_scp_role = match policy {
+                        0 => ScpRolePolicy::Refuse,
+                        1 => ScpRolePolicy::AcceptAll,
+                        _ => ScpRolePolicy::AcceptFor(vec![CT_STORAGE.into()]),
+                    };
+                    cfg
+                })
+        }
+
+        proptest! {
+            /// Whatever is proposed and configured, the acceptor answers each distinct ID once,
+            /// in order, accepts only proposed transfer syntaxes on odd IDs, and the requestor
+            /// reading that answer reaches the same contexts, rejections and roles.
+            #[test]
+            fn acceptor_and_requestor_agree(rq in arb_rq(), cfg in arb_cfg()) {
+                let (ac, theirs) = match negotiate_acceptor(&rq, &cfg) {
+                    AcceptorDecision::Accept(ac, n) => (ac, n),
+                    AcceptorDecision::Reject(rj) => panic!("{}", describe_reject(&rj)),
+                };
+                let mut first_ids = Vec::new();
+                for pc in &rq.presentation_contexts {
+                    if !first_ids.contains(&pc.id) {
+                        first_ids.push(pc.id);
+                    }
+                }
+                let answered: Vec<u8> = ac.presentation_contexts.iter().map(|a| a.id).collect();
+                prop_assert_eq!(&answered, &first_ids);
+                for answer in &ac.presentation_contexts {
+                    prop_assert!(answer.result <= 4);
+                    if answer.result == 0 {
+                        prop_assert!(answer.id % 2 == 1);
+                        let pc = rq.presentation_contexts.iter().find(|p| p.id == answer.id).unwrap();
+                        prop_assert!(pc.transfer_syntaxes.contains(&answer.transfer_syntax));
+                    }
+                }
+                prop_assert_eq!(theirs.contexts.len() + theirs.rejected.len(), first_ids.len());
+                let mine = interpret_associate_ac(&rq, &ac).unwrap();
+                prop_assert_eq!(&mine.contexts, &theirs.contexts);
+                prop_assert_eq!(&mine.rejected, &theirs.rejected);
+                for c in &mine.contexts {
+                    // The requestor never gets a role it did not propose.
+                    if let Some((_, scu, scp)) = rq.user_information.role_selections().find(|r| r.0 == c.abstract_syntax) {
+                        prop_assert!(!c.scu_role || scu == 1);
+                        prop_assert!(!c.scp_role || scp == 1);
+                    } else {
+                        prop_assert!(c.scu_role && !c.scp_role);
+                    }
+                }
+            }
+        }
+    }
 }
