@@ -17,7 +17,3 @@ pub mod net;
 #[cfg(feature = "python")]
 mod py;
 
-/// Our implementation class UID (a UUID-derived UID under 2.25, PS3.5 B.2).
-pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.33741047537133924653870599681987156565";
-/// Our implementation version name (at most 16 characters).
-pub const IMPLEMENTATION_VERSION_NAME: &str = concat!("FASTDIMSE_", env!("CARGO_PKG_VERSION"));

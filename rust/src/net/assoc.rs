@@ -9,7 +9,7 @@ use log::{debug, info, warn};
 
 use super::{NetError, Timeouts};
 use crate::dimse::{self, Command, DimseEvent, Reassembler};
-use crate::pdu::{self, Decoded, Pdu, Pdv};
+use crate::pdu::{self, AssociateRj, Decoded, Pdu, Pdv};
 use crate::ul::{
     self, AcceptorConfig, AcceptorDecision, Event, Indication, Negotiated, Output, RequestorConfig,
     StateMachine,
@@ -81,7 +81,7 @@ impl Association {
         }
         let stream = connect(addr, timeouts.connect)?;
         let mut a = Association::new(stream, sm, timeouts);
-        debug!("{}: connected, sending A-ASSOCIATE-RQ {} -> {}", a.peer, cfg.calling_ae_title, cfg.called_ae_title);
+        debug!("{}: connected, sending A-ASSOCIATE-RQ {} -> {}", a.peer, cfg.calling_ae, cfg.called_ae);
         a.step(Event::TransportConnected)?;
         let deadline = timeouts.acse.map(|d| Instant::now() + d);
         loop {
@@ -116,13 +116,27 @@ impl Association {
     /// Acceptor: run negotiation on an accepted TCP connection. On rejection the
     /// A-ASSOCIATE-RJ is sent and an error returned.
     pub fn accept(stream: TcpStream, cfg: &AcceptorConfig, timeouts: Timeouts) -> Result<Association, NetError> {
+        Self::accept_or_reject(stream, cfg, timeouts, None)
+    }
+
+    /// Like [`accept`](Self::accept), but answers any valid request with `reject` when
+    /// given (a server at its association limit rejects this way).
+    pub fn accept_or_reject(
+        stream: TcpStream,
+        cfg: &AcceptorConfig,
+        timeouts: Timeouts,
+        reject: Option<AssociateRj>,
+    ) -> Result<Association, NetError> {
         let mut a = Association::new(stream, StateMachine::new_acceptor(), timeouts);
         a.step(Event::TransportIndication)?;
         loop {
             // The ARTIM timer, started by the state machine, bounds the wait for the RQ.
             for ind in a.next_indications(None, "waiting for A-ASSOCIATE-RQ (ARTIM)")? {
                 match ind {
-                    Indication::AssociateRequest(rq) => match ul::negotiate_acceptor(&rq, cfg) {
+                    Indication::AssociateRequest(rq) => match reject
+                        .map(AcceptorDecision::Reject)
+                        .unwrap_or_else(|| ul::negotiate_acceptor(&rq, cfg))
+                    {
                         AcceptorDecision::Accept(ac, neg) => {
                             a.step(Event::AssociateAccept(ac))?;
                             info!(
@@ -275,18 +289,24 @@ impl Association {
             for ind in inds {
                 match ind {
                     Indication::ReleaseConfirmed => {
+                        if self.sm.awaiting_release_response() {
+                            // acceptor side of a release collision: now we answer (AR-4)
+                            self.step(Event::ReleaseResponse)?;
+                        }
                         info!("association with {} released", self.peer);
                         self.close();
                         return Ok(());
                     }
-                    // Release collision: both sides asked. The state machine tells which
-                    // answer is ours; we give it when asked.
+                    // Release collision (PS3.8 9.2.2): both sides asked. The requestor
+                    // answers at once; the acceptor answers after the peer's A-RELEASE-RP.
+                    Indication::ReleaseCollision { requestor } => {
+                        debug!("{}: release collision (we are the {})", self.peer, if requestor { "requestor" } else { "acceptor" });
+                        if self.sm.awaiting_release_response() {
+                            self.step(Event::ReleaseResponse)?;
+                        }
+                    }
                     Indication::ReleaseRequested => {
                         self.step(Event::ReleaseResponse)?;
-                        if self.sm.is_closed() {
-                            self.close();
-                            return Ok(());
-                        }
                     }
                     // P-DATA may still arrive before the peer sees our RQ (AR-6): dropped.
                     Indication::PData(_) => debug!("{}: P-DATA after A-RELEASE-RQ ignored", self.peer),
@@ -323,10 +343,15 @@ impl Association {
 
     fn unexpected(&mut self, ind: Indication) -> Result<(), NetError> {
         match ind {
-            Indication::Aborted { source, reason } => {
+            Indication::Aborted { source, reason, .. } => {
                 self.close();
                 info!("association with {} aborted: {}", self.peer, ul::abort_reason_text(source, reason));
                 Err(NetError::Aborted { by: source, reason })
+            }
+            Indication::TransportClosed => {
+                self.close();
+                info!("{}: connection closed by the peer", self.peer);
+                Err(NetError::Closed("while the association was open"))
             }
             other => {
                 warn!("{}: unexpected {:?}", self.peer, other);
@@ -395,7 +420,7 @@ impl Association {
                     let inds = self.run_outputs(outs)?;
                     self.close();
                     for ind in inds {
-                        if let Indication::Aborted { source, reason } = ind {
+                        if let Indication::Aborted { source, reason, .. } = ind {
                             debug!("{}: connection closed ({what})", self.peer);
                             return Err(NetError::Aborted { by: source, reason });
                         }

@@ -198,11 +198,8 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, config: Arc<ServerCon
 fn serve_connection(stream: TcpStream, config: &ServerConfig, handler: &dyn ServiceHandler, busy: bool) {
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     debug!("connection from {peer}");
-    let mut acceptor = config.acceptor.clone();
-    if busy {
-        acceptor.reject_busy = true;
-    }
-    let mut assoc = match Association::accept(stream, &acceptor, config.timeouts) {
+    let reject = busy.then_some(crate::ul::reject::LOCAL_LIMIT_EXCEEDED);
+    let mut assoc = match Association::accept_or_reject(stream, &config.acceptor, config.timeouts, reject) {
         Ok(a) => a,
         Err(NetError::Rejected(_)) => return, // logged by accept()
         Err(e) => {

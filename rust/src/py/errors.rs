@@ -1,12 +1,14 @@
 //! The one place where Rust errors become `fastdimse.errors` exceptions.
 
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
 
 use crate::net::NetError;
 
 /// Build an instance of `fastdimse.errors.<class>(*args)`.
-pub fn make(py: Python<'_>, class: &str, args: impl IntoPyObject<'_, Target = PyTuple>) -> PyErr {
+pub fn make<'py, A>(py: Python<'py>, class: &str, args: A) -> PyErr
+where
+    A: pyo3::call::PyCallArgs<'py>,
+{
     let r = (|| -> PyResult<PyErr> {
         let module = py.import("fastdimse.errors")?;
         let cls = module.getattr(class)?;

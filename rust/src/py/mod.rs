@@ -13,8 +13,8 @@ use pyo3::prelude::*;
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let _ = pyo3_log::try_init();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    m.add("IMPLEMENTATION_CLASS_UID", crate::IMPLEMENTATION_CLASS_UID)?;
-    m.add("IMPLEMENTATION_VERSION_NAME", crate::IMPLEMENTATION_VERSION_NAME)?;
+    m.add("IMPLEMENTATION_CLASS_UID", crate::ul::DEFAULT_IMPLEMENTATION_CLASS_UID)?;
+    m.add("IMPLEMENTATION_VERSION_NAME", crate::ul::DEFAULT_IMPLEMENTATION_VERSION_NAME)?;
     net::register(m)?;
     Ok(())
 }

@@ -75,16 +75,10 @@ impl PyAssociation {
         network_timeout: Option<f64>,
     ) -> PyResult<PyAssociation> {
         let t = timeouts(connect_timeout, acse_timeout, dimse_timeout, network_timeout)?;
-        let cfg = RequestorConfig {
-            calling_ae_title,
-            called_ae_title,
-            contexts,
-            role_selections: roles,
-            max_pdu_length,
-            implementation_class_uid: crate::IMPLEMENTATION_CLASS_UID.to_string(),
-            implementation_version_name: crate::IMPLEMENTATION_VERSION_NAME.to_string(),
-            ..Default::default()
-        };
+        let mut cfg = RequestorConfig::new(calling_ae_title, called_ae_title);
+        cfg.contexts = contexts;
+        cfg.role_selections = roles;
+        cfg.max_pdu_length = max_pdu_length;
         let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
         let a = py.detach(|| net::Association::request(&addr, &cfg, t)).map_err(|e| net_error(py, e))?;
         Ok(PyAssociation { inner: Mutex::new(Some(a)), timeouts: t })
@@ -207,16 +201,11 @@ impl PyServer {
         max_associations: usize,
     ) -> PyResult<PyServer> {
         let t = timeouts(None, acse_timeout, dimse_timeout, network_timeout)?;
-        let acceptor = AcceptorConfig {
-            ae_title,
-            require_called_ae,
-            allowed_calling_aes,
-            supported: contexts,
-            max_pdu_length,
-            implementation_class_uid: crate::IMPLEMENTATION_CLASS_UID.to_string(),
-            implementation_version_name: crate::IMPLEMENTATION_VERSION_NAME.to_string(),
-            ..Default::default()
-        };
+        let mut acceptor = AcceptorConfig::new(ae_title);
+        acceptor.require_called_ae = require_called_ae;
+        acceptor.allowed_calling_aes = allowed_calling_aes;
+        acceptor.supported = contexts;
+        acceptor.max_pdu_length = max_pdu_length;
         let config = ServerConfig { acceptor, timeouts: t, max_associations: max_associations.max(1) };
         let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
         let server = py
