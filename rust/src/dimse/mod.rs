@@ -54,11 +54,12 @@ pub fn fragment(context_id: u8, is_command: bool, data: &[u8], peer_max_pdu: u32
 
 /// What the reassembler saw in one PDV.
 #[derive(Debug, PartialEq, Eq)]
-pub enum DimseEvent {
+pub enum DimseEvent<'a> {
     /// A complete command set arrived. If `command.has_dataset`, data fragments follow.
     Command { context_id: u8, command: Command },
     /// One data fragment of the message whose command came last; `last` ends the message.
-    Data { context_id: u8, data: Vec<u8>, last: bool },
+    /// It borrows the received PDU: nothing is copied on the way to a file.
+    Data { context_id: u8, data: &'a [u8], last: bool },
 }
 
 /// Turns received PDVs into commands and data fragments, checking their order.
@@ -66,8 +67,8 @@ pub enum DimseEvent {
 pub struct Reassembler {
     command_buf: Vec<u8>,
     command_ctx: Option<u8>,
-    /// Set while the data set of the last command is expected: (context, command name).
-    expecting_data: Option<(u8, &'static str)>,
+    /// Set while the data set of the last command is expected: its context.
+    expecting_data: Option<u8>,
 }
 
 impl Reassembler {
@@ -85,54 +86,62 @@ impl Reassembler {
         self.expecting_data.is_none() && self.command_ctx.is_none()
     }
 
-    /// Feed one PDV. Returns an event when a command completed or a data fragment came.
-    pub fn push(&mut self, pdv: Pdv) -> Result<Option<DimseEvent>, DimseError> {
-        if pdv.is_command() {
+    /// Feed one PDV (as owned data; see [`push_ref`](Self::push_ref)).
+    pub fn push<'a>(&mut self, pdv: &'a Pdv) -> Result<Option<DimseEvent<'a>>, DimseError> {
+        self.push_ref(pdv.context_id, pdv.control, &pdv.data)
+    }
+
+    /// Feed one PDV given by its parts. Returns an event when a command completed or a
+    /// data fragment came.
+    pub fn push_ref<'a>(
+        &mut self,
+        context_id: u8,
+        control: u8,
+        data: &'a [u8],
+    ) -> Result<Option<DimseEvent<'a>>, DimseError> {
+        let last = control & Pdv::LAST != 0;
+        if control & Pdv::COMMAND != 0 {
             if self.expecting_data.is_some() {
                 return Err(DimseError::CommandDuringData);
             }
             if let Some(ctx) = self.command_ctx {
-                if ctx != pdv.context_id {
-                    return Err(DimseError::ContextMismatch { expected: ctx, got: pdv.context_id });
+                if ctx != context_id {
+                    return Err(DimseError::ContextMismatch { expected: ctx, got: context_id });
                 }
             }
-            if self.command_buf.len() + pdv.data.len() > command::MAX_COMMAND_SET_LEN {
+            if self.command_buf.len() + data.len() > command::MAX_COMMAND_SET_LEN {
                 return Err(DimseError::CommandTooLarge);
             }
-            self.command_ctx = Some(pdv.context_id);
-            if self.command_buf.is_empty() && pdv.is_last() {
+            self.command_ctx = Some(context_id);
+            if self.command_buf.is_empty() && last {
                 // common case: the whole command in one PDV, no copy
-                return self.finish_command(pdv.context_id, &pdv.data).map(Some);
+                return self.finish_command(context_id, data).map(Some);
             }
-            self.command_buf.extend_from_slice(&pdv.data);
-            if !pdv.is_last() {
+            self.command_buf.extend_from_slice(data);
+            if !last {
                 return Ok(None);
             }
             let buf = std::mem::take(&mut self.command_buf);
-            return self.finish_command(pdv.context_id, &buf).map(Some);
+            return self.finish_command(context_id, &buf).map(Some);
         }
-        // data fragment
         match self.expecting_data {
-            None => Err(DimseError::DataBeforeCommand(pdv.context_id)),
-            Some((ctx, _)) if ctx != pdv.context_id => {
-                Err(DimseError::ContextMismatch { expected: ctx, got: pdv.context_id })
-            }
+            None => Err(DimseError::DataBeforeCommand(context_id)),
+            Some(ctx) if ctx != context_id => Err(DimseError::ContextMismatch { expected: ctx, got: context_id }),
             Some(_) => {
-                let last = pdv.is_last();
                 if last {
                     self.expecting_data = None;
                 }
-                Ok(Some(DimseEvent::Data { context_id: pdv.context_id, data: pdv.data, last }))
+                Ok(Some(DimseEvent::Data { context_id, data, last }))
             }
         }
     }
 
-    fn finish_command(&mut self, context_id: u8, bytes: &[u8]) -> Result<DimseEvent, DimseError> {
+    fn finish_command(&mut self, context_id: u8, bytes: &[u8]) -> Result<DimseEvent<'static>, DimseError> {
         self.command_ctx = None;
         self.command_buf.clear();
         let command = Command::decode(bytes)?;
         if command.has_dataset {
-            self.expecting_data = Some((context_id, command.name()));
+            self.expecting_data = Some(context_id);
         }
         Ok(DimseEvent::Command { context_id, command })
     }
@@ -202,10 +211,10 @@ mod tests {
         let mut data = Vec::new();
         let mut ended = false;
         for pdv in split_pdus(&out) {
-            match r.push(pdv).unwrap() {
+            match r.push(&pdv).unwrap() {
                 Some(DimseEvent::Command { command, .. }) => got_cmd = Some(command),
                 Some(DimseEvent::Data { data: d, last, .. }) => {
-                    data.extend(d);
+                    data.extend_from_slice(d);
                     ended = last;
                 }
                 None => {}
@@ -220,15 +229,15 @@ mod tests {
     fn out_of_order_pdvs_are_errors() {
         let mut r = Reassembler::new();
         let data = Pdv { context_id: 1, control: Pdv::LAST, data: vec![1, 2] };
-        assert_eq!(r.push(data.clone()), Err(DimseError::DataBeforeCommand(1)));
+        assert_eq!(r.push(&data), Err(DimseError::DataBeforeCommand(1)));
         let mut cmd = Command::echo_rq(1);
         cmd.has_dataset = true;
         let c = Pdv { context_id: 1, control: Pdv::COMMAND | Pdv::LAST, data: cmd.encode() };
-        assert!(matches!(r.push(c.clone()), Ok(Some(DimseEvent::Command { .. }))));
+        assert!(matches!(r.push(&c), Ok(Some(DimseEvent::Command { .. }))));
         assert_eq!(
-            r.push(Pdv { context_id: 3, control: Pdv::LAST, data: vec![] }),
+            r.push(&Pdv { context_id: 3, control: Pdv::LAST, data: vec![] }),
             Err(DimseError::ContextMismatch { expected: 1, got: 3 })
         );
-        assert_eq!(r.push(c), Err(DimseError::CommandDuringData));
+        assert_eq!(r.push(&c), Err(DimseError::CommandDuringData));
     }
 }

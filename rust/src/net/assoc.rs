@@ -24,13 +24,67 @@ const UNLIMITED_PDU_LIMIT: u32 = 1 << 30;
 /// bytes that actually arrived, never with what a length field claims.
 const READ_CHUNK: usize = 256 * 1024;
 
+/// Where the data set of an incoming message goes, chosen when its command arrives.
+pub enum DataSink {
+    /// Collect it in memory (small identifiers, C-FIND).
+    Memory,
+    /// Stream each fragment to this writer as it arrives (C-STORE to a file).
+    Writer(Box<dyn Sink>),
+    /// Read and drop it.
+    Discard,
+}
+
+/// A writer that can be handed back to its creator (who knows its concrete type).
+pub trait Sink: Write + Send {
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any>;
+}
+
+/// The data set of a received message.
+pub enum MessageData {
+    /// The command announced no data set.
+    None,
+    /// Collected in memory.
+    Memory(Vec<u8>),
+    /// Streamed into the sink; `error` is the first write error, if any (later fragments
+    /// were then read and dropped so that the association stays in step).
+    Sink { sink: Box<dyn Sink>, error: Option<std::io::Error> },
+    /// Read and dropped.
+    Discarded,
+}
+
+impl MessageData {
+    /// The bytes, if collected in memory.
+    pub fn into_bytes(self) -> Option<Vec<u8>> {
+        match self {
+            MessageData::Memory(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
 /// What `Association::receive` returns.
-#[derive(Debug)]
 pub enum Received {
-    /// A complete DIMSE message: its command and, if it announced one, its data set.
-    Message { context_id: u8, command: Command, data: Option<Vec<u8>> },
+    /// A complete DIMSE message: its command and its data set.
+    Message { context_id: u8, command: Command, data: MessageData },
     /// The peer asked to release; answer with [`Association::release_response`].
     ReleaseRequested,
+}
+
+impl std::fmt::Debug for Received {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Received::Message { context_id, command, .. } => write!(f, "Message({context_id}, {command})"),
+            Received::ReleaseRequested => write!(f, "ReleaseRequested"),
+        }
+    }
+}
+
+/// A message being received.
+struct Rx {
+    current: Option<(u8, Command)>,
+    sink: Option<DataSink>,
+    mem: Vec<u8>,
+    sink_error: Option<std::io::Error>,
 }
 
 /// An established association (or one being established) and its connection.
@@ -210,57 +264,217 @@ impl Association {
         r
     }
 
-    /// Wait for the next DIMSE message (or a release request). `timeout` bounds the wait
-    /// (the DIMSE timeout for a requestor waiting on a response, the network timeout for
-    /// an acceptor waiting for the next request).
+    /// Wait for the next DIMSE message (or a release request), collecting any data set
+    /// in memory. `timeout` bounds the wait (the DIMSE timeout for a requestor waiting on
+    /// a response, the network timeout for an acceptor waiting for the next request).
     pub fn receive(&mut self, timeout: Option<Duration>, what: &'static str) -> Result<Received, NetError> {
+        self.receive_with(timeout, what, &mut |_, _| DataSink::Memory)
+    }
+
+    /// Like [`receive`](Self::receive), but `sink_for` decides, when a command with a data
+    /// set arrives, where its data fragments go. Fragments are written straight from the
+    /// receive buffer: a data set is never held whole in memory unless asked for.
+    pub fn receive_with(
+        &mut self,
+        timeout: Option<Duration>,
+        what: &'static str,
+        sink_for: &mut dyn FnMut(u8, &Command) -> DataSink,
+    ) -> Result<Received, NetError> {
         let deadline = timeout.map(|d| Instant::now() + d);
-        let mut current: Option<(u8, Command)> = None;
-        let mut data: Vec<u8> = Vec::new();
+        let mut rx = Rx { current: None, sink: None, mem: Vec::new(), sink_error: None };
         loop {
+            // PDVs left over from a PDU that also ended the previous message (rare).
             while let Some(pdv) = self.pending.pop_front() {
-                match self.reasm.push(pdv) {
-                    Err(e) => {
-                        warn!("{}: {}; aborting", self.peer, e);
-                        let _ = self.abort_provider(6);
-                        return Err(e.into());
-                    }
+                let r = absorb(&mut self.reasm, self.negotiated.as_ref(), &mut rx, sink_for, pdv.context_id, pdv.control, &pdv.data);
+                match r {
+                    Err(e) => return Err(self.fail_dimse(e)),
+                    Ok(Some(done)) => return Ok(done),
                     Ok(None) => {}
-                    Ok(Some(DimseEvent::Command { context_id, command })) => {
-                        debug!("{}: received {} on context {}", self.peer, command, context_id);
-                        if self.negotiated().context(context_id).is_none() {
-                            warn!("{}: message on presentation context {} that was not accepted; aborting", self.peer, context_id);
-                            let _ = self.abort_provider(6);
-                            return Err(NetError::Protocol(format!("message on unaccepted presentation context {context_id}")));
-                        }
-                        if !command.has_dataset {
-                            return Ok(Received::Message { context_id, command, data: None });
-                        }
-                        current = Some((context_id, command));
-                    }
-                    Ok(Some(DimseEvent::Data { data: d, last, .. })) => {
-                        if data.is_empty() {
-                            data = d;
-                        } else {
-                            data.extend_from_slice(&d);
-                        }
-                        if last {
-                            let (context_id, command) = current.take().ok_or_else(|| {
-                                NetError::Protocol("data set without a command".into())
-                            })?;
-                            return Ok(Received::Message { context_id, command, data: Some(std::mem::take(&mut data)) });
-                        }
-                    }
                 }
             }
-            for ind in self.next_indications(deadline, what)? {
-                match ind {
-                    Indication::PData(p) => self.pending.extend(p.pdvs),
-                    Indication::ReleaseRequested => return Ok(Received::ReleaseRequested),
-                    other => self.unexpected(other)?,
+            match self.next_step(deadline, what)? {
+                Step::PData(range) => {
+                    let mut items = pdu::pdv_items(&self.rbuf[range.clone()]);
+                    let mut count = 0usize;
+                    let mut outcome: Result<Option<Received>, NetError> = Ok(None);
+                    for item in items.by_ref() {
+                        count += 1;
+                        let item = match item {
+                            Ok(i) => i,
+                            Err(e) => {
+                                outcome = Err(NetError::Pdu(e));
+                                break;
+                            }
+                        };
+                        match absorb(&mut self.reasm, self.negotiated.as_ref(), &mut rx, sink_for, item.context_id, item.control, item.data) {
+                            Ok(None) => {}
+                            other => {
+                                outcome = other;
+                                break;
+                            }
+                        }
+                    }
+                    if count == 0 && outcome.is_ok() {
+                        outcome = Err(NetError::Protocol("P-DATA-TF without any PDV item".into()));
+                    }
+                    match outcome {
+                        Ok(None) => {}
+                        Ok(Some(done)) => {
+                            // Keep what follows the message's end in this PDU.
+                            for rest in items {
+                                match rest {
+                                    Ok(i) => self.pending.push_back(Pdv { context_id: i.context_id, control: i.control, data: i.data.to_vec() }),
+                                    Err(e) => return Err(self.fail_pdu(e)),
+                                }
+                            }
+                            return Ok(done);
+                        }
+                        Err(NetError::Pdu(e)) => return Err(self.fail_pdu(e)),
+                        Err(e) => return Err(self.fail_dimse(e)),
+                    }
+                }
+                Step::Indications(inds) => {
+                    for ind in inds {
+                        match ind {
+                            Indication::PData(p) => self.pending.extend(p.pdvs),
+                            Indication::ReleaseRequested => {
+                                if rx.current.is_some() {
+                                    warn!("{}: A-RELEASE-RQ in the middle of a message", self.peer);
+                                }
+                                return Ok(Received::ReleaseRequested);
+                            }
+                            other => self.unexpected(other)?,
+                        }
+                    }
                 }
             }
         }
+    }
+
+    /// Send one DIMSE message whose data set is read from `source`: `len` bytes when
+    /// known (sent as is), or until end of input. With a `transcoder` the bytes pass
+    /// through it on the way. Memory: one PDU-sized buffer plus the transcoder's.
+    ///
+    /// An error while reading or transcoding leaves the message unfinished on the wire;
+    /// the association is then aborted (the only way to end a half-sent message).
+    pub fn send_message_from(
+        &mut self,
+        context_id: u8,
+        command: &Command,
+        source: &mut dyn std::io::Read,
+        len: Option<u64>,
+        mut transcoder: Option<&mut crate::dataset::Transcoder>,
+    ) -> Result<u64, NetError> {
+        if !self.sm.can_send_data() || self.closed {
+            return Err(NetError::NotEstablished(if self.closed { "closed" } else { "not established" }));
+        }
+        let max = pdu::max_pdv_data_len(self.negotiated().peer_max_pdu).max(1);
+        debug!("{}: sending {} on context {} (streamed)", self.peer, command, context_id);
+        let mut cmd = command.clone();
+        cmd.has_dataset = true;
+        let mut out = std::mem::take(&mut self.wbuf);
+        out.clear();
+        dimse::fragment(context_id, true, &cmd.encode(), self.negotiated().peer_max_pdu, &mut out);
+        let r = self.write_all(&out);
+        if let Err(e) = r {
+            self.wbuf = out;
+            return Err(e);
+        }
+        let result = match (len, transcoder.as_deref_mut()) {
+            (Some(total), None) => self.stream_known(context_id, source, total, max, &mut out),
+            (_, t) => self.stream_unknown(context_id, source, t, max, &mut out),
+        };
+        self.wbuf = out;
+        match result {
+            Ok(n) => Ok(n),
+            Err(StreamError::Net(e)) => Err(e),
+            Err(StreamError::Source(e)) => {
+                warn!("{}: cannot finish the data set of {}: {e}; aborting the association", self.peer, command);
+                let _ = self.abort();
+                Err(e)
+            }
+        }
+    }
+
+    fn stream_known(&mut self, ctx: u8, source: &mut dyn std::io::Read, total: u64, max: usize, out: &mut Vec<u8>) -> Result<u64, StreamError> {
+        let mut left = total;
+        loop {
+            let n = left.min(max as u64) as usize;
+            let control = if left == n as u64 { Pdv::LAST } else { 0 };
+            out.clear();
+            pdu::write_single_pdv_header(out, ctx, control, n as u32);
+            let h = out.len();
+            out.resize(h + n, 0);
+            source.read_exact(&mut out[h..]).map_err(|e| {
+                StreamError::Source(NetError::Io(std::io::Error::new(e.kind(), format!("reading the data set ({} of {total} bytes sent): {e}", total - left))))
+            })?;
+            self.write_all(out).map_err(StreamError::Net)?;
+            left -= n as u64;
+            if left == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    fn stream_unknown(
+        &mut self,
+        ctx: u8,
+        source: &mut dyn std::io::Read,
+        mut transcoder: Option<&mut crate::dataset::Transcoder>,
+        max: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<u64, StreamError> {
+        let mut pend: Vec<u8> = Vec::with_capacity(max * 2);
+        let mut chunk = vec![0u8; max.clamp(4096, 1 << 20)];
+        let mut sent = 0u64;
+        let mut eof = false;
+        while !eof {
+            let k = loop {
+                match source.read(&mut chunk) {
+                    Ok(k) => break k,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(StreamError::Source(NetError::Io(e))),
+                }
+            };
+            match transcoder.as_deref_mut() {
+                Some(t) if k == 0 => t.finish(&mut pend).map_err(|e| StreamError::Source(NetError::Protocol(e.to_string())))?,
+                Some(t) => t.feed(&chunk[..k], &mut pend).map_err(|e| StreamError::Source(NetError::Protocol(e.to_string())))?,
+                None => pend.extend_from_slice(&chunk[..k]),
+            }
+            eof = k == 0;
+            // Send whole PDVs, keeping at least one byte back until the end so that the
+            // last fragment can carry the "last" bit.
+            let mut start = 0;
+            while pend.len() - start > max || (eof && start < pend.len()) {
+                let n = (pend.len() - start).min(max);
+                let last = eof && start + n == pend.len();
+                out.clear();
+                pdu::write_single_pdv_header(out, ctx, if last { Pdv::LAST } else { 0 }, n as u32);
+                out.extend_from_slice(&pend[start..start + n]);
+                self.write_all(out).map_err(StreamError::Net)?;
+                start += n;
+                sent += n as u64;
+            }
+            pend.drain(..start);
+        }
+        if sent == 0 {
+            out.clear();
+            pdu::write_single_pdv_header(out, ctx, Pdv::LAST, 0);
+            self.write_all(out).map_err(StreamError::Net)?;
+        }
+        Ok(sent)
+    }
+
+    fn fail_dimse(&mut self, e: NetError) -> NetError {
+        warn!("{}: {}; aborting", self.peer, e);
+        let _ = self.abort_provider(6);
+        e
+    }
+
+    fn fail_pdu(&mut self, e: pdu::PduError) -> NetError {
+        warn!("{}: invalid P-DATA-TF ({e}); aborting the association", self.peer);
+        let _ = self.abort_provider(e.abort_reason());
+        NetError::Pdu(e)
     }
 
     /// Answer a release request (A-RELEASE-RP) and close.
@@ -392,15 +606,48 @@ impl Association {
         Ok(inds)
     }
 
-    /// Read PDUs until the state machine produces at least one indication.
+    /// Read PDUs until the state machine produces at least one indication; a P-DATA-TF
+    /// is handed back whole as the range of its body in the receive buffer.
     fn next_indications(&mut self, deadline: Option<Instant>, what: &'static str) -> Result<Vec<Indication>, NetError> {
+        match self.next_step(deadline, what)? {
+            Step::Indications(i) => Ok(i),
+            Step::PData(range) => {
+                // Outside receive(): decode it the slow way.
+                let mut pdvs = Vec::new();
+                for item in pdu::pdv_items(&self.rbuf[range]) {
+                    match item {
+                        Ok(i) => pdvs.push(Pdv { context_id: i.context_id, control: i.control, data: i.data.to_vec() }),
+                        Err(e) => return Err(self.fail_pdu(e)),
+                    }
+                }
+                Ok(vec![Indication::PData(crate::pdu::PData { pdvs })])
+            }
+        }
+    }
+
+    fn next_step(&mut self, deadline: Option<Instant>, what: &'static str) -> Result<Step, NetError> {
         loop {
             if self.closed {
                 return Err(NetError::Closed(what));
             }
             let limit = self.receive_limit();
             let ev = match self.read_pdu(deadline, limit) {
-                Ok(p) => Event::from_pdu(p),
+                Ok(Incoming::Pdu(p)) => Event::from_pdu(p),
+                Ok(Incoming::PData(range)) => {
+                    let inds = self.step(Event::PDataReceived(crate::pdu::PData { pdvs: Vec::new() }))?;
+                    if inds.iter().any(|i| matches!(i, Indication::PData(_))) {
+                        return Ok(Step::PData(range));
+                    }
+                    if !inds.is_empty() {
+                        return Ok(Step::Indications(inds));
+                    }
+                    if matches!(self.sm.state(), ul::State::Sta13) || self.sm.is_closed() {
+                        warn!("{}: P-DATA-TF in state {:?}; association aborted", self.peer, self.sm.state());
+                        self.close();
+                        return Err(NetError::Protocol(format!("unexpected P-DATA-TF ({what})")));
+                    }
+                    continue;
+                }
                 Err(ReadError::Timeout) => {
                     if self.artim.map(|t| Instant::now() >= t).unwrap_or(false) {
                         warn!("{}: ARTIM timer expired ({what}); closing", self.peer);
@@ -446,7 +693,7 @@ impl Association {
                 return Err(NetError::Closed(what));
             }
             if !inds.is_empty() {
-                return Ok(inds);
+                return Ok(Step::Indications(inds));
             }
             if matches!(self.sm.state(), ul::State::Sta13) && !self.closed {
                 // We sent an A-ABORT for an unexpected PDU: nothing more to read.
@@ -477,16 +724,28 @@ impl Association {
     }
 
     /// Read one whole PDU; the earliest of `deadline` and the ARTIM timer bounds the wait.
-    fn read_pdu(&mut self, deadline: Option<Instant>, limit: u32) -> Result<Pdu, ReadError> {
+    fn read_pdu(&mut self, deadline: Option<Instant>, limit: u32) -> Result<Incoming, ReadError> {
+        if self.rpos == self.rbuf.len() {
+            self.rbuf.clear();
+            self.rpos = 0;
+        }
         loop {
+            // P-DATA-TF: not decoded into owned PDVs; its body is handed out in place.
+            if let Some((pdu::pdu_type::P_DATA_TF, len)) = pdu::peek_header(&self.rbuf[self.rpos..]) {
+                if limit != 0 && len > limit {
+                    return Err(ReadError::Pdu(pdu::PduError::TooLong { declared: len, limit }));
+                }
+                let end = self.rpos + pdu::PDU_HEADER_LEN + len as usize;
+                if self.rbuf.len() >= end {
+                    let body = self.rpos + pdu::PDU_HEADER_LEN..end;
+                    self.rpos = end;
+                    return Ok(Incoming::PData(body));
+                }
+            }
             match pdu::decode(&self.rbuf[self.rpos..], limit) {
                 Ok(Decoded::Complete(p, used)) => {
                     self.rpos += used;
-                    if self.rpos == self.rbuf.len() {
-                        self.rbuf.clear();
-                        self.rpos = 0;
-                    }
-                    return Ok(p);
+                    return Ok(Incoming::Pdu(p));
                 }
                 Ok(Decoded::NeedMore(n)) => {
                     if self.rpos > 0 && self.rpos * 2 > self.rbuf.len() {
@@ -582,6 +841,76 @@ impl Drop for Association {
             let _ = self.abort();
         }
         self.close();
+    }
+}
+
+enum Incoming {
+    Pdu(Pdu),
+    /// The body of a P-DATA-TF, as a range of the receive buffer.
+    PData(std::ops::Range<usize>),
+}
+
+enum Step {
+    Indications(Vec<Indication>),
+    PData(std::ops::Range<usize>),
+}
+
+enum StreamError {
+    /// Writing to the peer failed (the association is gone).
+    Net(NetError),
+    /// Reading or transcoding the source failed (the association must be aborted).
+    Source(NetError),
+}
+
+/// Feed one PDV to the reassembler and route its data; `Some` when a message completed.
+fn absorb(
+    reasm: &mut Reassembler,
+    negotiated: Option<&Negotiated>,
+    rx: &mut Rx,
+    sink_for: &mut dyn FnMut(u8, &Command) -> DataSink,
+    context_id: u8,
+    control: u8,
+    data: &[u8],
+) -> Result<Option<Received>, NetError> {
+    match reasm.push_ref(context_id, control, data)? {
+        None => Ok(None),
+        Some(DimseEvent::Command { context_id, command }) => {
+            debug!("received {} on context {}", command, context_id);
+            if negotiated.map(|n| n.context(context_id).is_none()).unwrap_or(true) {
+                return Err(NetError::Protocol(format!("message on presentation context {context_id}, which was not accepted")));
+            }
+            if !command.has_dataset {
+                return Ok(Some(Received::Message { context_id, command, data: MessageData::None }));
+            }
+            rx.sink = Some(sink_for(context_id, &command));
+            rx.current = Some((context_id, command));
+            rx.mem.clear();
+            rx.sink_error = None;
+            Ok(None)
+        }
+        Some(DimseEvent::Data { data, last, .. }) => {
+            match rx.sink.as_mut() {
+                Some(DataSink::Memory) => rx.mem.extend_from_slice(data),
+                Some(DataSink::Writer(w)) => {
+                    if rx.sink_error.is_none() {
+                        if let Err(e) = w.write_all(data) {
+                            rx.sink_error = Some(e);
+                        }
+                    }
+                }
+                Some(DataSink::Discard) | None => {}
+            }
+            if !last {
+                return Ok(None);
+            }
+            let (context_id, command) = rx.current.take().ok_or_else(|| NetError::Protocol("data set without a command".into()))?;
+            let data = match rx.sink.take() {
+                Some(DataSink::Memory) | None => MessageData::Memory(std::mem::take(&mut rx.mem)),
+                Some(DataSink::Writer(sink)) => MessageData::Sink { sink, error: rx.sink_error.take() },
+                Some(DataSink::Discard) => MessageData::Discarded,
+            };
+            Ok(Some(Received::Message { context_id, command, data }))
+        }
     }
 }
 

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use log::{debug, info, warn};
 
-use super::{Association, NetError, Received, Timeouts};
+use super::{Association, DataSink, MessageData, NetError, Received, Timeouts};
 use crate::dimse::{field, Command};
-use crate::ul::AcceptorConfig;
+use crate::ul::{AcceptorConfig, Negotiated};
 
 /// DIMSE status: success.
 pub const STATUS_SUCCESS: u16 = 0x0000;
@@ -21,6 +21,12 @@ pub const STATUS_UNRECOGNIZED_OPERATION: u16 = 0x0211;
 
 /// Serves the DIMSE messages of one association. Called on the association's thread.
 pub trait ServiceHandler: Send + Sync {
+    /// Where the data set of an incoming request goes (default: memory). Called when its
+    /// command has arrived, before the first data fragment.
+    fn data_sink(&self, _negotiated: &Negotiated, _context_id: u8, _command: &Command) -> DataSink {
+        DataSink::Memory
+    }
+
     /// Handle one request. The handler sends its response(s) with
     /// `assoc.send_message`; an error aborts the association.
     fn on_message(
@@ -28,7 +34,7 @@ pub trait ServiceHandler: Send + Sync {
         assoc: &mut Association,
         context_id: u8,
         command: Command,
-        data: Option<Vec<u8>>,
+        data: MessageData,
     ) -> Result<(), NetError>;
 }
 
@@ -36,7 +42,7 @@ pub trait ServiceHandler: Send + Sync {
 pub struct EchoOnlyHandler;
 
 impl ServiceHandler for EchoOnlyHandler {
-    fn on_message(&self, assoc: &mut Association, ctx: u8, command: Command, _data: Option<Vec<u8>>) -> Result<(), NetError> {
+    fn on_message(&self, assoc: &mut Association, ctx: u8, command: Command, _data: MessageData) -> Result<(), NetError> {
         answer_echo_or_unrecognized(assoc, ctx, &command)
     }
 }
@@ -207,8 +213,14 @@ fn serve_connection(stream: TcpStream, config: &ServerConfig, handler: &dyn Serv
             return;
         }
     };
+    let negotiated = assoc.negotiated().clone();
     loop {
-        match assoc.receive(config.timeouts.network, "waiting for the next request (network timeout)") {
+        let received = assoc.receive_with(
+            config.timeouts.network,
+            "waiting for the next request (network timeout)",
+            &mut |ctx, cmd| handler.data_sink(&negotiated, ctx, cmd),
+        );
+        match received {
             Ok(Received::Message { context_id, command, data }) => {
                 if let Err(e) = handler.on_message(&mut assoc, context_id, command, data) {
                     warn!("association from {peer} ended: {e}");
