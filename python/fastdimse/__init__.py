@@ -6,8 +6,8 @@
 from . import errors, status, uids
 from ._core import __version__
 from .entity import Entity
-from .scp import DICOMSCP
-from .scu import DICOMSCU, Association, EchoResponse, PresentationContext
+from .scp import DICOMSCP, StoredInstance
+from .scu import DICOMSCU, Association, EchoResponse, PresentationContext, StoreResult
 
 __all__ = [
     "Entity",
@@ -16,6 +16,8 @@ __all__ = [
     "Association",
     "EchoResponse",
     "PresentationContext",
+    "StoreResult",
+    "StoredInstance",
     "errors",
     "status",
     "uids",

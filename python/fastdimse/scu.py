@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from . import _core, uids
 from .entity import Entity
 
-__all__ = ["DICOMSCU", "Association", "EchoResponse", "PresentationContext"]
+__all__ = ["DICOMSCU", "Association", "EchoResponse", "PresentationContext", "StoreResult"]
 
 log = logging.getLogger("fastdimse")
 
@@ -38,6 +39,50 @@ class PresentationContext:
     transfer_syntax: str
     scu_role: bool = True
     scp_role: bool = False
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    """The outcome of C-STORE for one instance.
+
+    ``status`` is the DIMSE status of the C-STORE-RSP (0x0000 success), or None when
+    the instance was not sent at all (unreadable file, no acceptable presentation
+    context, association lost); ``reason`` says why in words.
+    """
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    status: int | None
+    reason: str | None
+    path: str | None
+    transfer_syntax: str
+    sent_transfer_syntax: str | None
+    bytes: int
+    index: int
+
+    @property
+    def is_success(self) -> bool:
+        from .status import category
+
+        return self.status is not None and category(self.status) in ("success", "warning")
+
+
+def _store_item(item):
+    """A path (str/PathLike) or a pydicom Dataset encoded in Rust for the wire."""
+    if isinstance(item, (str, os.PathLike)):
+        return os.fspath(item)
+    import pydicom
+
+    if isinstance(item, pydicom.Dataset):
+        from . import codec
+
+        meta = getattr(item, "file_meta", None)
+        ts = str(getattr(meta, "TransferSyntaxUID", "") or uids.EXPLICIT_VR_LITTLE_ENDIAN) if meta is not None else uids.EXPLICIT_VR_LITTLE_ENDIAN
+        sop_class = str(item.get("SOPClassUID", "") or (getattr(meta, "MediaStorageSOPClassUID", "") if meta is not None else ""))
+        sop_instance = str(item.get("SOPInstanceUID", "") or (getattr(meta, "MediaStorageSOPInstanceUID", "") if meta is not None else ""))
+        data = codec.encode(item, ts)
+        return (f"Dataset {sop_instance}", sop_class, sop_instance, ts, data)
+    raise TypeError(f"store() takes file paths, folders or pydicom Datasets, not {type(item).__name__}")
 
 
 class Association:
@@ -168,6 +213,53 @@ class DICOMSCU:
 
     # Evil DICOM's name for C-ECHO.
     ping = echo
+
+    def store(
+        self,
+        remote: Entity,
+        items,
+        *,
+        on_progress: Callable[[StoreResult], None] | None = None,
+        parallel: int = 1,
+    ) -> list[StoreResult]:
+        """C-STORE every item to ``remote``; one :class:`StoreResult` per instance, in order.
+
+        ``items``: a path, a folder (walked recursively) or a pydicom Dataset, or an
+        iterable of those. Only each file's meta group is read to plan the association:
+        one presentation context per SOP class and transfer syntax found, plus the
+        uncompressed syntaxes as fall-backs. Each instance goes in its own syntax when
+        accepted, else transcoded in Rust to an accepted uncompressed one; a compressed
+        instance the peer does not accept fails alone with a reason. The bytes stream
+        from file to socket in Rust. ``parallel`` > 1 sends over that many associations
+        at once. ``on_progress(result)`` is called as each instance finishes (from the
+        sending thread). Raises :class:`~fastdimse.errors.AssociationError` /
+        :class:`~fastdimse.errors.NetworkError` only when no association at all could be
+        established.
+        """
+        import pydicom
+
+        if isinstance(items, (str, os.PathLike, pydicom.Dataset)):
+            items = [items]
+        prepared = [_store_item(i) for i in items]
+        progress = None
+        if on_progress is not None:
+            def progress(d: dict) -> None:
+                on_progress(StoreResult(**d))
+        results = _core.store_instances(
+            remote.ip_address,
+            remote.port,
+            self.entity.ae_title,
+            remote.ae_title,
+            prepared,
+            self.max_pdu_length,
+            parallel,
+            self.connect_timeout,
+            self.acse_timeout,
+            self.dimse_timeout,
+            self.network_timeout,
+            progress,
+        )
+        return [StoreResult(**d) for d in results]
 
     def __repr__(self) -> str:
         return f"DICOMSCU({self.entity!r})"

@@ -14,7 +14,7 @@
 //!   (an SCP waiting for the next request).
 
 mod assoc;
-mod server;
+pub mod server;
 
 pub use assoc::{Association, DataSink, MessageData, Received, Sink};
 pub use server::{EchoOnlyHandler, Server, ServerConfig, ServiceHandler};

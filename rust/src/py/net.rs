@@ -7,13 +7,110 @@ use pyo3::prelude::*;
 
 use super::errors::{make, net_error};
 use crate::dimse::{field, Command, VERIFICATION_SOP_CLASS};
-use crate::net::{self, EchoOnlyHandler, NetError, Received, Server, ServerConfig, Timeouts};
+use crate::net::{self, EchoOnlyHandler, NetError, Received, Server, ServerConfig, ServiceHandler, Timeouts};
+use crate::store::{self, DuplicatePolicy, StorageConfig, StorageHandler, StoreItem, StoreOptions, StoreResult, StoredInstance};
 use crate::ul::{AcceptorConfig, RequestorConfig};
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyAssociation>()?;
     m.add_class::<PyServer>()?;
+    m.add_function(wrap_pyfunction!(store_instances, m)?)?;
     Ok(())
+}
+
+/// Wrap a Python callable as the storage SCP's per-instance callback. It receives a
+/// dict and returns None or a status int; an exception becomes a processing failure.
+fn stored_callback(cb: Py<PyAny>) -> Arc<store::scp::OnStored> {
+    Arc::new(move |s: &StoredInstance| {
+        Python::attach(|py| {
+            let d = pyo3::types::PyDict::new(py);
+            let r: PyResult<Option<u16>> = (|| {
+                d.set_item("path", s.path.to_string_lossy().to_string())?;
+                d.set_item("sop_class_uid", &s.sop_class_uid)?;
+                d.set_item("sop_instance_uid", &s.sop_instance_uid)?;
+                d.set_item("transfer_syntax", &s.transfer_syntax)?;
+                d.set_item("patient_id", &s.patient_id)?;
+                d.set_item("study_instance_uid", &s.study_instance_uid)?;
+                d.set_item("series_instance_uid", &s.series_instance_uid)?;
+                d.set_item("calling_ae_title", &s.calling_ae_title)?;
+                d.set_item("called_ae_title", &s.called_ae_title)?;
+                d.set_item("dataset_bytes", s.dataset_bytes)?;
+                cb.call1(py, (d,))?.extract::<Option<u16>>(py)
+            })();
+            r.map_err(|e| {
+                let msg = e.to_string();
+                e.print(py);
+                msg
+            })
+        })
+    })
+}
+
+fn result_dict<'py>(py: Python<'py>, r: &StoreResult) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+    let d = pyo3::types::PyDict::new(py);
+    d.set_item("index", r.index)?;
+    d.set_item("path", r.path.as_ref().map(|p| p.to_string_lossy().to_string()))?;
+    d.set_item("sop_class_uid", &r.sop_class_uid)?;
+    d.set_item("sop_instance_uid", &r.sop_instance_uid)?;
+    d.set_item("transfer_syntax", &r.transfer_syntax)?;
+    d.set_item("sent_transfer_syntax", &r.sent_transfer_syntax)?;
+    d.set_item("status", r.status)?;
+    d.set_item("reason", &r.reason)?;
+    d.set_item("bytes", r.bytes)?;
+    Ok(d)
+}
+
+/// C-STORE a batch. `items`: paths (str; folders walked) or tuples
+/// (label, sop class, sop instance, transfer syntax, bytes). Returns one dict per instance.
+#[pyfunction]
+#[pyo3(signature = (host, port, calling_ae_title, called_ae_title, items, max_pdu_length=131072, parallel=1,
+                    connect_timeout=Some(10.0), acse_timeout=Some(30.0), dimse_timeout=Some(30.0),
+                    network_timeout=Some(60.0), on_progress=None, move_originator=None))]
+#[allow(clippy::too_many_arguments)]
+fn store_instances<'py>(
+    py: Python<'py>,
+    host: String,
+    port: u16,
+    calling_ae_title: String,
+    called_ae_title: String,
+    items: Vec<Bound<'py, PyAny>>,
+    max_pdu_length: u32,
+    parallel: usize,
+    connect_timeout: Option<f64>,
+    acse_timeout: Option<f64>,
+    dimse_timeout: Option<f64>,
+    network_timeout: Option<f64>,
+    on_progress: Option<Py<PyAny>>,
+    move_originator: Option<(String, u16)>,
+) -> PyResult<Vec<Bound<'py, pyo3::types::PyDict>>> {
+    let mut list = Vec::with_capacity(items.len());
+    for it in items {
+        if let Ok(p) = it.extract::<std::path::PathBuf>() {
+            list.push(StoreItem::Path(p));
+        } else {
+            let (label, sop_class_uid, sop_instance_uid, transfer_syntax, data): (String, String, String, String, Vec<u8>) = it.extract()?;
+            list.push(StoreItem::Memory { label, sop_class_uid, sop_instance_uid, transfer_syntax, data });
+        }
+    }
+    let mut cfg = RequestorConfig::new(calling_ae_title, called_ae_title);
+    cfg.max_pdu_length = max_pdu_length;
+    let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let mut opts = StoreOptions::new(addr, cfg);
+    opts.timeouts = timeouts(connect_timeout, acse_timeout, dimse_timeout, network_timeout)?;
+    opts.parallel = parallel.max(1);
+    opts.move_originator = move_originator;
+    let progress = |r: &StoreResult| {
+        if let Some(cb) = &on_progress {
+            Python::attach(|py| {
+                let res = result_dict(py, r).and_then(|d| cb.call1(py, (d,)));
+                if let Err(e) = res {
+                    log::warn!("on_progress callback failed: {e}");
+                }
+            });
+        }
+    };
+    let results = py.detach(|| store::store(&opts, list, &progress)).map_err(|e| net_error(py, e))?;
+    results.iter().map(|r| result_dict(py, r)).collect()
 }
 
 fn secs(v: Option<f64>) -> PyResult<Option<Duration>> {
@@ -184,7 +281,8 @@ impl PyServer {
     #[new]
     #[pyo3(signature = (host, port, ae_title, contexts, require_called_ae=true, allowed_calling_aes=None,
                         max_pdu_length=131072, acse_timeout=Some(30.0), dimse_timeout=Some(30.0),
-                        network_timeout=Some(60.0), max_associations=64))]
+                        network_timeout=Some(60.0), max_associations=64, storage_dir=None,
+                        layout=None, duplicates="overwrite", on_stored=None, fsync=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -199,7 +297,34 @@ impl PyServer {
         dimse_timeout: Option<f64>,
         network_timeout: Option<f64>,
         max_associations: usize,
+        storage_dir: Option<std::path::PathBuf>,
+        layout: Option<String>,
+        duplicates: &str,
+        on_stored: Option<Py<PyAny>>,
+        fsync: bool,
     ) -> PyResult<PyServer> {
+        let handler: Arc<dyn ServiceHandler> = match storage_dir {
+            None => Arc::new(EchoOnlyHandler),
+            Some(dir) => {
+                let mut sc = StorageConfig::new(dir);
+                if let Some(l) = layout {
+                    sc.layout = l;
+                }
+                sc.fsync = fsync;
+                sc.duplicates = match duplicates {
+                    "overwrite" => DuplicatePolicy::Overwrite,
+                    "keep" => DuplicatePolicy::Keep,
+                    "reject" => DuplicatePolicy::Reject,
+                    other => {
+                        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                            "duplicates must be 'overwrite', 'keep' or 'reject', not {other:?}"
+                        )))
+                    }
+                };
+                let cb = on_stored.map(stored_callback);
+                Arc::new(StorageHandler::new(sc, cb).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?)
+            }
+        };
         let t = timeouts(None, acse_timeout, dimse_timeout, network_timeout)?;
         let mut acceptor = AcceptorConfig::new(ae_title);
         acceptor.require_called_ae = require_called_ae;
@@ -209,7 +334,7 @@ impl PyServer {
         let config = ServerConfig { acceptor, timeouts: t, max_associations: max_associations.max(1) };
         let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
         let server = py
-            .detach(|| Server::start(&addr, config, Arc::new(EchoOnlyHandler)))
+            .detach(|| Server::start(&addr, config, handler))
             .map_err(|e| match e {
                 NetError::Connect { addr, source } => make(py, "NetworkError", (format!("cannot listen on {addr}: {source}"),)),
                 e => net_error(py, e),
