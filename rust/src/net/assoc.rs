@@ -102,6 +102,8 @@ pub struct Association {
     closed: bool,
     next_message_id: u16,
     peer: String,
+    /// The A-ASSOCIATE-RJ we sent, if any (for the log and the error).
+    sent_reject: Option<AssociateRj>,
 }
 
 impl Association {
@@ -122,6 +124,7 @@ impl Association {
             closed: false,
             next_message_id: 1,
             peer,
+            sent_reject: None,
         }
     }
 
@@ -585,8 +588,10 @@ impl Association {
         for o in outputs {
             match o {
                 Output::SendPdu(p) => {
-                    if matches!(p, Pdu::Abort(_)) {
-                        debug!("{}: sending {:?}", self.peer, p);
+                    match &p {
+                        Pdu::Abort(a) => debug!("{}: sending A-ABORT ({})", self.peer, ul::abort_reason_text(a.source, a.reason)),
+                        Pdu::AssociateRj(rj) => self.sent_reject = Some(*rj),
+                        _ => {}
                     }
                     let bytes = pdu::encode_to_vec(&p);
                     if let Err(e) = self.write_all(&bytes) {
@@ -694,6 +699,12 @@ impl Association {
             }
             if !inds.is_empty() {
                 return Ok(Step::Indications(inds));
+            }
+            if let (ul::State::Sta13, Some(rj)) = (self.sm.state(), self.sent_reject) {
+                // The provider itself rejected the request (AE-6: protocol version).
+                info!("association from {} rejected: {}", self.peer, ul::reject_reason_text(rj.result, rj.source, rj.reason));
+                self.drain_until_closed();
+                return Err(NetError::Rejected(rj));
             }
             if matches!(self.sm.state(), ul::State::Sta13) && !self.closed {
                 // We sent an A-ABORT for an unexpected PDU: nothing more to read.
