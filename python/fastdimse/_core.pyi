@@ -1,6 +1,6 @@
 """Type stubs of the compiled Rust core, fastdimse._core."""
 
-from typing import Any
+from typing import Any, Callable
 
 __version__: str
 IMPLEMENTATION_CLASS_UID: str
@@ -48,6 +48,11 @@ class Server:
         dimse_timeout: float | None = 30.0,
         network_timeout: float | None = 60.0,
         max_associations: int = 64,
+        storage_dir: str | None = None,
+        layout: str | None = None,
+        duplicates: str = "overwrite",
+        on_stored: Callable[[dict[str, Any]], int | None] | None = None,
+        fsync: bool = False,
     ) -> None: ...
     @property
     def port(self) -> int: ...
@@ -58,3 +63,21 @@ class Server:
     @property
     def active_associations(self) -> int: ...
     def stop(self) -> None: ...
+
+def store_instances(
+    host: str,
+    port: int,
+    calling_ae_title: str,
+    called_ae_title: str,
+    items: list[str | tuple[str, str, str, str, bytes]],
+    max_pdu_length: int = 131072,
+    parallel: int = 1,
+    connect_timeout: float | None = 10.0,
+    acse_timeout: float | None = 30.0,
+    dimse_timeout: float | None = 30.0,
+    network_timeout: float | None = 60.0,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    move_originator: tuple[str, int] | None = None,
+) -> list[dict[str, Any]]:
+    """C-STORE a batch; items are paths (folders walked) or
+    (label, SOP class UID, SOP instance UID, transfer syntax UID, data set bytes)."""

@@ -90,8 +90,11 @@ struct Rx {
 /// An established association (or one being established) and its connection.
 pub struct Association {
     stream: TcpStream,
+    /// Receive buffer: bytes `rpos..rend` are received and not yet consumed; the rest
+    /// is room for the next read (zeroed once when the buffer grows, never per read).
     rbuf: Vec<u8>,
     rpos: usize,
+    rend: usize,
     wbuf: Vec<u8>,
     sm: StateMachine,
     negotiated: Option<Negotiated>,
@@ -114,6 +117,7 @@ impl Association {
             stream,
             rbuf: Vec::new(),
             rpos: 0,
+            rend: 0,
             wbuf: Vec::new(),
             sm,
             negotiated: None,
@@ -400,18 +404,24 @@ impl Association {
     }
 
     fn stream_known(&mut self, ctx: u8, source: &mut dyn std::io::Read, total: u64, max: usize, out: &mut Vec<u8>) -> Result<u64, StreamError> {
+        const H: usize = pdu::PDATA_SINGLE_PDV_OVERHEAD;
+        // One buffer of a whole PDU, zeroed once; each PDU is read into it and sent.
+        let need = H + (total.min(max as u64) as usize);
+        if out.len() < need {
+            out.resize(need, 0);
+        }
+        let mut hdr = Vec::with_capacity(H);
         let mut left = total;
         loop {
             let n = left.min(max as u64) as usize;
             let control = if left == n as u64 { Pdv::LAST } else { 0 };
-            out.clear();
-            pdu::write_single_pdv_header(out, ctx, control, n as u32);
-            let h = out.len();
-            out.resize(h + n, 0);
-            source.read_exact(&mut out[h..]).map_err(|e| {
+            hdr.clear();
+            pdu::write_single_pdv_header(&mut hdr, ctx, control, n as u32);
+            out[..H].copy_from_slice(&hdr);
+            source.read_exact(&mut out[H..H + n]).map_err(|e| {
                 StreamError::Source(NetError::Io(std::io::Error::new(e.kind(), format!("reading the data set ({} of {total} bytes sent): {e}", total - left))))
             })?;
-            self.write_all(out).map_err(StreamError::Net)?;
+            self.write_all(&out[..H + n]).map_err(StreamError::Net)?;
             left -= n as u64;
             if left == 0 {
                 return Ok(total);
@@ -736,34 +746,39 @@ impl Association {
 
     /// Read one whole PDU; the earliest of `deadline` and the ARTIM timer bounds the wait.
     fn read_pdu(&mut self, deadline: Option<Instant>, limit: u32) -> Result<Incoming, ReadError> {
-        if self.rpos == self.rbuf.len() {
-            self.rbuf.clear();
+        if self.rpos == self.rend {
             self.rpos = 0;
+            self.rend = 0;
         }
         loop {
             // P-DATA-TF: not decoded into owned PDVs; its body is handed out in place.
-            if let Some((pdu::pdu_type::P_DATA_TF, len)) = pdu::peek_header(&self.rbuf[self.rpos..]) {
+            if let Some((pdu::pdu_type::P_DATA_TF, len)) = pdu::peek_header(&self.rbuf[self.rpos..self.rend]) {
                 if limit != 0 && len > limit {
                     return Err(ReadError::Pdu(pdu::PduError::TooLong { declared: len, limit }));
                 }
                 let end = self.rpos + pdu::PDU_HEADER_LEN + len as usize;
-                if self.rbuf.len() >= end {
+                if self.rend >= end {
                     let body = self.rpos + pdu::PDU_HEADER_LEN..end;
                     self.rpos = end;
                     return Ok(Incoming::PData(body));
                 }
             }
-            match pdu::decode(&self.rbuf[self.rpos..], limit) {
+            match pdu::decode(&self.rbuf[self.rpos..self.rend], limit) {
                 Ok(Decoded::Complete(p, used)) => {
                     self.rpos += used;
                     return Ok(Incoming::Pdu(p));
                 }
                 Ok(Decoded::NeedMore(n)) => {
-                    if self.rpos > 0 && self.rpos * 2 > self.rbuf.len() {
-                        self.rbuf.drain(..self.rpos);
-                        self.rpos = 0;
-                    }
                     let want = n.clamp(1, READ_CHUNK);
+                    if self.rbuf.len() - self.rend < want {
+                        // Move the unconsumed bytes to the front, then grow if still short.
+                        self.rbuf.copy_within(self.rpos..self.rend, 0);
+                        self.rend -= self.rpos;
+                        self.rpos = 0;
+                        if self.rbuf.len() - self.rend < want {
+                            self.rbuf.resize(self.rend + want, 0);
+                        }
+                    }
                     let until = match (deadline, self.artim) {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),
@@ -779,17 +794,13 @@ impl Association {
                         None => None,
                     };
                     self.stream.set_read_timeout(timeout).map_err(ReadError::Io)?;
-                    let old = self.rbuf.len();
-                    self.rbuf.resize(old + want, 0);
-                    let r = self.stream.read(&mut self.rbuf[old..]);
+                    let r = self.stream.read(&mut self.rbuf[self.rend..]);
                     match r {
                         Ok(0) => {
-                            self.rbuf.truncate(old);
                             return Err(ReadError::Closed);
                         }
-                        Ok(k) => self.rbuf.truncate(old + k),
+                        Ok(k) => self.rend += k,
                         Err(e) => {
-                            self.rbuf.truncate(old);
                             match e.kind() {
                                 ErrorKind::WouldBlock | ErrorKind::TimedOut => return Err(ReadError::Timeout),
                                 ErrorKind::Interrupted => {}

@@ -162,7 +162,8 @@ impl TempFileSink {
         let mut sink = TempFileSink { file: None, tmp_path, meta_len: 0, written: 0, open_error: None, committed: false };
         let r = (|| -> io::Result<()> {
             let f = File::create(&sink.tmp_path)?;
-            let mut w = BufWriter::with_capacity(256 * 1024, f);
+            // Small buffer: the meta group is buffered, PDV-sized data writes go straight through.
+            let mut w = BufWriter::with_capacity(16 * 1024, f);
             sink.meta_len = dataset::write_part10_meta(&mut w, meta).map_err(|e| io::Error::other(e.to_string()))?;
             sink.file = Some(w);
             Ok(())
