@@ -630,7 +630,16 @@ class SQLiteIndex:
         given it must agree). ``root`` is ``"patient"`` or ``"study"`` or a root
         SOP class UID.
         """
-        identifier = self._as_dataset(identifier)
+        try:
+            return self._prepare_find(self._as_dataset(identifier), level, root)
+        except IdentifierError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            # pydicom decodes raw elements on access: a value it cannot decode
+            raise IdentifierError(f"cannot decode the identifier: {exc}") from exc
+
+    def _prepare_find(self, identifier: Dataset, level: str | None,
+                      root: str) -> Iterator[Dataset]:
         level = m.query_level(identifier, level, root)
         root_name = m.normalize_root(root)
         unique = m.required_unique_keys(level, root_name)
@@ -706,7 +715,15 @@ class SQLiteIndex:
         may be a list of UIDs; unique keys of higher levels restrict further;
         other keys are ignored, as PS3.4 C.4.2.2.1 has only unique keys in a
         retrieve identifier). Validates now, then streams."""
-        identifier = self._as_dataset(identifier)
+        try:
+            return self._prepare_locate(self._as_dataset(identifier), level, root)
+        except IdentifierError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            raise IdentifierError(f"cannot decode the identifier: {exc}") from exc
+
+    def _prepare_locate(self, identifier: Dataset, level: str | None,
+                        root: str) -> Iterator[InstanceRef]:
         level = m.query_level(identifier, level, root)
         keyword = m.UNIQUE_KEYS[level]
         attr = _BY_KEYWORD[keyword]
