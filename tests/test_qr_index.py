@@ -625,14 +625,15 @@ def test_specific_character_set_returned_as_stored(archive):
 def test_mixed_character_sets_fall_back_to_utf8(tmp_path):
     with qr.SQLiteIndex(tmp_path) as index:
         study = generate_uid()
-        for charset, name in (("ISO_IR 100", "Müller^Hans"), ("ISO_IR 192", None)):
+        # UTF-8 first, then Latin-1 without a name: the Cyrillic name needs UTF-8
+        for charset, name in (("ISO_IR 192", "Ямада^Таро"), ("ISO_IR 100", None)):
             header = {"SOPInstanceUID": generate_uid(), "SOPClassUID": CLASS_OF["CT"],
                       "StudyInstanceUID": study, "SeriesInstanceUID": generate_uid(),
                       "PatientID": "X", "PatientName": name, "SpecificCharacterSet": charset}
             index.add_instance(tmp_path / "f.dcm", header, ExplicitVRLittleEndian)
         (r,) = query(index, "PATIENT", "patient", PatientName="")
         assert r.SpecificCharacterSet == "ISO_IR 192"
-        assert str(r.PatientName) == "Müller^Hans"
+        assert str(r.PatientName) == "Ямада^Таро"
 
 
 # ---------------------------------------------------------------------------
@@ -892,6 +893,31 @@ def test_an_open_find_does_not_block_writers(tmp_path):
         assert done.is_set(), failure or "the writer was blocked by an open find"
         assert len(list(gen)) == 4  # the open find keeps its snapshot
         assert index.count("IMAGE") == 6
+
+
+def test_close_while_another_thread_holds_a_connection(tmp_path):
+    index = qr.SQLiteIndex(tmp_path)
+    index.add_instance(tmp_path / "f", _header())
+    opened, closed, outcome = threading.Event(), threading.Event(), []
+
+    def worker():
+        assert index.count("IMAGE") == 1  # this thread's own connection
+        opened.set()
+        closed.wait(10)
+        try:
+            index.count("IMAGE")
+        except qr.UnableToProcess as exc:
+            outcome.append(exc)
+
+    th = threading.Thread(target=worker)
+    th.start()
+    assert opened.wait(10)
+    index.close()
+    closed.set()
+    th.join(10)
+    assert len(outcome) == 1 and outcome[0].status == 0xC000
+    with pytest.raises(qr.UnableToProcess):
+        index.find(_ds(QueryRetrieveLevel="STUDY"), None, "study")
 
 
 # ---------------------------------------------------------------------------

@@ -152,8 +152,7 @@ _STORED = {lv: [a for a in ATTRIBUTES if a.level == lv and a.column] for lv in m
 # Attributes read from an instance (transfer syntax comes from the file meta).
 _READ_KEYWORDS = [a.keyword for a in ATTRIBUTES
                   if a.column and a.keyword != "AvailableTransferSyntaxUID"]
-_UNIQUE_COLUMN = {m.PATIENT: "patient_key", m.STUDY: "study_instance_uid",
-                  m.SERIES: "series_instance_uid", m.IMAGE: "sop_instance_uid"}
+_TAG_OF = {kw: tag_for_keyword(kw) for kw in _READ_KEYWORDS + ["SpecificCharacterSet"]}
 _PARENT = {m.STUDY: "patient_pk", m.SERIES: "study_pk", m.IMAGE: "series_pk"}
 
 
@@ -223,7 +222,10 @@ def _as_text(value: Any) -> str | None:
 
 def _getter(source: Any) -> Callable[[str], Any]:
     if isinstance(source, Dataset):
-        return lambda keyword: source.get(keyword, None)
+        def get(keyword: str) -> Any:
+            elem = source.get(_TAG_OF[keyword], None)  # by tag: no keyword lookup
+            return None if elem is None else elem.value
+        return get
     if isinstance(source, Mapping):
         return source.get
     raise InstanceError(f"expected a pydicom Dataset or a mapping of keywords, got "
@@ -266,7 +268,7 @@ class SQLiteIndex:
         self.case_insensitive_pn = case_insensitive_pn
         self._local = threading.local()
         self._write_lock = threading.Lock()
-        self._all_conns: list[sqlite3.Connection] = []
+        self._all_conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._conns_lock = threading.Lock()
         self._closed = False
         conn = self._conn()
@@ -282,9 +284,12 @@ class SQLiteIndex:
     # -- connections ---------------------------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
-        if self._closed:
-            raise UnableToProcess(f"the index {self.db_path} is closed")
         conn = getattr(self._local, "conn", None)
+        if self._closed:
+            if conn is not None:  # close() left this thread's connection to us
+                self._local.conn = None
+                conn.close()
+            raise UnableToProcess(f"the index {self.db_path} is closed")
         if conn is None:
             try:
                 conn = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None,
@@ -296,19 +301,26 @@ class SQLiteIndex:
                 raise UnableToProcess(f"cannot open the index {self.db_path}: {exc}") from exc
             self._local.conn = conn
             with self._conns_lock:
-                self._all_conns.append(conn)
+                self._all_conns.append((threading.current_thread(), conn))
         return conn
 
     def close(self) -> None:
-        """Close every connection this index opened (in any thread)."""
+        """Close the index. The calling thread's connection and those of threads
+        that have ended are closed now; a thread still alive closes its own on
+        its next call (which then raises :class:`UnableToProcess`), because
+        closing a connection another thread may be using is not safe."""
         self._closed = True
+        me = threading.current_thread()
         with self._conns_lock:
             conns, self._all_conns = self._all_conns, []
-        for conn in conns:
-            try:
-                conn.close()
-            except sqlite3.Error:  # pragma: no cover
-                pass
+        for thread, conn in conns:
+            if thread is me or not thread.is_alive():
+                try:
+                    conn.close()
+                except sqlite3.Error:  # pragma: no cover
+                    pass
+        if getattr(self._local, "conn", None) is not None:
+            self._local.conn = None
 
     def __enter__(self) -> "SQLiteIndex":
         return self
@@ -630,6 +642,8 @@ class SQLiteIndex:
         given it must agree). ``root`` is ``"patient"`` or ``"study"`` or a root
         SOP class UID.
         """
+        if self._closed:
+            raise UnableToProcess(f"the index {self.db_path} is closed")
         try:
             return self._prepare_find(self._as_dataset(identifier), level, root)
         except IdentifierError:
@@ -707,7 +721,10 @@ class SQLiteIndex:
         except sqlite3.Error as exc:
             raise UnableToProcess(f"index query failed: {exc}") from exc
         finally:
-            cur.close()
+            try:
+                cur.close()
+            except sqlite3.ProgrammingError:  # the index was closed meanwhile
+                pass
 
     def locate(self, identifier: Any, level: str | None, root: str) -> Iterator[InstanceRef]:
         """C-MOVE / C-GET: the instances under the entities selected by the unique
@@ -715,6 +732,8 @@ class SQLiteIndex:
         may be a list of UIDs; unique keys of higher levels restrict further;
         other keys are ignored, as PS3.4 C.4.2.2.1 has only unique keys in a
         retrieve identifier). Validates now, then streams."""
+        if self._closed:
+            raise UnableToProcess(f"the index {self.db_path} is closed")
         try:
             return self._prepare_locate(self._as_dataset(identifier), level, root)
         except IdentifierError:
@@ -748,7 +767,10 @@ class SQLiteIndex:
             for cls, uid, ts, path in cur:
                 yield InstanceRef(cls, uid, ts or "", path)
         finally:
-            cur.close()
+            try:
+                cur.close()
+            except sqlite3.ProgrammingError:  # the index was closed meanwhile
+                pass
 
     # -- small conveniences ----------------------------------------------------
 
