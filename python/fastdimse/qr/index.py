@@ -41,6 +41,7 @@ to recover them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -51,7 +52,6 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.errors import InvalidDicomError
 
 from . import matching as m
 from .backend import IdentifierError, InstanceError, InstanceRef, UnableToProcess
@@ -304,6 +304,19 @@ class SQLiteIndex:
                 self._all_conns.append((threading.current_thread(), conn))
         return conn
 
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, serialised with the other writers of this index."""
+        with self._write_lock:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
     def close(self) -> None:
         """Close the index. The calling thread's connection and those of threads
         that have ended are closed now; a thread still alive closes its own on
@@ -362,15 +375,8 @@ class SQLiteIndex:
         updates its entry. Raises :class:`InstanceError`.
         """
         item = self._extract(path, ds, transfer_syntax)
-        with self._write_lock:
-            conn = self._conn()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._insert(conn, item)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        with self._write() as conn:
+            self._insert(conn, item)
 
     def import_folder(self, folder: str | os.PathLike, *, recursive: bool = True,
                       batch_size: int = 500) -> ImportResult:
@@ -387,8 +393,7 @@ class SQLiteIndex:
             try:
                 ds = self._read_header(path)
                 batch.append(self._extract(path, ds, None))
-            except (InvalidDicomError, InstanceError, OSError, ValueError,
-                    EOFError, KeyError, TypeError) as exc:
+            except Exception as exc:  # one bad file must not stop an import
                 log.warning("not indexed: %s: %s", path, exc)
                 result.skipped.append((path, str(exc)))
                 continue
@@ -403,19 +408,12 @@ class SQLiteIndex:
         """Remove one instance from the index (not the file), and its series, study
         and patient when they become empty. Returns whether it was indexed."""
         uid = str(sop_instance_uid).strip("\x00 ")
-        with self._write_lock:
-            conn = self._conn()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = conn.execute("SELECT pk, series_pk FROM image WHERE sop_instance_uid = ?",
-                                   (uid,)).fetchone()
-                if row is not None:
-                    conn.execute("DELETE FROM image WHERE pk = ?", (row[0],))
-                    self._prune(conn, row[1])
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        with self._write() as conn:
+            row = conn.execute("SELECT pk, series_pk FROM image WHERE sop_instance_uid = ?",
+                               (uid,)).fetchone()
+            if row is not None:
+                conn.execute("DELETE FROM image WHERE pk = ?", (row[0],))
+                self._prune(conn, row[1])
         return row is not None
 
     # -- adding, internals ---------------------------------------------------
@@ -464,16 +462,9 @@ class SQLiteIndex:
                 "patient_key": rows[m.PATIENT]["patient_id"] or ""}
 
     def _insert_many(self, items: list[dict]) -> int:
-        with self._write_lock:
-            conn = self._conn()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for item in items:
-                    self._insert(conn, item)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        with self._write() as conn:
+            for item in items:
+                self._insert(conn, item)
         return len(items)
 
     @staticmethod
