@@ -127,6 +127,14 @@ def test_pn_case_insensitive_single_value():
     assert _sql_matches(cond, stored) == {0, 1}
 
 
+def test_pn_trailing_empty_components_are_not_significant():
+    stored = [m.normalize_for_match(v, "PN") for v in
+              ["Doe^John^^^", "Doe^John", "Doe^John^^^=", "Doe^Johnny", "Doe^John^A"]]
+    assert _sql_matches(m.parse_key("DOE^JOHN^", "PN"), stored) == {0, 1, 2}
+    assert _sql_matches(m.parse_key("Doe^John", "PN", case_insensitive_pn=False),
+                        [m.normalize_for_match("Doe^John^^", "PN", False)]) == {0}
+
+
 def test_lo_is_case_sensitive():
     stored = ["Chest", "CHEST", "chest"]
     assert _sql_matches(m.parse_key("Chest", "LO"), stored) == {0}

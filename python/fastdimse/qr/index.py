@@ -255,17 +255,18 @@ class SQLiteIndex:
     """The Q/R index of a storage folder; implements :class:`~fastdimse.qr.QRBackend`.
 
     ``SQLiteIndex(storage_dir)`` opens (creating if needed) ``storage_dir /
-    fastdimse-index.sqlite`` in WAL mode. ``case_insensitive_pn`` selects how PN
-    keys match (PS3.4 C.2.2.2.1 leaves it to the implementation; default: case
-    insensitive). The index only records paths: it never moves or deletes files.
+    fastdimse-index.sqlite`` in WAL mode. PN keys match case-insensitively. The
+    index only records paths: it never moves or deletes files.
     """
 
-    def __init__(self, storage_dir: str | os.PathLike, db_name: str = DEFAULT_DB_NAME,
-                 *, case_insensitive_pn: bool = True):
+    #: PN keys match case-insensitively (PS3.4 C.2.2.2.1 lets the SCP choose);
+    #: the ``_m`` columns are stored lower-cased accordingly.
+    case_insensitive_pn = True
+
+    def __init__(self, storage_dir: str | os.PathLike, db_name: str = DEFAULT_DB_NAME):
         self.storage_dir = os.path.abspath(os.fspath(storage_dir))
         os.makedirs(self.storage_dir, exist_ok=True)
         self.db_path = os.path.join(self.storage_dir, db_name)
-        self.case_insensitive_pn = case_insensitive_pn
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._all_conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
@@ -594,10 +595,7 @@ class SQLiteIndex:
             elif attr.derived is not None:
                 sql, p = m.condition_sql(cond, attr.derived)
             else:
-                column = attr.match_column
-                if attr.vr == "PN" and not self.case_insensitive_pn:
-                    column = attr.column
-                sql, p = m.condition_sql(cond, f"{attr.alias}.{column}")
+                sql, p = m.condition_sql(cond, f"{attr.alias}.{attr.match_column}")
             clauses.append(sql)
             params.extend(p)
         return clauses, params

@@ -25,7 +25,8 @@ them to the implementation (write these into the conformance statement):
   UT a value containing ``*`` or ``?``: ``*`` matches any sequence (also empty),
   ``?`` exactly one character. Case sensitive except PN (as above). PN values,
   including component groups separated by ``=``, are matched as one literal
-  string; no fuzzy matching.
+  string; no fuzzy matching. Trailing empty PN components are not significant
+  (``Doe^John^^`` is ``Doe^John``, PS3.5 6.2).
 - **Range matching** (C.2.2.2.5) for DA, TM, DT: ``a-b``, ``-b``, ``a-``, bounds
   inclusive. Values are normalised first (legacy ``.`` in DA and ``:`` in TM
   removed; DT offsets ``&ZZXX`` ignored) and a bound given at a coarser precision
@@ -213,6 +214,12 @@ def _clean(value: str, vr: str) -> str:
     return value.rstrip(" ")  # ST, LT, UT, UR: leading spaces are significant
 
 
+def _pn_canonical(value: str) -> str:
+    """PS3.5 6.2: trailing empty components (``^``) and component groups (``=``)
+    may be left out, so ``Doe^John^^^`` and ``Doe^John`` are the same name."""
+    return "=".join(g.rstrip("^ ") for g in value.split("=")).rstrip("=")
+
+
 def _values(raw: Any) -> list[str]:
     """The values of a key as strings (pydicom MultiValue, list, or a str that may
     still hold backslashes when it came from a dict)."""
@@ -300,8 +307,11 @@ def normalize_for_match(value: Any, vr: str, case_insensitive_pn: bool = True) -
             return normalize_datetime(s)
     except ValueError:
         return None
-    if vr == "PN" and case_insensitive_pn:
-        return s.lower()
+    if vr == "PN":
+        s = _pn_canonical(s)
+        if s == "":
+            return None
+        return s.lower() if case_insensitive_pn else s
     return s
 
 
@@ -343,6 +353,8 @@ def _parse_one(text: str, vr: str, keyword: str, case_insensitive_pn: bool) -> C
         except ValueError:
             raise IdentifierError(f"bad IS matching key {keyword}={text!r}") from None
     lower = vr == "PN" and case_insensitive_pn
+    if vr == "PN":
+        text = _pn_canonical(text) or text
     if vr in WILDCARD_VRS and ("*" in text or "?" in text):
         if set(text) == {"*"}:
             return Universal()
