@@ -286,8 +286,9 @@ def normalize_datetime(value: str, high: bool = False) -> str:
 
 def normalize_for_match(value: Any, vr: str, case_insensitive_pn: bool = True) -> Any:
     """Normalise a *stored* value the way keys are normalised, or None if it is
-    empty. DA/TM/DT that do not parse are kept cleaned but un-normalised (they
-    then match only universal and empty-value keys... and wild cards never apply)."""
+    empty. A DA/TM/DT or IS value that does not parse also gives None: it is then
+    matched as if empty (universal and empty-value keys only); the raw value is
+    still returned in responses."""
     if value is None:
         return None
     if vr == "IS":
