@@ -37,8 +37,8 @@
 //!     pydicom's (see `dictionary.rs`); unknown and private tags become UN,
 //!     private creators LO, group lengths UL (PS3.5 6.2.2); the ambiguous VRs
 //!     are resolved from Bits Allocated / Pixel Representation seen earlier in
-//!     the top-level dataset (pixel data OB when Bits Allocated <= 8, else OW;
-//!     US or SS -> SS only for Pixel Representation 1).
+//!     the top-level dataset (US or SS -> SS only for Pixel Representation 1;
+//!     "OB or OW" -> OW, as PS3.5 A.1 says pixel data read without a VR is).
 //!   - a value longer than 0xFFFF bytes whose VR has a 2-byte length field in
 //!     explicit VR is written as UN (PS3.5 6.2.2 allows this; pydicom does the
 //!     same) instead of failing.
@@ -73,7 +73,7 @@ mod tests;
 pub use dictionary::{explicit_vr_for, is_sequence, lookup as dictionary_lookup, DictVr, VrContext};
 pub use error::{fmt_tag, DatasetError};
 pub use part10::{
-    parse_part10_meta, read_part10_meta, read_part10_meta_path, write_part10_meta, FileMeta,
+    parse_part10_meta, parse_part10_meta_lenient, read_part10_meta, read_part10_meta_path, transcode_file, write_part10_meta, FileMeta,
     MetaElement, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME,
 };
 pub use split::{read_header, skip_undefined_length, split_elements, Header, RawElement};

@@ -23,8 +23,9 @@ pub struct Header {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RawElement {
     pub tag: u32,
-    /// Explicit VR as read (an undefined-length UN reported as SQ); in
-    /// implicit VR `Some(SQ)` for an undefined-length sequence, else `None`.
+    /// Explicit VR as read (an undefined-length UN holds a sequence, PS3.5
+    /// 6.2.2); in implicit VR `Some(SQ)` for an undefined-length sequence,
+    /// else `None`.
     pub vr: Option<[u8; 2]>,
     /// The length field as written (0xFFFFFFFF: undefined).
     pub length: u32,
@@ -206,7 +207,6 @@ pub fn split_elements(data: &[u8], enc: Encoding) -> Result<Vec<RawElement>, Dat
         if h.length == UNDEFINED_LENGTH {
             let end = skip_undefined_length(data, value_start, enc, h.tag, pos)?;
             let vr = match h.vr {
-                Some(vr) if &vr == b"UN" => Some(*b"SQ"),
                 Some(vr) => Some(vr),
                 None if h.tag == TAG_PIXEL_DATA => None,
                 None => match dictionary::lookup(h.tag) {

@@ -518,6 +518,8 @@ impl Transcoder {
         let vr = src_vr.unwrap_or_else(|| explicit_vr_for(tag, &self.ctx));
         if length == UNDEFINED_LENGTH {
             let fragments = tag == TAG_PIXEL_DATA && &vr != b"SQ" && &vr != b"UN";
+            // encapsulated pixel data is OB (PS3.5 A.4)
+            let vr = if fragments && src_vr.is_none() { *b"OB" } else { vr };
             let (kind, out_vr) = if fragments { (Kind::Fragments, vr) } else { (Kind::Sequence, *b"SQ") };
             write_element_header(out, te, tag, Some(out_vr), UNDEFINED_LENGTH);
             self.stack.push(Frame { kind, end: None, tag, offset: header_offset, out_undefined: false });
