@@ -24,9 +24,10 @@
 //!   report an error instead.
 //! * **Odd lengths.** PS3.5 7.1.1 requires even value lengths. We reject odd
 //!   lengths where they would break the byte layout: binary VRs whose length is
-//!   not a multiple of their unit size (US 2, UL 4, FD 8, AT 4, OW 2, ...),
-//!   odd item and sequence lengths. Odd-length text values (a common writer
-//!   bug that pydicom tolerates) are passed through.
+//!   not a multiple of their unit size (US 2, UL 4, FD 8, AT 4, OW 2, ...):
+//!   those cannot be byte-swapped or decoded. Odd-length text and OB/UN values,
+//!   and the odd item/sequence lengths they cause (a common writer bug, which
+//!   pydicom's own writer produces for UN), are passed through.
 //! * **Transcoding** ([`Transcoder`]) is a push parser: it keeps one element
 //!   header (at most 12 bytes), a stack of open sequences/items, and streams
 //!   values through in whatever chunks arrive, swapping bytes per VR unit when

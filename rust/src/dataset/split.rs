@@ -90,7 +90,6 @@ fn check_length(tag: u32, vr: Option<[u8; 2]>, length: u32, offset: usize) -> Re
     };
     let unit = match &vr {
         b"AT" => 4,
-        b"SQ" => 2,
         _ => swap_unit(vr),
     };
     if unit > 1 && length as usize % unit != 0 {
@@ -140,8 +139,9 @@ pub fn skip_undefined_length(
                 opened.push((h.tag, pos));
                 pos = value_start;
             } else {
-                let vr = if in_item { h.vr } else { Some(*b"SQ") };
-                check_length(h.tag, vr, h.length, pos)?;
+                if in_item {
+                    check_length(h.tag, h.vr, h.length, pos)?;
+                }
                 let end = value_start as u64 + h.length as u64;
                 if end > size {
                     return Err(DatasetError::Truncated {

@@ -421,9 +421,6 @@ impl Transcoder {
                         self.stack.push(Frame { kind: Kind::Item, end: None, tag, offset: header_offset, out_undefined: false });
                     } else {
                         let length = length as u64;
-                        if length % 2 != 0 {
-                            return Err(DatasetError::OddLength { tag, offset: header_offset, length, vr: *b"SQ" });
-                        }
                         self.check_within(tag, header_offset, length)?;
                         let out_len = if self.relength { UNDEFINED_LENGTH } else { length as u32 };
                         write_element_header(out, te, TAG_ITEM, None, out_len);
@@ -528,9 +525,6 @@ impl Transcoder {
         let length64 = length as u64;
         self.check_within(tag, header_offset, length64)?;
         if &vr == b"SQ" {
-            if length % 2 != 0 {
-                return Err(DatasetError::OddLength { tag, offset: header_offset, length: length64, vr });
-            }
             let out_len = if self.relength { UNDEFINED_LENGTH } else { length };
             write_element_header(out, te, tag, Some(vr), out_len);
             self.stack.push(Frame {
