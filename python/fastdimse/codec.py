@@ -90,23 +90,20 @@ def _uid_for(implicit: bool, little: bool) -> str:
 
 # ---------------------------------------------------------------- decoding
 
-def _raw_dict(buf: bytes, elements: list, implicit: bool, little: bool) -> tuple[dict, list]:
-    d: dict = {}
+def _dataset(values: list, implicit: bool, little: bool) -> Dataset:
+    """A Dataset of raw elements from [(tag, VR, length, value, value_tell)]."""
+    raw: dict = {}
     eager = []
-    for tag, vr, length, start, end in elements:
+    for tag, vr, length, value, tell in values:
         t = BaseTag(tag)
         if vr == "UN" and length == _UNDEFINED:
             # An undefined-length UN holds a sequence (PS3.5 6.2.2); pydicom's
             # reader parses it at once as SQ, and so do we.
             vr = "SQ"
             eager.append(t)
-        value = buf[start:end] if length else empty_value_for_VR(vr, raw=True)
-        d[t] = RawDataElement(t, vr, length, value, start, implicit, little)
-    return d, eager
-
-
-def _dataset(buf: bytes, elements: list, implicit: bool, little: bool) -> Dataset:
-    raw, eager = _raw_dict(buf, elements, implicit, little)
+        if not length:
+            value = empty_value_for_VR(vr, raw=True)
+        raw[t] = RawDataElement(t, vr, length, value, tell, implicit, little)
     ds = Dataset(raw)
     for tag in eager:
         ds[tag]  # convert now
@@ -126,7 +123,8 @@ def decode(data: bytes, transfer_syntax: str) -> Dataset:
     """
     data = bytes(data)
     buf, elements, implicit, little = _core.codec_split(data, str(transfer_syntax))
-    return _dataset(buf, elements, implicit, little)
+    values = [(tag, vr, length, buf[start:end], start) for tag, vr, length, start, end in elements]
+    return _dataset(values, implicit, little)
 
 
 def read_meta(path: str | os.PathLike) -> dict:
@@ -139,36 +137,23 @@ def read_meta(path: str | os.PathLike) -> dict:
     return _core.codec_read_meta(os.fspath(path))
 
 
-def _guess_syntax(data: bytes, offset: int) -> str:
-    """The syntax of a dataset whose file meta names none, guessed like pydicom."""
-    head = data[offset:offset + 6]
-    if len(head) < 6 or not (0x40 < head[4] < 0x5B and 0x40 < head[5] < 0x5B):
-        return IMPLICIT_VR_LE
-    group = int.from_bytes(head[:2], "little")
-    return EXPLICIT_VR_BE if group >= 1024 else EXPLICIT_VR_LE
-
-
 def read_file(path: str | os.PathLike) -> FileDataset:
-    """Read a Part-10 file into a :class:`~pydicom.dataset.FileDataset`."""
+    """Read a Part-10 file into a :class:`~pydicom.dataset.FileDataset`.
+
+    Rust reads the meta group and splits the dataset, reading each top-level
+    value once from the file; values convert lazily on access.
+    """
     path = os.fspath(path)
-    with open(path, "rb") as f:
-        data = f.read()
-    preamble, meta_elements, offset = _core.codec_parse_meta(data, path)
+    preamble, meta_elements, ts, values, implicit, little = _core.codec_read_file(path)
     meta_dict: dict = {}
-    ts = None
     for tag, vr, value, tell in meta_elements:
         t = BaseTag(tag)
         length = len(value)
         meta_dict[t] = RawDataElement(
             t, vr, length, value if length else empty_value_for_VR(vr, raw=True), tell, False, True
         )
-        if tag == 0x00020010:
-            ts = value.rstrip(b"\0 ").decode("ascii", "replace")
     file_meta = FileMetaDataset(meta_dict)
-    if not ts:
-        ts = _guess_syntax(data, offset)
-    buf, elements, implicit, little = _core.codec_split(data, ts, offset, path)
-    dataset = _dataset(buf, elements, implicit, little)
+    dataset = _dataset(values, implicit, little)
     # Like pydicom, the file-level encoding is the transfer syntax's even when
     # the elements turned out to be encoded otherwise (they carry their own).
     ts_implicit, ts_little, _ = _syntax(ts)
@@ -329,19 +314,22 @@ def _encode_dataset(ds: Dataset, implicit: bool, little: bool, out: list, parent
         out.append(_write_pydicom(elem, implicit, little, encodings))
 
 
+def _encode_parts(ds: Dataset, transfer_syntax: str) -> list:
+    implicit, little, deflated = _syntax(transfer_syntax)
+    out: list = []
+    _encode_dataset(ds, implicit, little, out, default_encoding)
+    if deflated:
+        out = [_core.codec_transcode(b"".join(out), EXPLICIT_VR_LE, DEFLATED_EXPLICIT_VR_LE)]
+    return out
+
+
 def encode(ds: Dataset, transfer_syntax: str) -> bytes:
     """Encode `ds` (no preamble, no file meta) in `transfer_syntax`.
 
     Encapsulated syntaxes are written as explicit VR little endian, with the
     pixel data as it is in `ds`; the deflated syntax is deflated in Rust.
     """
-    implicit, little, deflated = _syntax(transfer_syntax)
-    out: list = []
-    _encode_dataset(ds, implicit, little, out, default_encoding)
-    data = b"".join(out)
-    if deflated:
-        data = _core.codec_transcode(data, EXPLICIT_VR_LE, DEFLATED_EXPLICIT_VR_LE)
-    return data
+    return b"".join(_encode_parts(ds, transfer_syntax))
 
 
 def _meta_bytes(file_meta: Dataset) -> bytes:
@@ -350,7 +338,7 @@ def _meta_bytes(file_meta: Dataset) -> bytes:
     return _header(0x00020000, "UL", 4, False, True) + len(body).to_bytes(4, "little") + body
 
 
-def write_file(path: str | os.PathLike, ds: Dataset, transfer_syntax: str | None = None) -> None:
+def write_file(path: str | os.PathLike | Any, ds: Dataset, transfer_syntax: str | None = None) -> None:
     """Write `ds` as a Part-10 file: preamble, "DICM", file meta group (explicit
     VR little endian, with a correct group length), then the dataset.
 
@@ -358,7 +346,8 @@ def write_file(path: str | os.PathLike, ds: Dataset, transfer_syntax: str | None
     ``ds.file_meta.TransferSyntaxUID``. Missing Media Storage SOP Class/Instance
     UIDs are taken from the dataset; a missing version, Implementation Class
     UID and Version Name are fastdimse's. When `transfer_syntax` is given and
-    differs from the file meta's, the file meta is updated.
+    differs from the file meta's, the file meta is updated. `path` may also be
+    a writable binary file object.
     """
     file_meta = FileMetaDataset(getattr(ds, "file_meta", None) or FileMetaDataset())
     if transfer_syntax is not None:
@@ -370,7 +359,7 @@ def write_file(path: str | os.PathLike, ds: Dataset, transfer_syntax: str | None
         syntax = _uid_for(*ds.original_encoding)
     else:
         raise DatasetError("write_file: no transfer syntax (give one or set file_meta.TransferSyntaxUID)",
-                           path=os.fspath(path))
+                           path=_path_str(path))
     if "FileMetaInformationVersion" not in file_meta:
         file_meta.FileMetaInformationVersion = b"\x00\x01"
     if "MediaStorageSOPClassUID" not in file_meta and "SOPClassUID" in ds:
@@ -385,13 +374,24 @@ def write_file(path: str | os.PathLike, ds: Dataset, transfer_syntax: str | None
                 file_meta[tag] = DataElement(tag, vr, value.rstrip(b"\0 ").decode("ascii"))
     preamble = getattr(ds, "preamble", None) or b"\x00" * 128
     if len(preamble) != 128:
-        raise DatasetError("write_file: the preamble must be 128 bytes long", path=os.fspath(path))
-    data = encode(ds, syntax)
-    with open(path, "wb") as f:
-        f.write(preamble)
-        f.write(b"DICM")
-        f.write(_meta_bytes(file_meta))
-        f.write(data)
+        raise DatasetError("write_file: the preamble must be 128 bytes long", path=_path_str(path))
+    parts = _encode_parts(ds, syntax)
+    if hasattr(path, "write"):
+        _write_all(path, preamble, file_meta, parts)
+    else:
+        with open(path, "wb") as f:
+            _write_all(f, preamble, file_meta, parts)
+
+
+def _path_str(path: Any) -> str | None:
+    return None if hasattr(path, "write") else os.fspath(path)
+
+
+def _write_all(f: Any, preamble: bytes, file_meta: Dataset, parts: list) -> None:
+    f.write(preamble)
+    f.write(b"DICM")
+    f.write(_meta_bytes(file_meta))
+    f.writelines(parts)
 
 
 # ---------------------------------------------------------------- transcoding

@@ -79,8 +79,10 @@ pub fn read_header(data: &[u8], pos: usize, enc: Encoding) -> Result<Header, Dat
     }
 }
 
-/// The VR whose unit size the length of a defined-length value must respect.
-fn check_length(tag: u32, vr: Option<[u8; 2]>, length: u32, offset: usize) -> Result<(), DatasetError> {
+/// Check a defined value length against its VR's unit size (US 2, UL 4, AT 4,
+/// FD 8, ...; in implicit VR the dictionary's VR): [`DatasetError::OddLength`]
+/// otherwise. `offset` names the element header in the error.
+pub fn check_value_length(tag: u32, vr: Option<[u8; 2]>, length: u32, offset: usize) -> Result<(), DatasetError> {
     let vr = match vr {
         Some(vr) => vr,
         None => match dictionary::lookup(tag) {
@@ -140,7 +142,7 @@ pub fn skip_undefined_length(
                 pos = value_start;
             } else {
                 if in_item {
-                    check_length(h.tag, h.vr, h.length, pos)?;
+                    check_value_length(h.tag, h.vr, h.length, pos)?;
                 }
                 let end = value_start as u64 + h.length as u64;
                 if end > size {
@@ -222,7 +224,7 @@ pub fn split_elements(data: &[u8], enc: Encoding) -> Result<Vec<RawElement>, Dat
             out.push(RawElement { tag: h.tag, vr, length: h.length, header_offset: pos, value_start, value_end: end });
             pos = end + 8;
         } else {
-            check_length(h.tag, h.vr, h.length, pos)?;
+            check_value_length(h.tag, h.vr, h.length, pos)?;
             let end = value_start as u64 + h.length as u64;
             if end > size {
                 return Err(DatasetError::Truncated { tag: Some(h.tag), offset: pos as u64, length: h.length as u64, size });

@@ -4,6 +4,7 @@
 //! `python/fastdimse/codec.py` builds the pydicom objects.
 
 use std::io::Read;
+
 use std::path::Path;
 
 use pyo3::prelude::*;
@@ -212,5 +213,124 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(codec_read_meta, m)?)?;
     m.add_function(wrap_pyfunction!(codec_build_meta, m)?)?;
     m.add_function(wrap_pyfunction!(codec_transcode_file, m)?)?;
+    m.add_function(wrap_pyfunction!(codec_read_file, m)?)?;
     Ok(())
+}
+
+/// Read a Part-10 file: meta group, then each top-level value read straight
+/// from the file into its own `bytes` (one copy, as pydicom's reader does).
+/// Lengths are checked against the file size before anything is allocated.
+/// Returns `(preamble, meta, transfer_syntax, elements, is_implicit_VR,
+/// is_little_endian)` with meta as in `codec_parse_meta` and elements as
+/// `(tag, VR, length, value, value_offset)`.
+#[pyfunction]
+fn codec_read_file<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, PyTuple>> {
+    use std::io::{BufReader, Seek, SeekFrom};
+    let err = |e: DatasetError| dataset_error(py, &e, Some(path));
+    let io_err = |offset: u64| move |source: std::io::Error| DatasetError::Io { offset, source };
+    let file = std::fs::File::open(path).map_err(|e| err(io_err(0)(e)))?;
+    let size = file.metadata().map_err(|e| err(io_err(0)(e)))?.len();
+    let mut r = BufReader::with_capacity(64 * 1024, file);
+    // The meta group is small: parse it from the first bytes of the file.
+    let mut meta_buf = Vec::new();
+    (&mut r).take(1 << 20).read_to_end(&mut meta_buf).map_err(|e| err(io_err(0)(e)))?;
+    let (meta, offset) = match dataset::parse_part10_meta_lenient(&meta_buf) {
+        Ok(m) => m,
+        Err(DatasetError::Truncated { .. }) if size > meta_buf.len() as u64 => {
+            // a meta group over 1 MiB: read it all
+            let data = std::fs::read(path).map_err(|e| err(io_err(0)(e)))?;
+            meta_buf = data;
+            dataset::parse_part10_meta_lenient(&meta_buf).map_err(err)?
+        }
+        Err(e) => return Err(err(e)),
+    };
+    let meta_list = PyList::empty(py);
+    let mut pos = 132usize;
+    for e in &meta.elements {
+        let header = if has_long_length(e.vr) && is_vr([meta_buf[pos + 4], meta_buf[pos + 5]]) { 12 } else { 8 };
+        meta_list.append((e.tag, vr_str(Some(e.vr)), PyBytes::new(py, &e.value), pos + header))?;
+        pos += header + e.value.len();
+    }
+    let preamble = PyBytes::new(py, &meta_buf[..128.min(meta_buf.len())]);
+    let mut ts_uid = meta.transfer_syntax.clone();
+    // Peek at the first dataset element for the syntax guess / implicit switch.
+    let first: Vec<u8> = meta_buf.get(offset as usize..(offset as usize + 6).min(meta_buf.len())).unwrap_or(&[]).to_vec();
+    if ts_uid.is_empty() {
+        ts_uid = if first.len() < 6 || !is_vr([first[4], first[5]]) {
+            dataset::uids::IMPLICIT_VR_LE.to_string()
+        } else if u16::from_le_bytes([first[0], first[1]]) >= 1024 {
+            dataset::uids::EXPLICIT_VR_BE.to_string()
+        } else {
+            dataset::uids::EXPLICIT_VR_LE.to_string()
+        };
+    }
+    let ts = TransferSyntax::from_uid(&ts_uid);
+    let elements = PyList::empty(py);
+    let enc;
+    if ts.is_deflated() {
+        let mut rest = Vec::new();
+        r.seek(SeekFrom::Start(offset)).map_err(|e| err(io_err(offset)(e)))?;
+        r.read_to_end(&mut rest).map_err(|e| err(io_err(offset)(e)))?;
+        let inflated = py.detach(|| inflate_all(&rest)).map_err(|e| err(e.shifted(offset)))?;
+        enc = detect_encoding(&inflated, ts.encoding());
+        let els = py.detach(|| dataset::split_elements(&inflated, enc)).map_err(err)?;
+        for el in els {
+            let v = PyBytes::new(py, &inflated[el.value_start..el.value_end]);
+            elements.append((el.tag, vr_str(el.vr), el.length, v, el.value_start))?;
+        }
+    } else {
+        enc = detect_encoding(&first, ts.encoding());
+        r.seek(SeekFrom::Start(offset)).map_err(|e| err(io_err(offset)(e)))?;
+        let mut pos = offset;
+        let mut hdr = [0u8; 12];
+        while pos < size {
+            let want = (size - pos).min(12) as usize;
+            r.read_exact(&mut hdr[..want]).map_err(|e| err(io_err(pos)(e)))?;
+            let h = dataset::read_header(&hdr[..want], 0, enc).map_err(|e| err(e.shifted(pos)))?;
+            if h.header_len < want {
+                r.seek_relative(h.header_len as i64 - want as i64).map_err(|e| err(io_err(pos)(e)))?;
+            }
+            if h.length == dataset::UNDEFINED_LENGTH || h.tag >> 16 == 0xFFFE {
+                // Undefined length (sequence, encapsulated pixel data): walk
+                // the rest of the file in memory, as `codec_split` does.
+                let mut rest = Vec::with_capacity((size - pos) as usize);
+                r.seek(SeekFrom::Start(pos)).map_err(|e| err(io_err(pos)(e)))?;
+                r.read_to_end(&mut rest).map_err(|e| err(io_err(pos)(e)))?;
+                let els = py.detach(|| dataset::split_elements(&rest, enc)).map_err(|e| err(e.shifted(pos)))?;
+                for el in els {
+                    let v = PyBytes::new(py, &rest[el.value_start..el.value_end]);
+                    elements.append((el.tag, vr_str(el.vr), el.length, v, el.value_start + pos as usize))?;
+                }
+                break;
+            }
+            let value_pos = pos + h.header_len as u64;
+            if value_pos + h.length as u64 > size {
+                return Err(err(DatasetError::Truncated {
+                    tag: Some(h.tag),
+                    offset: pos,
+                    length: h.length as u64,
+                    size,
+                }));
+            }
+            // the same unit-size check as split_elements
+            dataset::check_value_length(h.tag, h.vr, h.length, 0).map_err(|e| err(e.shifted(pos)))?;
+            // the length is within the file: allocate and read it once
+            let value = PyBytes::new_with(py, h.length as usize, |buf| {
+                r.read_exact(buf).map_err(|e| PyErr::from(e))
+            })?;
+            elements.append((h.tag, vr_str(h.vr), h.length, value, value_pos))?;
+            pos = value_pos + h.length as u64;
+        }
+    }
+    PyTuple::new(
+        py,
+        [
+            preamble.into_any(),
+            meta_list.into_any(),
+            ts_uid.into_pyobject(py)?.into_any(),
+            elements.into_any(),
+            enc.implicit_vr.into_pyobject(py)?.to_owned().into_any(),
+            enc.little_endian.into_pyobject(py)?.to_owned().into_any(),
+        ],
+    )
 }
