@@ -269,8 +269,22 @@ pub fn write_part10_meta<W: Write>(w: &mut W, meta: &FileMeta) -> Result<u64, Da
 /// Rewrite the Part-10 file `src` as `dst` in transfer syntax `to_uid`, in
 /// bounded memory (64 KiB chunks through a [`super::Transcoder`]). The new meta
 /// group names fastdimse as the implementation; `source_ae_title`, when
-/// given, replaces (0002,0016). Returns the number of bytes written.
+/// given, replaces (0002,0016). Returns the number of bytes written. On
+/// error the partly written `dst` is removed.
 pub fn transcode_file(
+    src: &Path,
+    dst: &Path,
+    to_uid: &str,
+    source_ae_title: Option<&str>,
+) -> Result<u64, DatasetError> {
+    let result = transcode_file_inner(src, dst, to_uid, source_ae_title);
+    if result.is_err() {
+        let _ = std::fs::remove_file(dst);
+    }
+    result
+}
+
+fn transcode_file_inner(
     src: &Path,
     dst: &Path,
     to_uid: &str,

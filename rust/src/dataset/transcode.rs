@@ -84,7 +84,8 @@ impl Transcoder {
         let from = TransferSyntax::from_uid(from_uid);
         let to = TransferSyntax::from_uid(to_uid);
         let same = from_uid.trim_end_matches(['\0', ' ']) == to_uid.trim_end_matches(['\0', ' ']);
-        if !same && !(from.is_uncompressed() && to.is_uncompressed()) {
+        let convertible = from.is_uncompressed() && to.is_uncompressed();
+        if !same && !convertible {
             return Err(DatasetError::Unsupported {
                 detail: format!(
                     "cannot transcode from {from_uid} to {to_uid}: only between the uncompressed transfer syntaxes"
@@ -117,6 +118,11 @@ impl Transcoder {
             stage: Vec::new(),
             finished: false,
         })
+    }
+
+    /// True when the two syntaxes are the same UID: bytes are copied as they are.
+    pub fn is_identity(&self) -> bool {
+        self.identity
     }
 
     /// Report error offsets relative to `base` (e.g. where the dataset starts in a file).

@@ -316,7 +316,7 @@ fn codec_read_file<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, PyTu
             dataset::check_value_length(h.tag, h.vr, h.length, 0).map_err(|e| err(e.shifted(pos)))?;
             // the length is within the file: allocate and read it once
             let value = PyBytes::new_with(py, h.length as usize, |buf| {
-                r.read_exact(buf).map_err(|e| PyErr::from(e))
+                r.read_exact(buf).map_err(PyErr::from)
             })?;
             elements.append((h.tag, vr_str(h.vr), h.length, value, value_pos))?;
             pos = value_pos + h.length as u64;
