@@ -41,7 +41,8 @@ pub struct VrContext {
 /// The VR to write in an explicit VR encoding for an element read without one
 /// (implicit VR): the dictionary's, with ambiguity resolved from `ctx`; private
 /// creators (gggg,0010-00FF, odd gggg) are LO, group lengths UL, and everything
-/// the dictionary does not know is UN (PS3.5 6.2.2).
+/// the dictionary does not know is UN (PS3.5 6.2.2). `ctx.bits_allocated` is
+/// kept for callers, but "OB or OW" elements read from implicit VR are OW.
 pub fn explicit_vr_for(tag: u32, ctx: &VrContext) -> [u8; 2] {
     let group = tag >> 16;
     let elem = tag & 0xFFFF;
@@ -63,13 +64,9 @@ pub fn explicit_vr_for(tag: u32, ctx: &VrContext) -> [u8; 2] {
                 *b"US"
             }
         }
-        Some(DictVr::ObOrOw) => {
-            if tag == 0x7FE0_0010 && ctx.bits_allocated.is_some_and(|b| b <= 8) {
-                *b"OB"
-            } else {
-                *b"OW"
-            }
-        }
+        // Read without a VR, pixel data is OW (PS3.5 A.1), and so are the
+        // waveform and overlay data (pydicom resolves them the same way).
+        Some(DictVr::ObOrOw) => *b"OW",
         Some(DictVr::UsOrSsOrOw) | Some(DictVr::UsOrOw) => *b"OW",
         Some(DictVr::None) | None => *b"UN",
     }
@@ -99,7 +96,7 @@ mod tests {
         assert_eq!(&explicit_vr_for(0x0008_0000, &ctx), b"UL");
         assert_eq!(&explicit_vr_for(0x7FE0_0010, &ctx), b"OW");
         let ctx8 = VrContext { bits_allocated: Some(8), pixel_representation: Some(1) };
-        assert_eq!(&explicit_vr_for(0x7FE0_0010, &ctx8), b"OB");
+        assert_eq!(&explicit_vr_for(0x7FE0_0010, &ctx8), b"OW");
         assert_eq!(&explicit_vr_for(0x0028_0106, &ctx8), b"SS");
         assert!(is_sequence(0x0008_1115));
     }

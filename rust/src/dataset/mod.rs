@@ -24,9 +24,10 @@
 //!   report an error instead.
 //! * **Odd lengths.** PS3.5 7.1.1 requires even value lengths. We reject odd
 //!   lengths where they would break the byte layout: binary VRs whose length is
-//!   not a multiple of their unit size (US 2, UL 4, FD 8, AT 4, OW 2, ...),
-//!   odd item and sequence lengths. Odd-length text values (a common writer
-//!   bug that pydicom tolerates) are passed through.
+//!   not a multiple of their unit size (US 2, UL 4, FD 8, AT 4, OW 2, ...):
+//!   those cannot be byte-swapped or decoded. Odd-length text and OB/UN values,
+//!   and the odd item/sequence lengths they cause (a common writer bug, which
+//!   pydicom's own writer produces for UN), are passed through.
 //! * **Transcoding** ([`Transcoder`]) is a push parser: it keeps one element
 //!   header (at most 12 bytes), a stack of open sequences/items, and streams
 //!   values through in whatever chunks arrive, swapping bytes per VR unit when
@@ -37,8 +38,8 @@
 //!     pydicom's (see `dictionary.rs`); unknown and private tags become UN,
 //!     private creators LO, group lengths UL (PS3.5 6.2.2); the ambiguous VRs
 //!     are resolved from Bits Allocated / Pixel Representation seen earlier in
-//!     the top-level dataset (pixel data OB when Bits Allocated <= 8, else OW;
-//!     US or SS -> SS only for Pixel Representation 1).
+//!     the top-level dataset (US or SS -> SS only for Pixel Representation 1;
+//!     "OB or OW" -> OW, as PS3.5 A.1 says pixel data read without a VR is).
 //!   - a value longer than 0xFFFF bytes whose VR has a 2-byte length field in
 //!     explicit VR is written as UN (PS3.5 6.2.2 allows this; pydicom does the
 //!     same) instead of failing.
@@ -73,10 +74,10 @@ mod tests;
 pub use dictionary::{explicit_vr_for, is_sequence, lookup as dictionary_lookup, DictVr, VrContext};
 pub use error::{fmt_tag, DatasetError};
 pub use part10::{
-    parse_part10_meta, read_part10_meta, read_part10_meta_path, write_part10_meta, FileMeta,
+    parse_part10_meta, parse_part10_meta_lenient, read_part10_meta, read_part10_meta_path, transcode_file, write_part10_meta, FileMeta,
     MetaElement, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME,
 };
-pub use split::{read_header, skip_undefined_length, split_elements, Header, RawElement};
+pub use split::{check_value_length, read_header, skip_undefined_length, split_elements, Header, RawElement};
 pub use transcode::{transcode, transcode_stream, Transcoder};
 
 /// Transfer syntax UIDs this module knows by name.

@@ -70,13 +70,19 @@ impl FileMeta {
         self.elements.iter().find(|e| e.tag == tag)
     }
 
-    fn from_elements(elements: Vec<MetaElement>, offset: u64) -> Result<FileMeta, DatasetError> {
+    fn from_elements(elements: Vec<MetaElement>, offset: u64, require_ts: bool) -> Result<FileMeta, DatasetError> {
         let get = |tag: u32| elements.iter().find(|e| e.tag == tag).map(|e| text(&e.value));
-        let transfer_syntax = get(TAG_TS).ok_or_else(|| DatasetError::BadMeta {
-            tag: Some(TAG_TS),
-            offset,
-            detail: "the file meta information has no Transfer Syntax UID".into(),
-        })?;
+        let transfer_syntax = match get(TAG_TS) {
+            Some(ts) => ts,
+            None if !require_ts => String::new(),
+            None => {
+                return Err(DatasetError::BadMeta {
+                    tag: Some(TAG_TS),
+                    offset,
+                    detail: "the file meta information has no Transfer Syntax UID".into(),
+                })
+            }
+        };
         Ok(FileMeta {
             transfer_syntax,
             sop_class_uid: get(TAG_SOP_CLASS).unwrap_or_default(),
@@ -91,8 +97,19 @@ impl FileMeta {
 
 /// Read the 128-byte preamble, "DICM" and the meta group from `r` (positioned
 /// at the start of the file). Returns the meta information and the offset of
-/// the first dataset byte; `r` is left positioned there.
+/// the first dataset byte; `r` is left positioned there. A meta group
+/// without (0002,0010) Transfer Syntax UID is an error.
 pub fn read_part10_meta<R: Read + Seek>(r: &mut R) -> Result<(FileMeta, u64), DatasetError> {
+    read_meta_impl(r, true)
+}
+
+/// As [`parse_part10_meta`], but a missing Transfer Syntax UID leaves
+/// `transfer_syntax` empty (the caller guesses, as pydicom does).
+pub fn parse_part10_meta_lenient(data: &[u8]) -> Result<(FileMeta, u64), DatasetError> {
+    read_meta_impl(&mut std::io::Cursor::new(data), false)
+}
+
+fn read_meta_impl<R: Read + Seek>(r: &mut R, require_ts: bool) -> Result<(FileMeta, u64), DatasetError> {
     let io = |offset: u64| move |source: std::io::Error| DatasetError::Io { offset, source };
     let mut pre = [0u8; 132];
     let got = read_full(r, &mut pre).map_err(io(0))?;
@@ -160,7 +177,7 @@ pub fn read_part10_meta<R: Read + Seek>(r: &mut R) -> Result<(FileMeta, u64), Da
         pos += header_len + length as u64;
         elements.push(MetaElement { tag, vr, value });
     }
-    let meta = FileMeta::from_elements(elements, 132)?;
+    let meta = FileMeta::from_elements(elements, 132, require_ts)?;
     Ok((meta, pos))
 }
 
@@ -247,4 +264,65 @@ pub fn write_part10_meta<W: Write>(w: &mut W, meta: &FileMeta) -> Result<u64, Da
     head.extend_from_slice(&body);
     w.write_all(&head).map_err(|source| DatasetError::Io { offset: 0, source })?;
     Ok(head.len() as u64)
+}
+
+/// Rewrite the Part-10 file `src` as `dst` in transfer syntax `to_uid`, in
+/// bounded memory (64 KiB chunks through a [`super::Transcoder`]). The new meta
+/// group names fastdimse as the implementation; `source_ae_title`, when
+/// given, replaces (0002,0016). Returns the number of bytes written. On
+/// error the partly written `dst` is removed.
+pub fn transcode_file(
+    src: &Path,
+    dst: &Path,
+    to_uid: &str,
+    source_ae_title: Option<&str>,
+) -> Result<u64, DatasetError> {
+    let result = transcode_file_inner(src, dst, to_uid, source_ae_title);
+    if result.is_err() {
+        let _ = std::fs::remove_file(dst);
+    }
+    result
+}
+
+fn transcode_file_inner(
+    src: &Path,
+    dst: &Path,
+    to_uid: &str,
+    source_ae_title: Option<&str>,
+) -> Result<u64, DatasetError> {
+    let f = std::fs::File::open(src).map_err(|source| DatasetError::Io { offset: 0, source })?;
+    let mut r = std::io::BufReader::with_capacity(64 * 1024, f);
+    let (mut meta, offset) = read_part10_meta(&mut r)?;
+    let mut t = super::Transcoder::new(&meta.transfer_syntax, to_uid)?;
+    t.set_base_offset(offset);
+    meta.transfer_syntax = to_uid.to_string();
+    meta.implementation_class_uid = IMPLEMENTATION_CLASS_UID.to_string();
+    meta.implementation_version_name = Some(IMPLEMENTATION_VERSION_NAME.to_string());
+    if let Some(ae) = source_ae_title {
+        meta.source_ae_title = Some(ae.to_string());
+    }
+    let out_file = std::fs::File::create(dst).map_err(|source| DatasetError::Io { offset: 0, source })?;
+    let mut w = std::io::BufWriter::with_capacity(64 * 1024, out_file);
+    let mut written = write_part10_meta(&mut w, &meta)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut out = Vec::with_capacity(128 * 1024);
+    let mut pos = offset;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(source) => return Err(DatasetError::Io { offset: pos, source }),
+        };
+        pos += n as u64;
+        out.clear();
+        t.feed(&buf[..n], &mut out)?;
+        w.write_all(&out).map_err(|source| DatasetError::Io { offset: pos, source })?;
+        written += out.len() as u64;
+    }
+    out.clear();
+    t.finish(&mut out)?;
+    w.write_all(&out).map_err(|source| DatasetError::Io { offset: pos, source })?;
+    w.flush().map_err(|source| DatasetError::Io { offset: pos, source })?;
+    Ok(written + out.len() as u64)
 }

@@ -23,8 +23,9 @@ pub struct Header {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RawElement {
     pub tag: u32,
-    /// Explicit VR as read (an undefined-length UN reported as SQ); in
-    /// implicit VR `Some(SQ)` for an undefined-length sequence, else `None`.
+    /// Explicit VR as read (an undefined-length UN holds a sequence, PS3.5
+    /// 6.2.2); in implicit VR `Some(SQ)` for an undefined-length sequence,
+    /// else `None`.
     pub vr: Option<[u8; 2]>,
     /// The length field as written (0xFFFFFFFF: undefined).
     pub length: u32,
@@ -78,8 +79,10 @@ pub fn read_header(data: &[u8], pos: usize, enc: Encoding) -> Result<Header, Dat
     }
 }
 
-/// The VR whose unit size the length of a defined-length value must respect.
-fn check_length(tag: u32, vr: Option<[u8; 2]>, length: u32, offset: usize) -> Result<(), DatasetError> {
+/// Check a defined value length against its VR's unit size (US 2, UL 4, AT 4,
+/// FD 8, ...; in implicit VR the dictionary's VR): [`DatasetError::OddLength`]
+/// otherwise. `offset` names the element header in the error.
+pub fn check_value_length(tag: u32, vr: Option<[u8; 2]>, length: u32, offset: usize) -> Result<(), DatasetError> {
     let vr = match vr {
         Some(vr) => vr,
         None => match dictionary::lookup(tag) {
@@ -89,7 +92,6 @@ fn check_length(tag: u32, vr: Option<[u8; 2]>, length: u32, offset: usize) -> Re
     };
     let unit = match &vr {
         b"AT" => 4,
-        b"SQ" => 2,
         _ => swap_unit(vr),
     };
     if unit > 1 && length as usize % unit != 0 {
@@ -139,8 +141,9 @@ pub fn skip_undefined_length(
                 opened.push((h.tag, pos));
                 pos = value_start;
             } else {
-                let vr = if in_item { h.vr } else { Some(*b"SQ") };
-                check_length(h.tag, vr, h.length, pos)?;
+                if in_item {
+                    check_value_length(h.tag, h.vr, h.length, pos)?;
+                }
                 let end = value_start as u64 + h.length as u64;
                 if end > size {
                     return Err(DatasetError::Truncated {
@@ -206,7 +209,6 @@ pub fn split_elements(data: &[u8], enc: Encoding) -> Result<Vec<RawElement>, Dat
         if h.length == UNDEFINED_LENGTH {
             let end = skip_undefined_length(data, value_start, enc, h.tag, pos)?;
             let vr = match h.vr {
-                Some(vr) if &vr == b"UN" => Some(*b"SQ"),
                 Some(vr) => Some(vr),
                 None if h.tag == TAG_PIXEL_DATA => None,
                 None => match dictionary::lookup(h.tag) {
@@ -222,7 +224,7 @@ pub fn split_elements(data: &[u8], enc: Encoding) -> Result<Vec<RawElement>, Dat
             out.push(RawElement { tag: h.tag, vr, length: h.length, header_offset: pos, value_start, value_end: end });
             pos = end + 8;
         } else {
-            check_length(h.tag, h.vr, h.length, pos)?;
+            check_value_length(h.tag, h.vr, h.length, pos)?;
             let end = value_start as u64 + h.length as u64;
             if end > size {
                 return Err(DatasetError::Truncated { tag: Some(h.tag), offset: pos as u64, length: h.length as u64, size });

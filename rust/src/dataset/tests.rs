@@ -366,6 +366,43 @@ fn dataset_part10_meta_round_trip() {
     assert!(matches!(e, DatasetError::Truncated { .. }), "{e}");
 }
 
+#[test]
+fn dataset_transcode_file_and_meta_from_disk() {
+    let dir = std::env::temp_dir().join(format!("fastdimse-dataset-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("in.dcm");
+    let dst = dir.join("out.dcm");
+    let mut file = Vec::new();
+    let meta = FileMeta::new("1.2.840.10008.5.1.4.1.1.7", "1.2.3.4", ELE);
+    let n = write_part10_meta(&mut file, &meta).unwrap();
+    let ds = sample(Encoding::EXPLICIT_LE);
+    file.extend_from_slice(&ds);
+    std::fs::write(&src, &file).unwrap();
+    let (m, off) = read_part10_meta_path(&src).unwrap();
+    assert_eq!((m.transfer_syntax.as_str(), off), (ELE, n));
+    // the reader is left at the dataset
+    let mut f = std::fs::File::open(&src).unwrap();
+    let (_, off2) = read_part10_meta(&mut f).unwrap();
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut f, &mut rest).unwrap();
+    assert_eq!((off2, rest.as_slice()), (n, ds.as_slice()));
+    let written = transcode_file(&src, &dst, EBE, Some("FASTDIMSE")).unwrap();
+    let out = std::fs::read(&dst).unwrap();
+    assert_eq!(written as usize, out.len());
+    let (m2, off3) = parse_part10_meta(&out).unwrap();
+    assert_eq!(m2.transfer_syntax, EBE);
+    assert_eq!(m2.sop_instance_uid, "1.2.3.4");
+    assert_eq!(m2.source_ae_title.as_deref(), Some("FASTDIMSE"));
+    assert_eq!(&out[off3 as usize..], transcode(&ds, ELE, EBE).unwrap().as_slice());
+    // a truncated source names the file offset of the element
+    std::fs::write(&src, &file[..file.len() - 3]).unwrap();
+    let e = transcode_file(&src, &dst, ILE, None).unwrap_err();
+    assert_eq!(e.tag(), Some(TAG_PIXEL_DATA));
+    assert!(e.offset().unwrap() > n);
+    assert!(!dst.exists(), "a failed transcode leaves no partial file");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, timeout: 20_000, .. ProptestConfig::default() })]
 

@@ -84,7 +84,8 @@ impl Transcoder {
         let from = TransferSyntax::from_uid(from_uid);
         let to = TransferSyntax::from_uid(to_uid);
         let same = from_uid.trim_end_matches(['\0', ' ']) == to_uid.trim_end_matches(['\0', ' ']);
-        if !same && !(from.is_uncompressed() && to.is_uncompressed()) {
+        let convertible = from.is_uncompressed() && to.is_uncompressed();
+        if !same && !convertible {
             return Err(DatasetError::Unsupported {
                 detail: format!(
                     "cannot transcode from {from_uid} to {to_uid}: only between the uncompressed transfer syntaxes"
@@ -117,6 +118,11 @@ impl Transcoder {
             stage: Vec::new(),
             finished: false,
         })
+    }
+
+    /// True when the two syntaxes are the same UID: bytes are copied as they are.
+    pub fn is_identity(&self) -> bool {
+        self.identity
     }
 
     /// Report error offsets relative to `base` (e.g. where the dataset starts in a file).
@@ -421,9 +427,6 @@ impl Transcoder {
                         self.stack.push(Frame { kind: Kind::Item, end: None, tag, offset: header_offset, out_undefined: false });
                     } else {
                         let length = length as u64;
-                        if length % 2 != 0 {
-                            return Err(DatasetError::OddLength { tag, offset: header_offset, length, vr: *b"SQ" });
-                        }
                         self.check_within(tag, header_offset, length)?;
                         let out_len = if self.relength { UNDEFINED_LENGTH } else { length as u32 };
                         write_element_header(out, te, TAG_ITEM, None, out_len);
@@ -518,6 +521,8 @@ impl Transcoder {
         let vr = src_vr.unwrap_or_else(|| explicit_vr_for(tag, &self.ctx));
         if length == UNDEFINED_LENGTH {
             let fragments = tag == TAG_PIXEL_DATA && &vr != b"SQ" && &vr != b"UN";
+            // encapsulated pixel data is OB (PS3.5 A.4)
+            let vr = if fragments && src_vr.is_none() { *b"OB" } else { vr };
             let (kind, out_vr) = if fragments { (Kind::Fragments, vr) } else { (Kind::Sequence, *b"SQ") };
             write_element_header(out, te, tag, Some(out_vr), UNDEFINED_LENGTH);
             self.stack.push(Frame { kind, end: None, tag, offset: header_offset, out_undefined: false });
@@ -526,9 +531,6 @@ impl Transcoder {
         let length64 = length as u64;
         self.check_within(tag, header_offset, length64)?;
         if &vr == b"SQ" {
-            if length % 2 != 0 {
-                return Err(DatasetError::OddLength { tag, offset: header_offset, length: length64, vr });
-            }
             let out_len = if self.relength { UNDEFINED_LENGTH } else { length };
             write_element_header(out, te, tag, Some(vr), out_len);
             self.stack.push(Frame {

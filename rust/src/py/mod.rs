@@ -3,6 +3,7 @@
 //! Every call that may block on the network releases the GIL (`py.detach`), so other
 //! Python threads run meanwhile and the Rust server threads can log through pyo3-log.
 
+mod codec;
 mod errors;
 mod net;
 
@@ -16,5 +17,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("IMPLEMENTATION_CLASS_UID", crate::ul::DEFAULT_IMPLEMENTATION_CLASS_UID)?;
     m.add("IMPLEMENTATION_VERSION_NAME", crate::ul::DEFAULT_IMPLEMENTATION_VERSION_NAME)?;
     net::register(m)?;
+    codec::register(m)?;
     Ok(())
 }
