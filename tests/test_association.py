@@ -240,7 +240,9 @@ def test_acse_timeout_when_peer_never_answers(hand_scp_factory):
         scu.echo(hand_entity(hand))
     took = time.monotonic() - t0
     assert 0.5 <= took <= 10, f"gave up after {took:.2f} s with acse_timeout=1"
-    assert hand.types() == [rawpdu.A_ASSOCIATE_RQ]
+    # Giving up in Sta5 is the user's A-ABORT request (Evt15 -> AA-1): the RQ, then A-ABORT.
+    assert hand.wait_for(rawpdu.A_ABORT, timeout=5)
+    assert hand.types() == [rawpdu.A_ASSOCIATE_RQ, rawpdu.A_ABORT]
 
 
 @pytest.mark.timeout(30)

@@ -13,6 +13,8 @@ pub mod ul;
 pub mod dimse;
 pub mod dataset;
 pub mod net;
+pub mod store;
 
 #[cfg(feature = "python")]
 mod py;
+

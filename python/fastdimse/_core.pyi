@@ -1,0 +1,114 @@
+"""Type stubs of the compiled Rust core, fastdimse._core."""
+
+from typing import Any, Callable
+
+__version__: str
+IMPLEMENTATION_CLASS_UID: str
+IMPLEMENTATION_VERSION_NAME: str
+
+# --- networking (rust/src/py/net.rs) ---------------------------------------
+
+class Association:
+    """A requested association; every method blocks with the GIL released."""
+
+    @staticmethod
+    def request(
+        host: str,
+        port: int,
+        calling_ae_title: str,
+        called_ae_title: str,
+        contexts: list[tuple[str, list[str]]],
+        roles: list[tuple[str, bool, bool]] = ...,
+        max_pdu_length: int = 131072,
+        connect_timeout: float | None = 10.0,
+        acse_timeout: float | None = 30.0,
+        dimse_timeout: float | None = 30.0,
+        network_timeout: float | None = 60.0,
+    ) -> Association: ...
+    def echo(self, message_id: int | None = None) -> tuple[int, int]: ...
+    def release(self) -> None: ...
+    def abort(self) -> None: ...
+    @property
+    def is_established(self) -> bool: ...
+    def info(self) -> dict[str, Any] | None: ...
+
+class Server:
+    """A listening SCP; serves in background threads until stop()."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        ae_title: str,
+        contexts: list[tuple[str, list[str]]],
+        require_called_ae: bool = True,
+        allowed_calling_aes: list[str] | None = None,
+        max_pdu_length: int = 131072,
+        acse_timeout: float | None = 30.0,
+        dimse_timeout: float | None = 30.0,
+        network_timeout: float | None = 60.0,
+        max_associations: int = 64,
+        storage_dir: str | None = None,
+        layout: str | None = None,
+        duplicates: str = "overwrite",
+        on_stored: Callable[[dict[str, Any]], int | None] | None = None,
+        fsync: bool = False,
+    ) -> None: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def is_running(self) -> bool: ...
+    @property
+    def active_associations(self) -> int: ...
+    def stop(self) -> None: ...
+
+def store_instances(
+    host: str,
+    port: int,
+    calling_ae_title: str,
+    called_ae_title: str,
+    items: list[str | tuple[str, str, str, str, bytes]],
+    max_pdu_length: int = 131072,
+    parallel: int = 1,
+    connect_timeout: float | None = 10.0,
+    acse_timeout: float | None = 30.0,
+    dimse_timeout: float | None = 30.0,
+    network_timeout: float | None = 60.0,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    move_originator: tuple[str, int] | None = None,
+) -> list[dict[str, Any]]:
+    """C-STORE a batch; items are paths (folders walked) or
+    (label, SOP class UID, SOP instance UID, transfer syntax UID, data set bytes)."""
+
+# ---- dataset codec (rust/src/py/codec.rs; used by fastdimse.codec) ----------------------
+
+def codec_split(
+    data: bytes, transfer_syntax: str, start: int = 0, path: str | None = None
+) -> tuple[bytes, list[tuple[int, str | None, int, int, int]], bool, bool]:
+    """Split data[start:] into top-level elements: (buffer, [(tag, VR, length,
+    value_start, value_end)], is_implicit_VR, is_little_endian). `buffer` is
+    `data`, or the inflated dataset for the deflated syntax."""
+
+def codec_transcode(
+    data: bytes,
+    from_syntax: str,
+    to_syntax: str,
+    bits_allocated: int | None = None,
+    pixel_representation: int | None = None,
+) -> bytes: ...
+def codec_parse_meta(
+    data: bytes, path: str | None = None
+) -> tuple[bytes, list[tuple[int, str, bytes, int]], int]:
+    """(preamble, [(tag, VR, value, value_offset)], dataset_offset)."""
+
+def codec_read_meta(path: str) -> dict[str, str | int | None]: ...
+def codec_build_meta(
+    sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, source_ae_title: str | None = None
+) -> bytes: ...
+def codec_transcode_file(
+    src: str, dst: str, transfer_syntax: str, source_ae_title: str | None = None
+) -> int: ...
+
+# ---- end dataset codec -------------------------------------------------------------------

@@ -1,0 +1,408 @@
+"""Dataset codec: pydicom datasets to and from DICOM bytes, split in Rust.
+
+``decode`` and ``read_file`` let the Rust core find every top-level element
+(tag, VR, length, where the value lies; undefined-length sequences are walked
+iteratively) and hand pydicom a dict of raw elements, exactly what pydicom's
+own reader builds. Values convert lazily on access and a sequence stays one
+raw value until someone reads it, so you pay only for what you read.
+
+``encode`` and ``write_file`` write elements that are still raw straight from
+their bytes (as pydicom's writer does); converted elements are written by
+pydicom's own element writer, so the bytes equal ``pydicom.dcmwrite``'s for the
+dataset's own syntax. Raw sequences going to another syntax, and bulk values
+changing byte order, are converted in Rust.
+
+``transcode`` and ``transcode_file`` convert between the uncompressed transfer
+syntaxes entirely in Rust, without building Python objects; see the notes in
+``rust/src/dataset/mod.rs`` for the rules (unknown tags become UN, containers
+get undefined lengths when implicit <-> explicit, and so on).
+
+Every failure on malformed data is a :class:`fastdimse.errors.DatasetError`
+naming the byte offset and the tag (and the path, for files).
+"""
+
+from __future__ import annotations
+
+import os
+from struct import Struct
+from typing import Any
+
+from pydicom.dataelem import DataElement, RawDataElement, empty_value_for_VR
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import correct_ambiguous_vr_element, write_data_element, write_dataset
+from pydicom.charset import convert_encodings, default_encoding
+from pydicom.dataelem import convert_raw_data_element
+from pydicom.tag import BaseTag
+
+from . import _core
+from .errors import DatasetError
+
+__all__ = [
+    "decode",
+    "encode",
+    "read_file",
+    "write_file",
+    "transcode",
+    "transcode_file",
+    "read_meta",
+    "IMPLICIT_VR_LE",
+    "EXPLICIT_VR_LE",
+    "EXPLICIT_VR_BE",
+    "DEFLATED_EXPLICIT_VR_LE",
+]
+
+IMPLICIT_VR_LE = "1.2.840.10008.1.2"
+EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
+EXPLICIT_VR_BE = "1.2.840.10008.1.2.2"
+DEFLATED_EXPLICIT_VR_LE = "1.2.840.10008.1.2.1.99"
+
+_UNDEFINED = 0xFFFFFFFF
+_LONG_VR = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
+_BULK_VR = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+
+_HDR = {
+    # (implicit, little): (short header, long header)
+    (True, True): (Struct("<HHL"), Struct("<HHL")),
+    (False, True): (Struct("<HH2sH"), Struct("<HH2sHL")),
+    (False, False): (Struct(">HH2sH"), Struct(">HH2sHL")),
+}
+_ITEM = {True: Struct("<HHL"), False: Struct(">HHL")}
+
+
+def _syntax(transfer_syntax: str) -> tuple[bool, bool, bool]:
+    """(is_implicit_VR, is_little_endian, is_deflated) of a transfer syntax UID."""
+    uid = str(transfer_syntax).rstrip("\0 ")
+    if uid == IMPLICIT_VR_LE:
+        return True, True, False
+    if uid == EXPLICIT_VR_BE:
+        return False, False, False
+    if uid == DEFLATED_EXPLICIT_VR_LE:
+        return False, True, True
+    return False, True, False  # explicit VR LE and every encapsulated syntax
+
+
+def _uid_for(implicit: bool, little: bool) -> str:
+    if implicit:
+        return IMPLICIT_VR_LE
+    return EXPLICIT_VR_LE if little else EXPLICIT_VR_BE
+
+
+# ---------------------------------------------------------------- decoding
+
+def _dataset(values: list, implicit: bool, little: bool) -> Dataset:
+    """A Dataset of raw elements from [(tag, VR, length, value, value_tell)]."""
+    raw: dict = {}
+    eager = []
+    for tag, vr, length, value, tell in values:
+        t = BaseTag(tag)
+        if vr == "UN" and length == _UNDEFINED:
+            # An undefined-length UN holds a sequence (PS3.5 6.2.2); pydicom's
+            # reader parses it at once as SQ, and so do we.
+            vr = "SQ"
+            eager.append(t)
+        if not length:
+            value = empty_value_for_VR(vr, raw=True)
+        raw[t] = RawDataElement(t, vr, length, value, tell, implicit, little)
+    ds = Dataset(raw)
+    for tag in eager:
+        ds[tag]  # convert now
+    charset: Any = default_encoding
+    elem = raw.get(0x00080005)
+    if elem is not None:
+        charset = convert_encodings(convert_raw_data_element(elem).value)
+    ds.set_original_encoding(implicit, little, charset)
+    return ds
+
+
+def decode(data: bytes, transfer_syntax: str) -> Dataset:
+    """Decode a dataset (no preamble, no file meta) encoded in `transfer_syntax`.
+
+    Returns a pydicom :class:`~pydicom.dataset.Dataset` of raw elements that
+    convert on access. Raises :class:`~fastdimse.errors.DatasetError`.
+    """
+    data = bytes(data)
+    buf, elements, implicit, little = _core.codec_split(data, str(transfer_syntax))
+    values = [(tag, vr, length, buf[start:end], start) for tag, vr, length, start, end in elements]
+    return _dataset(values, implicit, little)
+
+
+def read_meta(path: str | os.PathLike) -> dict:
+    """Read only the preamble and file meta group of a Part-10 file (in Rust).
+
+    Returns ``transfer_syntax``, ``sop_class_uid``, ``sop_instance_uid``,
+    ``implementation_class_uid``, ``implementation_version_name``,
+    ``source_ae_title`` and ``dataset_offset`` (where the dataset begins).
+    """
+    return _core.codec_read_meta(os.fspath(path))
+
+
+def read_file(path: str | os.PathLike) -> FileDataset:
+    """Read a Part-10 file into a :class:`~pydicom.dataset.FileDataset`.
+
+    Rust reads the meta group and splits the dataset, reading each top-level
+    value once from the file; values convert lazily on access.
+    """
+    path = os.fspath(path)
+    preamble, meta_elements, ts, values, implicit, little = _core.codec_read_file(path)
+    meta_dict: dict = {}
+    for tag, vr, value, tell in meta_elements:
+        t = BaseTag(tag)
+        length = len(value)
+        meta_dict[t] = RawDataElement(
+            t, vr, length, value if length else empty_value_for_VR(vr, raw=True), tell, False, True
+        )
+    file_meta = FileMetaDataset(meta_dict)
+    dataset = _dataset(values, implicit, little)
+    # Like pydicom, the file-level encoding is the transfer syntax's even when
+    # the elements turned out to be encoded otherwise (they carry their own).
+    ts_implicit, ts_little, _ = _syntax(ts)
+    ds = FileDataset(path, dataset, preamble, file_meta, ts_implicit, ts_little)
+    ds.set_original_encoding(ts_implicit, ts_little, dataset._character_set)
+    return ds
+
+
+# ---------------------------------------------------------------- encoding
+
+def _header(tag: int, vr: str | None, length: int, implicit: bool, little: bool) -> bytes:
+    short, long_ = _HDR[(implicit, little)]
+    if implicit:
+        return short.pack(tag >> 16, tag & 0xFFFF, length)
+    assert vr is not None
+    if vr in _LONG_VR or length == _UNDEFINED:
+        return long_.pack(tag >> 16, tag & 0xFFFF, vr.encode("ascii"), 0, length)
+    return short.pack(tag >> 16, tag & 0xFFFF, vr.encode("ascii"), length)
+
+
+def _delimiter(tag: int, little: bool) -> bytes:
+    return _ITEM[little].pack(0xFFFE, tag, 0)
+
+
+def _context(ds: Dataset) -> tuple[int | None, int | None]:
+    def get(tag: int) -> int | None:
+        try:
+            v = ds[tag].value if tag in ds else None
+            return int(v) if v is not None else None
+        except Exception:
+            return None
+
+    return get(0x00280100), get(0x00280103)
+
+
+def _raw_bytes(elem: RawDataElement, vr: str | None) -> bytes:
+    """A raw element re-serialised in its own encoding (header, value, delimiter)."""
+    value = elem.value or b""
+    length = elem.length if elem.length == _UNDEFINED else len(value)
+    out = _header(elem.tag, vr, length, elem.is_implicit_VR, elem.is_little_endian) + value
+    if length == _UNDEFINED:
+        out += _delimiter(0xE0DD, elem.is_little_endian)
+    return out
+
+
+def _write_pydicom(elem: DataElement, implicit: bool, little: bool, encodings: Any) -> bytes:
+    fp = DicomBytesIO()
+    fp.is_implicit_VR = implicit
+    fp.is_little_endian = little
+    write_data_element(fp, elem, encodings)
+    return fp.getvalue()
+
+
+def _dictionary_vr(tag: int) -> str | None:
+    from pydicom.datadict import dictionary_VR
+
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return None
+
+
+def _encode_sequence(elem: DataElement, implicit: bool, little: bool, encodings: Any, out: list) -> None:
+    body: list = []
+    item_struct = _ITEM[little]
+    for item in elem.value:
+        parts: list = []
+        _encode_dataset(item, implicit, little, parts, encodings)
+        content = b"".join(parts)
+        if getattr(item, "is_undefined_length_sequence_item", False):
+            body.append(item_struct.pack(0xFFFE, 0xE000, _UNDEFINED))
+            body.append(content)
+            body.append(_delimiter(0xE00D, little))
+        else:
+            body.append(item_struct.pack(0xFFFE, 0xE000, len(content)))
+            body.append(content)
+    content = b"".join(body)
+    if elem.is_undefined_length:
+        out.append(_header(elem.tag, "SQ", _UNDEFINED, implicit, little))
+        out.append(content)
+        out.append(_delimiter(0xE0DD, little))
+    else:
+        out.append(_header(elem.tag, "SQ", len(content), implicit, little))
+        out.append(content)
+
+
+def _encode_dataset(ds: Dataset, implicit: bool, little: bool, out: list, parent_encoding: Any) -> None:
+    if ds.original_character_set != ds._character_set:
+        # The character set changed: every text value must be re-encoded, the
+        # way pydicom's writer does it.
+        fp = DicomBytesIO()
+        fp.is_implicit_VR = implicit
+        fp.is_little_endian = little
+        write_dataset(fp, ds, parent_encoding)
+        out.append(fp.getvalue())
+        return
+    encodings: Any = None
+    context: tuple | None = None
+    raw_dict = ds._dict
+    for tag in sorted(raw_dict):
+        if tag & 0xFFFF == 0 and tag >> 16 > 6:
+            continue  # retired group lengths are not written (PS3.5 7.2)
+        elem = raw_dict[tag]
+        if type(elem) is RawDataElement:
+            vr = elem.VR
+            value = elem.value
+            if (
+                value is not None
+                and elem.is_implicit_VR == implicit
+                and elem.is_little_endian == little
+                and (implicit or vr)
+            ):
+                if elem.length == _UNDEFINED:
+                    out.append(_header(tag, vr, _UNDEFINED, implicit, little))
+                    out.append(value)
+                    out.append(_delimiter(0xE0DD, little))
+                else:
+                    out.append(_header(tag, vr, len(value), implicit, little))
+                    out.append(value)
+                continue
+            if (vr or _dictionary_vr(tag)) == "SQ":
+                # A raw sequence in another encoding: convert in Rust.
+                if context is None:
+                    context = _context(ds)
+                src = _raw_bytes(elem, "SQ" if not elem.is_implicit_VR else None)
+                out.append(
+                    _core.codec_transcode(
+                        src,
+                        _uid_for(elem.is_implicit_VR, elem.is_little_endian),
+                        _uid_for(implicit, little),
+                        *context,
+                    )
+                )
+                continue
+            src_little = elem.is_little_endian
+            elem = ds[tag]  # converts (VR lookup, ambiguity resolved)
+        else:
+            src_little = None
+        if encodings is None:
+            encodings = ds.get("SpecificCharacterSet", parent_encoding)
+        if elem.VR == "SQ":
+            _encode_sequence(elem, implicit, little, encodings, out)
+            continue
+        if " or " in elem.VR:
+            elem = correct_ambiguous_vr_element(elem, ds, little)
+        if (
+            src_little is not None
+            and src_little != little
+            and elem.VR in _BULK_VR
+            and isinstance(elem.value, bytes)
+            and not elem.is_undefined_length
+        ):
+            # Bulk binary values keep their original byte order in pydicom:
+            # swap them in Rust.
+            src = _header(tag, elem.VR, len(elem.value), False, src_little) + elem.value
+            out.append(_core.codec_transcode(src, _uid_for(False, src_little), _uid_for(implicit, little)))
+            continue
+        out.append(_write_pydicom(elem, implicit, little, encodings))
+
+
+def _encode_parts(ds: Dataset, transfer_syntax: str) -> list:
+    implicit, little, deflated = _syntax(transfer_syntax)
+    out: list = []
+    _encode_dataset(ds, implicit, little, out, default_encoding)
+    if deflated:
+        out = [_core.codec_transcode(b"".join(out), EXPLICIT_VR_LE, DEFLATED_EXPLICIT_VR_LE)]
+    return out
+
+
+def encode(ds: Dataset, transfer_syntax: str) -> bytes:
+    """Encode `ds` (no preamble, no file meta) in `transfer_syntax`.
+
+    Encapsulated syntaxes are written as explicit VR little endian, with the
+    pixel data as it is in `ds`; the deflated syntax is deflated in Rust.
+    """
+    return b"".join(_encode_parts(ds, transfer_syntax))
+
+
+def _meta_bytes(file_meta: Dataset) -> bytes:
+    meta = Dataset({t: e for t, e in file_meta._dict.items() if t != 0x00020000})
+    body = encode(meta, EXPLICIT_VR_LE)
+    return _header(0x00020000, "UL", 4, False, True) + len(body).to_bytes(4, "little") + body
+
+
+def write_file(path: str | os.PathLike | Any, ds: Dataset, transfer_syntax: str | None = None) -> None:
+    """Write `ds` as a Part-10 file: preamble, "DICM", file meta group (explicit
+    VR little endian, with a correct group length), then the dataset.
+
+    The transfer syntax is `transfer_syntax` when given, else
+    ``ds.file_meta.TransferSyntaxUID``. Missing Media Storage SOP Class/Instance
+    UIDs are taken from the dataset; a missing version, Implementation Class
+    UID and Version Name are fastdimse's. When `transfer_syntax` is given and
+    differs from the file meta's, the file meta is updated. `path` may also be
+    a writable binary file object.
+    """
+    file_meta = FileMetaDataset(getattr(ds, "file_meta", None) or FileMetaDataset())
+    if transfer_syntax is not None:
+        file_meta.TransferSyntaxUID = transfer_syntax
+    if "TransferSyntaxUID" in file_meta:
+        syntax = str(file_meta.TransferSyntaxUID)
+    elif None not in ds.original_encoding:
+        # like pydicom: the dataset's own encoding, file meta left as it is
+        syntax = _uid_for(*ds.original_encoding)
+    else:
+        raise DatasetError("write_file: no transfer syntax (give one or set file_meta.TransferSyntaxUID)",
+                           path=_path_str(path))
+    if "FileMetaInformationVersion" not in file_meta:
+        file_meta.FileMetaInformationVersion = b"\x00\x01"
+    if "MediaStorageSOPClassUID" not in file_meta and "SOPClassUID" in ds:
+        file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    if "MediaStorageSOPInstanceUID" not in file_meta and "SOPInstanceUID" in ds:
+        file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    if "ImplementationClassUID" not in file_meta:
+        defaults = _core.codec_build_meta("", "", "")  # Rust's own values
+        parsed = _core.codec_parse_meta(defaults)[1]
+        for tag, vr, value, _ in parsed:
+            if tag in (0x00020012, 0x00020013) and tag not in file_meta:
+                file_meta[tag] = DataElement(tag, vr, value.rstrip(b"\0 ").decode("ascii"))
+    preamble = getattr(ds, "preamble", None) or b"\x00" * 128
+    if len(preamble) != 128:
+        raise DatasetError("write_file: the preamble must be 128 bytes long", path=_path_str(path))
+    parts = _encode_parts(ds, syntax)
+    if hasattr(path, "write"):
+        _write_all(path, preamble, file_meta, parts)
+    else:
+        with open(path, "wb") as f:
+            _write_all(f, preamble, file_meta, parts)
+
+
+def _path_str(path: Any) -> str | None:
+    return None if hasattr(path, "write") else os.fspath(path)
+
+
+def _write_all(f: Any, preamble: bytes, file_meta: Dataset, parts: list) -> None:
+    f.write(preamble)
+    f.write(b"DICM")
+    f.write(_meta_bytes(file_meta))
+    f.writelines(parts)
+
+
+# ---------------------------------------------------------------- transcoding
+
+def transcode(data: bytes, from_syntax: str, to_syntax: str) -> bytes:
+    """Transcode dataset bytes between the uncompressed transfer syntaxes in Rust
+    (equal UIDs copy the bytes). No Python objects are built."""
+    return _core.codec_transcode(bytes(data), str(from_syntax), str(to_syntax))
+
+
+def transcode_file(src: str | os.PathLike, dst: str | os.PathLike, transfer_syntax: str) -> int:
+    """Rewrite the Part-10 file `src` as `dst` in `transfer_syntax`, streaming in
+    bounded memory in Rust. Returns the number of bytes written."""
+    return _core.codec_transcode_file(os.fspath(src), os.fspath(dst), str(transfer_syntax))

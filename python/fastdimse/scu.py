@@ -1,0 +1,265 @@
+"""`DICOMSCU`: the service user — it opens associations and sends requests."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+from . import _core, uids
+from .entity import Entity
+
+__all__ = ["DICOMSCU", "Association", "EchoResponse", "PresentationContext", "StoreResult"]
+
+log = logging.getLogger("fastdimse")
+
+#: Default largest PDU we accept (bytes). dcmtk's largest is 131072.
+DEFAULT_MAX_PDU = 131072
+
+
+@dataclass(frozen=True)
+class EchoResponse:
+    """The answer to a C-ECHO."""
+
+    status: int
+    message_id_being_responded_to: int
+
+    @property
+    def is_success(self) -> bool:
+        return self.status == 0x0000
+
+
+@dataclass(frozen=True)
+class PresentationContext:
+    """An accepted presentation context of an association."""
+
+    id: int
+    abstract_syntax: str
+    transfer_syntax: str
+    scu_role: bool = True
+    scp_role: bool = False
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    """The outcome of C-STORE for one instance.
+
+    ``status`` is the DIMSE status of the C-STORE-RSP (0x0000 success), or None when
+    the instance was not sent at all (unreadable file, no acceptable presentation
+    context, association lost); ``reason`` says why in words.
+    """
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    status: int | None
+    reason: str | None
+    path: str | None
+    transfer_syntax: str
+    sent_transfer_syntax: str | None
+    bytes: int
+    index: int
+
+    @property
+    def is_success(self) -> bool:
+        from .status import category
+
+        return self.status is not None and category(self.status) in ("success", "warning")
+
+
+def _store_item(item):
+    """A path (str/PathLike) or a pydicom Dataset encoded in Rust for the wire."""
+    if isinstance(item, (str, os.PathLike)):
+        return os.fspath(item)
+    import pydicom
+
+    if isinstance(item, pydicom.Dataset):
+        from . import codec
+
+        meta = getattr(item, "file_meta", None)
+        ts = str(getattr(meta, "TransferSyntaxUID", "") or uids.EXPLICIT_VR_LITTLE_ENDIAN) if meta is not None else uids.EXPLICIT_VR_LITTLE_ENDIAN
+        sop_class = str(item.get("SOPClassUID", "") or (getattr(meta, "MediaStorageSOPClassUID", "") if meta is not None else ""))
+        sop_instance = str(item.get("SOPInstanceUID", "") or (getattr(meta, "MediaStorageSOPInstanceUID", "") if meta is not None else ""))
+        data = codec.encode(item, ts)
+        return (f"Dataset {sop_instance}", sop_class, sop_instance, ts, data)
+    raise TypeError(f"store() takes file paths, folders or pydicom Datasets, not {type(item).__name__}")
+
+
+class Association:
+    """An open association, from :meth:`DICOMSCU.associate`.
+
+    Use it as a context manager: leaving the block releases it (A-RELEASE), or aborts it
+    if the block raised. Several operations may run on it one after another.
+    """
+
+    def __init__(self, core: "_core.Association", remote: Entity):
+        self._core = core
+        self.remote = remote
+        info = core.info() or {}
+        self.peer_max_pdu: int = info.get("peer_max_pdu", 0)
+        self.our_max_pdu: int = info.get("our_max_pdu", 0)
+        self.peer_implementation_class_uid: str | None = info.get("peer_implementation_class_uid")
+        self.peer_implementation_version_name: str | None = info.get("peer_implementation_version_name")
+        self.accepted_contexts: list[PresentationContext] = [
+            PresentationContext(*c) for c in info.get("accepted_contexts", [])
+        ]
+        self.rejected_contexts: list[tuple[int, str, int]] = list(info.get("rejected_contexts", []))
+
+    @property
+    def is_established(self) -> bool:
+        return self._core.is_established
+
+    def echo(self, message_id: int | None = None) -> EchoResponse:
+        """Send C-ECHO-RQ and wait for the response (DIMSE timeout)."""
+        status, responded = self._core.echo(message_id)
+        return EchoResponse(status, responded)
+
+    def release(self) -> None:
+        """Orderly release (A-RELEASE-RQ, wait for A-RELEASE-RP)."""
+        self._core.release()
+
+    def abort(self) -> None:
+        """A-ABORT: ends the association at once."""
+        self._core.abort()
+
+    def __enter__(self) -> "Association":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.release()
+        else:
+            self.abort()
+
+    def __repr__(self) -> str:
+        state = "established" if self.is_established else "closed"
+        return f"<Association with {self.remote.ae_title}@{self.remote.ip_address}:{self.remote.port} {state}>"
+
+
+class DICOMSCU:
+    """A DICOM service user acting as ``entity`` (its AE title is the calling AE title).
+
+    Timeouts are in seconds, ``None`` waits forever:
+
+    - ``connect_timeout`` (10): TCP connection.
+    - ``acse_timeout`` (30): association negotiation and release.
+    - ``dimse_timeout`` (30): waiting for each DIMSE response.
+    - ``network_timeout`` (60): a send that makes no progress.
+
+    ``max_pdu_length`` (131072) is the largest PDU we accept; 0 means no limit.
+    """
+
+    def __init__(
+        self,
+        entity: Entity,
+        *,
+        max_pdu_length: int = DEFAULT_MAX_PDU,
+        connect_timeout: float | None = 10.0,
+        acse_timeout: float | None = 30.0,
+        dimse_timeout: float | None = 30.0,
+        network_timeout: float | None = 60.0,
+    ):
+        if not isinstance(entity, Entity):
+            raise TypeError("DICOMSCU needs an Entity")
+        if not 0 <= max_pdu_length <= 0xFFFFFFFF:
+            raise ValueError("max_pdu_length must be 0 (no limit) .. 4294967295")
+        self.entity = entity
+        self.max_pdu_length = max_pdu_length
+        self.connect_timeout = connect_timeout
+        self.acse_timeout = acse_timeout
+        self.dimse_timeout = dimse_timeout
+        self.network_timeout = network_timeout
+
+    def associate(
+        self,
+        remote: Entity,
+        abstract_syntaxes: Iterable[str] | None = None,
+        *,
+        transfer_syntaxes: Sequence[str] | None = None,
+        contexts: Sequence[tuple[str, Sequence[str]]] | None = None,
+        roles: Sequence[tuple[str, bool, bool]] = (),
+    ) -> Association:
+        """Open an association with ``remote``.
+
+        Proposes one presentation context per abstract syntax (default: Verification),
+        each with ``transfer_syntaxes`` (default: the uncompressed ones), or exactly the
+        ``contexts`` given as (abstract syntax, [transfer syntaxes]). ``roles`` are SCP/SCU
+        role selection items (SOP class, scu_role, scp_role).
+        """
+        if contexts is None:
+            ts = list(transfer_syntaxes or uids.UNCOMPRESSED_TRANSFER_SYNTAXES)
+            abstracts = list(abstract_syntaxes) if abstract_syntaxes is not None else [uids.VERIFICATION]
+            contexts = [(a, ts) for a in abstracts]
+        ctx = [(a, list(t)) for a, t in contexts]
+        core = _core.Association.request(
+            remote.ip_address,
+            remote.port,
+            self.entity.ae_title,
+            remote.ae_title,
+            ctx,
+            [(s, bool(u), bool(p)) for s, u, p in roles],
+            self.max_pdu_length,
+            self.connect_timeout,
+            self.acse_timeout,
+            self.dimse_timeout,
+            self.network_timeout,
+        )
+        return Association(core, remote)
+
+    def echo(self, remote: Entity, *, message_id: int | None = None) -> EchoResponse:
+        """C-ECHO (Evil DICOM's Ping): associate, echo, release."""
+        with self.associate(remote) as assoc:
+            return assoc.echo(message_id)
+
+    # Evil DICOM's name for C-ECHO.
+    ping = echo
+
+    def store(
+        self,
+        remote: Entity,
+        items,
+        *,
+        on_progress: Callable[[StoreResult], None] | None = None,
+        parallel: int = 1,
+    ) -> list[StoreResult]:
+        """C-STORE every item to ``remote``; one :class:`StoreResult` per instance, in order.
+
+        ``items``: a path, a folder (walked recursively) or a pydicom Dataset, or an
+        iterable of those. Only each file's meta group is read to plan the association:
+        one presentation context per SOP class and transfer syntax found, plus the
+        uncompressed syntaxes as fall-backs. Each instance goes in its own syntax when
+        accepted, else transcoded in Rust to an accepted uncompressed one; a compressed
+        instance the peer does not accept fails alone with a reason. The bytes stream
+        from file to socket in Rust. ``parallel`` > 1 sends over that many associations
+        at once. ``on_progress(result)`` is called as each instance finishes (from the
+        sending thread). Raises :class:`~fastdimse.errors.AssociationError` /
+        :class:`~fastdimse.errors.NetworkError` only when no association at all could be
+        established.
+        """
+        import pydicom
+
+        if isinstance(items, (str, os.PathLike, pydicom.Dataset)):
+            items = [items]
+        prepared = [_store_item(i) for i in items]
+        progress = None
+        if on_progress is not None:
+            def progress(d: dict) -> None:
+                on_progress(StoreResult(**d))
+        results = _core.store_instances(
+            remote.ip_address,
+            remote.port,
+            self.entity.ae_title,
+            remote.ae_title,
+            prepared,
+            self.max_pdu_length,
+            parallel,
+            self.connect_timeout,
+            self.acse_timeout,
+            self.dimse_timeout,
+            self.network_timeout,
+            progress,
+        )
+        return [StoreResult(**d) for d in results]
+
+    def __repr__(self) -> str:
+        return f"DICOMSCU({self.entity!r})"

@@ -1,0 +1,967 @@
+//! One association over one TCP connection, for either role.
+
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+
+use super::{NetError, Timeouts};
+use crate::dimse::{self, Command, DimseEvent, Reassembler};
+use crate::pdu::{self, AssociateRj, Decoded, Pdu, Pdv};
+use crate::ul::{
+    self, AcceptorConfig, AcceptorDecision, Event, Indication, Negotiated, Output, RequestorConfig,
+    StateMachine,
+};
+
+/// Largest PDU body accepted before an association is established (A-ASSOCIATE-RQ/AC
+/// with 128 presentation contexts of many transfer syntaxes stays far below this).
+const ASSOCIATION_PDU_LIMIT: u32 = 1 << 20;
+/// Largest PDU accepted when we advertised "no limit" (max length 0).
+const UNLIMITED_PDU_LIMIT: u32 = 1 << 30;
+/// Bytes read from the socket at most per read call; the receive buffer grows only with
+/// bytes that actually arrived, never with what a length field claims.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Where the data set of an incoming message goes, chosen when its command arrives.
+pub enum DataSink {
+    /// Collect it in memory (small identifiers, C-FIND).
+    Memory,
+    /// Stream each fragment to this writer as it arrives (C-STORE to a file).
+    Writer(Box<dyn Sink>),
+    /// Read and drop it.
+    Discard,
+}
+
+/// A writer that can be handed back to its creator (who knows its concrete type).
+pub trait Sink: Write + Send {
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any>;
+}
+
+/// The data set of a received message.
+pub enum MessageData {
+    /// The command announced no data set.
+    None,
+    /// Collected in memory.
+    Memory(Vec<u8>),
+    /// Streamed into the sink; `error` is the first write error, if any (later fragments
+    /// were then read and dropped so that the association stays in step).
+    Sink { sink: Box<dyn Sink>, error: Option<std::io::Error> },
+    /// Read and dropped.
+    Discarded,
+}
+
+impl MessageData {
+    /// The bytes, if collected in memory.
+    pub fn into_bytes(self) -> Option<Vec<u8>> {
+        match self {
+            MessageData::Memory(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// What `Association::receive` returns.
+pub enum Received {
+    /// A complete DIMSE message: its command and its data set.
+    Message { context_id: u8, command: Command, data: MessageData },
+    /// The peer asked to release; answer with [`Association::release_response`].
+    ReleaseRequested,
+}
+
+impl std::fmt::Debug for Received {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Received::Message { context_id, command, .. } => write!(f, "Message({context_id}, {command})"),
+            Received::ReleaseRequested => write!(f, "ReleaseRequested"),
+        }
+    }
+}
+
+/// A message being received.
+struct Rx {
+    current: Option<(u8, Command)>,
+    sink: Option<DataSink>,
+    mem: Vec<u8>,
+    sink_error: Option<std::io::Error>,
+}
+
+/// An established association (or one being established) and its connection.
+pub struct Association {
+    stream: TcpStream,
+    /// Receive buffer: bytes `rpos..rend` are received and not yet consumed; the rest
+    /// is room for the next read (zeroed once when the buffer grows, never per read).
+    rbuf: Vec<u8>,
+    rpos: usize,
+    rend: usize,
+    wbuf: Vec<u8>,
+    sm: StateMachine,
+    negotiated: Option<Negotiated>,
+    reasm: Reassembler,
+    pending: VecDeque<Pdv>,
+    timeouts: Timeouts,
+    artim: Option<Instant>,
+    closed: bool,
+    next_message_id: u16,
+    peer: String,
+    /// The A-ASSOCIATE-RJ we sent, if any (for the log and the error).
+    sent_reject: Option<AssociateRj>,
+}
+
+impl Association {
+    fn new(stream: TcpStream, sm: StateMachine, timeouts: Timeouts) -> Self {
+        let _ = stream.set_nodelay(true);
+        let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
+        Association {
+            stream,
+            rbuf: Vec::new(),
+            rpos: 0,
+            rend: 0,
+            wbuf: Vec::new(),
+            sm,
+            negotiated: None,
+            reasm: Reassembler::new(),
+            pending: VecDeque::new(),
+            timeouts,
+            artim: None,
+            closed: false,
+            next_message_id: 1,
+            peer,
+            sent_reject: None,
+        }
+    }
+
+    /// Requestor: connect to `addr`, propose the association, wait for the answer.
+    pub fn request(addr: &str, cfg: &RequestorConfig, timeouts: Timeouts) -> Result<Association, NetError> {
+        let rq = ul::build_associate_rq(cfg).map_err(|e| NetError::Negotiation(e.to_string()))?;
+        let mut sm = StateMachine::new_requestor();
+        let outputs = sm.handle(Event::AssociateRequest(rq.clone()));
+        if !outputs.iter().any(|o| matches!(o, Output::ConnectTransport)) {
+            return Err(NetError::Protocol("state machine did not ask for a transport connection".into()));
+        }
+        let stream = connect(addr, timeouts.connect)?;
+        let mut a = Association::new(stream, sm, timeouts);
+        debug!("{}: connected, sending A-ASSOCIATE-RQ {} -> {}", a.peer, cfg.calling_ae, cfg.called_ae);
+        a.step(Event::TransportConnected)?;
+        let deadline = timeouts.acse.map(|d| Instant::now() + d);
+        loop {
+            for ind in a.next_indications(deadline, "waiting for A-ASSOCIATE-AC (ACSE timeout)")? {
+                match ind {
+                    Indication::AssociateAccepted(ac) => {
+                        let neg = ul::interpret_associate_ac(&rq, &ac).map_err(|e| {
+                            let _ = a.abort();
+                            NetError::Negotiation(e.to_string())
+                        })?;
+                        info!(
+                            "association with {} ({}) accepted: {} context(s), peer max PDU {}",
+                            neg.peer_ae_title,
+                            a.peer,
+                            neg.contexts.len(),
+                            neg.peer_max_pdu
+                        );
+                        a.negotiated = Some(neg);
+                        return Ok(a);
+                    }
+                    Indication::AssociateRejected(rj) => {
+                        a.close();
+                        info!("association with {} rejected: {}", a.peer, ul::reject_reason_text(rj.result, rj.source, rj.reason));
+                        return Err(NetError::Rejected(rj));
+                    }
+                    other => a.unexpected(other)?,
+                }
+            }
+        }
+    }
+
+    /// Acceptor: run negotiation on an accepted TCP connection. On rejection the
+    /// A-ASSOCIATE-RJ is sent and an error returned.
+    pub fn accept(stream: TcpStream, cfg: &AcceptorConfig, timeouts: Timeouts) -> Result<Association, NetError> {
+        Self::accept_or_reject(stream, cfg, timeouts, None)
+    }
+
+    /// Like [`accept`](Self::accept), but answers any valid request with `reject` when
+    /// given (a server at its association limit rejects this way).
+    pub fn accept_or_reject(
+        stream: TcpStream,
+        cfg: &AcceptorConfig,
+        timeouts: Timeouts,
+        reject: Option<AssociateRj>,
+    ) -> Result<Association, NetError> {
+        let mut a = Association::new(stream, StateMachine::new_acceptor(), timeouts);
+        a.step(Event::TransportIndication)?;
+        loop {
+            // The ARTIM timer, started by the state machine, bounds the wait for the RQ.
+            for ind in a.next_indications(None, "waiting for A-ASSOCIATE-RQ (ARTIM)")? {
+                match ind {
+                    Indication::AssociateRequest(rq) => match reject
+                        .map(AcceptorDecision::Reject)
+                        .unwrap_or_else(|| ul::negotiate_acceptor(&rq, cfg))
+                    {
+                        AcceptorDecision::Accept(ac, neg) => {
+                            a.step(Event::AssociateAccept(ac))?;
+                            info!(
+                                "association from {} ({}) to {} accepted: {} of {} context(s), peer max PDU {}",
+                                neg.peer_ae_title,
+                                a.peer,
+                                neg.our_ae_title,
+                                neg.contexts.len(),
+                                rq.presentation_contexts.len(),
+                                neg.peer_max_pdu
+                            );
+                            a.negotiated = Some(neg);
+                            return Ok(a);
+                        }
+                        AcceptorDecision::Reject(rj) => {
+                            info!(
+                                "association from {} ({}) to {} rejected: {}",
+                                rq.calling_ae_title,
+                                a.peer,
+                                rq.called_ae_title,
+                                ul::reject_reason_text(rj.result, rj.source, rj.reason)
+                            );
+                            a.step(Event::AssociateReject(rj))?;
+                            a.drain_until_closed();
+                            return Err(NetError::Rejected(rj));
+                        }
+                    },
+                    other => a.unexpected(other)?,
+                }
+            }
+        }
+    }
+
+    /// What was negotiated (always present once `request`/`accept` returned Ok).
+    pub fn negotiated(&self) -> &Negotiated {
+        self.negotiated.as_ref().expect("negotiated is set before an Association is returned")
+    }
+
+    pub fn peer_addr(&self) -> &str {
+        &self.peer
+    }
+
+    pub fn is_established(&self) -> bool {
+        !self.closed && self.sm.is_established()
+    }
+
+    /// A fresh message id (1, 2, ... wrapping, never 0).
+    pub fn next_message_id(&mut self) -> u16 {
+        let id = self.next_message_id;
+        self.next_message_id = self.next_message_id.checked_add(1).unwrap_or(1);
+        id
+    }
+
+    /// Send one DIMSE message: the command, then the data set if given.
+    pub fn send_message(&mut self, context_id: u8, command: &Command, data: Option<&[u8]>) -> Result<(), NetError> {
+        if !self.sm.is_established() || self.closed {
+            return Err(NetError::NotEstablished(if self.closed { "closed" } else { "not established" }));
+        }
+        let max = self.negotiated().peer_max_pdu;
+        debug!("{}: sending {} on context {}", self.peer, command, context_id);
+        let mut cmd = command.clone();
+        cmd.has_dataset = data.is_some();
+        let mut out = std::mem::take(&mut self.wbuf);
+        out.clear();
+        dimse::fragment(context_id, true, &cmd.encode(), max, &mut out);
+        if let Some(d) = data {
+            dimse::fragment(context_id, false, d, max, &mut out);
+        }
+        let r = self.write_all(&out);
+        self.wbuf = out;
+        r
+    }
+
+    /// Wait for the next DIMSE message (or a release request), collecting any data set
+    /// in memory. `timeout` bounds the wait (the DIMSE timeout for a requestor waiting on
+    /// a response, the network timeout for an acceptor waiting for the next request).
+    pub fn receive(&mut self, timeout: Option<Duration>, what: &'static str) -> Result<Received, NetError> {
+        self.receive_with(timeout, what, &mut |_, _| DataSink::Memory)
+    }
+
+    /// Like [`receive`](Self::receive), but `sink_for` decides, when a command with a data
+    /// set arrives, where its data fragments go. Fragments are written straight from the
+    /// receive buffer: a data set is never held whole in memory unless asked for.
+    pub fn receive_with(
+        &mut self,
+        timeout: Option<Duration>,
+        what: &'static str,
+        sink_for: &mut dyn FnMut(u8, &Command) -> DataSink,
+    ) -> Result<Received, NetError> {
+        let deadline = timeout.map(|d| Instant::now() + d);
+        let mut rx = Rx { current: None, sink: None, mem: Vec::new(), sink_error: None };
+        loop {
+            // PDVs left over from a PDU that also ended the previous message (rare).
+            while let Some(pdv) = self.pending.pop_front() {
+                let r = absorb(&mut self.reasm, self.negotiated.as_ref(), &mut rx, sink_for, pdv.context_id, pdv.control, &pdv.data);
+                match r {
+                    Err(e) => return Err(self.fail_dimse(e)),
+                    Ok(Some(done)) => return Ok(done),
+                    Ok(None) => {}
+                }
+            }
+            match self.next_step(deadline, what)? {
+                Step::PData(range) => {
+                    let mut items = pdu::pdv_items(&self.rbuf[range.clone()]);
+                    let mut count = 0usize;
+                    let mut outcome: Result<Option<Received>, NetError> = Ok(None);
+                    for item in items.by_ref() {
+                        count += 1;
+                        let item = match item {
+                            Ok(i) => i,
+                            Err(e) => {
+                                outcome = Err(NetError::Pdu(e));
+                                break;
+                            }
+                        };
+                        match absorb(&mut self.reasm, self.negotiated.as_ref(), &mut rx, sink_for, item.context_id, item.control, item.data) {
+                            Ok(None) => {}
+                            other => {
+                                outcome = other;
+                                break;
+                            }
+                        }
+                    }
+                    if count == 0 && outcome.is_ok() {
+                        outcome = Err(NetError::Protocol("P-DATA-TF without any PDV item".into()));
+                    }
+                    match outcome {
+                        Ok(None) => {}
+                        Ok(Some(done)) => {
+                            // Keep what follows the message's end in this PDU.
+                            for rest in items {
+                                match rest {
+                                    Ok(i) => self.pending.push_back(Pdv { context_id: i.context_id, control: i.control, data: i.data.to_vec() }),
+                                    Err(e) => return Err(self.fail_pdu(e)),
+                                }
+                            }
+                            return Ok(done);
+                        }
+                        Err(NetError::Pdu(e)) => return Err(self.fail_pdu(e)),
+                        Err(e) => return Err(self.fail_dimse(e)),
+                    }
+                }
+                Step::Indications(inds) => {
+                    for ind in inds {
+                        match ind {
+                            Indication::PData(p) => self.pending.extend(p.pdvs),
+                            Indication::ReleaseRequested => {
+                                if rx.current.is_some() {
+                                    warn!("{}: A-RELEASE-RQ in the middle of a message", self.peer);
+                                }
+                                return Ok(Received::ReleaseRequested);
+                            }
+                            other => self.unexpected(other)?,
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Send one DIMSE message whose data set is read from `source`: `len` bytes when
+    /// known (sent as is), or until end of input. With a `transcoder` the bytes pass
+    /// through it on the way. Memory: one PDU-sized buffer plus the transcoder's.
+    ///
+    /// An error while reading or transcoding leaves the message unfinished on the wire;
+    /// the association is then aborted (the only way to end a half-sent message).
+    pub fn send_message_from(
+        &mut self,
+        context_id: u8,
+        command: &Command,
+        source: &mut dyn std::io::Read,
+        len: Option<u64>,
+        mut transcoder: Option<&mut crate::dataset::Transcoder>,
+    ) -> Result<u64, NetError> {
+        if !self.sm.can_send_data() || self.closed {
+            return Err(NetError::NotEstablished(if self.closed { "closed" } else { "not established" }));
+        }
+        let max = pdu::max_pdv_data_len(self.negotiated().peer_max_pdu).max(1);
+        debug!("{}: sending {} on context {} (streamed)", self.peer, command, context_id);
+        let mut cmd = command.clone();
+        cmd.has_dataset = true;
+        let mut out = std::mem::take(&mut self.wbuf);
+        out.clear();
+        dimse::fragment(context_id, true, &cmd.encode(), self.negotiated().peer_max_pdu, &mut out);
+        let r = self.write_all(&out);
+        if let Err(e) = r {
+            self.wbuf = out;
+            return Err(e);
+        }
+        let result = match (len, transcoder.as_deref_mut()) {
+            (Some(total), None) => self.stream_known(context_id, source, total, max, &mut out),
+            (_, t) => self.stream_unknown(context_id, source, t, max, &mut out),
+        };
+        self.wbuf = out;
+        match result {
+            Ok(n) => Ok(n),
+            Err(StreamError::Net(e)) => Err(e),
+            Err(StreamError::Source(e)) => {
+                warn!("{}: cannot finish the data set of {}: {e}; aborting the association", self.peer, command);
+                let _ = self.abort();
+                Err(e)
+            }
+        }
+    }
+
+    fn stream_known(&mut self, ctx: u8, source: &mut dyn std::io::Read, total: u64, max: usize, out: &mut Vec<u8>) -> Result<u64, StreamError> {
+        const H: usize = pdu::PDATA_SINGLE_PDV_OVERHEAD;
+        // One buffer of a whole PDU, zeroed once; each PDU is read into it and sent.
+        let need = H + (total.min(max as u64) as usize);
+        if out.len() < need {
+            out.resize(need, 0);
+        }
+        let mut hdr = Vec::with_capacity(H);
+        let mut left = total;
+        loop {
+            let n = left.min(max as u64) as usize;
+            let control = if left == n as u64 { Pdv::LAST } else { 0 };
+            hdr.clear();
+            pdu::write_single_pdv_header(&mut hdr, ctx, control, n as u32);
+            out[..H].copy_from_slice(&hdr);
+            source.read_exact(&mut out[H..H + n]).map_err(|e| {
+                StreamError::Source(NetError::Io(std::io::Error::new(e.kind(), format!("reading the data set ({} of {total} bytes sent): {e}", total - left))))
+            })?;
+            self.write_all(&out[..H + n]).map_err(StreamError::Net)?;
+            left -= n as u64;
+            if left == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    fn stream_unknown(
+        &mut self,
+        ctx: u8,
+        source: &mut dyn std::io::Read,
+        mut transcoder: Option<&mut crate::dataset::Transcoder>,
+        max: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<u64, StreamError> {
+        let mut pend: Vec<u8> = Vec::with_capacity(max * 2);
+        let mut chunk = vec![0u8; max.clamp(4096, 1 << 20)];
+        let mut sent = 0u64;
+        let mut eof = false;
+        while !eof {
+            let k = loop {
+                match source.read(&mut chunk) {
+                    Ok(k) => break k,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(StreamError::Source(NetError::Io(e))),
+                }
+            };
+            match transcoder.as_deref_mut() {
+                Some(t) if k == 0 => t.finish(&mut pend).map_err(|e| StreamError::Source(NetError::Protocol(e.to_string())))?,
+                Some(t) => t.feed(&chunk[..k], &mut pend).map_err(|e| StreamError::Source(NetError::Protocol(e.to_string())))?,
+                None => pend.extend_from_slice(&chunk[..k]),
+            }
+            eof = k == 0;
+            // Send whole PDVs, keeping at least one byte back until the end so that the
+            // last fragment can carry the "last" bit.
+            let mut start = 0;
+            while pend.len() - start > max || (eof && start < pend.len()) {
+                let n = (pend.len() - start).min(max);
+                let last = eof && start + n == pend.len();
+                out.clear();
+                pdu::write_single_pdv_header(out, ctx, if last { Pdv::LAST } else { 0 }, n as u32);
+                out.extend_from_slice(&pend[start..start + n]);
+                self.write_all(out).map_err(StreamError::Net)?;
+                start += n;
+                sent += n as u64;
+            }
+            pend.drain(..start);
+        }
+        if sent == 0 {
+            out.clear();
+            pdu::write_single_pdv_header(out, ctx, Pdv::LAST, 0);
+            self.write_all(out).map_err(StreamError::Net)?;
+        }
+        Ok(sent)
+    }
+
+    fn fail_dimse(&mut self, e: NetError) -> NetError {
+        warn!("{}: {}; aborting", self.peer, e);
+        let _ = self.abort_provider(6);
+        e
+    }
+
+    fn fail_pdu(&mut self, e: pdu::PduError) -> NetError {
+        warn!("{}: invalid P-DATA-TF ({e}); aborting the association", self.peer);
+        let _ = self.abort_provider(e.abort_reason());
+        NetError::Pdu(e)
+    }
+
+    /// Answer a release request (A-RELEASE-RP) and close.
+    pub fn release_response(&mut self) -> Result<(), NetError> {
+        self.step(Event::ReleaseResponse)?;
+        info!("association with {} released by the peer", self.peer);
+        self.close();
+        Ok(())
+    }
+
+    /// Orderly release as the side that asks (A-RELEASE-RQ, wait for RP).
+    pub fn release(&mut self) -> Result<(), NetError> {
+        if self.closed {
+            return Ok(());
+        }
+        self.step(Event::ReleaseRequest)?;
+        let deadline = self.timeouts.acse.map(|d| Instant::now() + d);
+        loop {
+            let inds = match self.next_indications(deadline, "waiting for A-RELEASE-RP (ACSE timeout)") {
+                Ok(i) => i,
+                Err(e) => {
+                    let _ = self.abort();
+                    return Err(e);
+                }
+            };
+            for ind in inds {
+                match ind {
+                    Indication::ReleaseConfirmed => {
+                        if self.sm.awaiting_release_response() {
+                            // acceptor side of a release collision: now we answer (AR-4)
+                            self.step(Event::ReleaseResponse)?;
+                        }
+                        info!("association with {} released", self.peer);
+                        self.close();
+                        return Ok(());
+                    }
+                    // Release collision (PS3.8 9.2.2): both sides asked. The requestor
+                    // answers at once; the acceptor answers after the peer's A-RELEASE-RP.
+                    Indication::ReleaseCollision { requestor } => {
+                        debug!("{}: release collision (we are the {})", self.peer, if requestor { "requestor" } else { "acceptor" });
+                        if self.sm.awaiting_release_response() {
+                            self.step(Event::ReleaseResponse)?;
+                        }
+                    }
+                    Indication::ReleaseRequested => {
+                        self.step(Event::ReleaseResponse)?;
+                    }
+                    // P-DATA may still arrive before the peer sees our RQ (AR-6): dropped.
+                    Indication::PData(_) => debug!("{}: P-DATA after A-RELEASE-RQ ignored", self.peer),
+                    other => self.unexpected(other)?,
+                }
+            }
+            if self.sm.is_closed() {
+                self.close();
+                return Ok(());
+            }
+        }
+    }
+
+    /// A-ABORT as service user (source 0) and close.
+    pub fn abort(&mut self) -> Result<(), NetError> {
+        if self.closed {
+            return Ok(());
+        }
+        let outputs = self.sm.handle(Event::AbortRequest);
+        self.run_outputs(outputs)?;
+        info!("association with {} aborted by us", self.peer);
+        self.close();
+        Ok(())
+    }
+
+    /// A-ABORT as service provider (source 2) with `reason`, then close: used when the
+    /// peer breaks the DIMSE protocol inside well-formed PDUs.
+    fn abort_provider(&mut self, reason: u8) -> Result<(), NetError> {
+        let outputs = self.sm.handle(Event::InvalidPdu { abort_reason: reason });
+        let r = self.run_outputs(outputs);
+        self.close();
+        r.map(|_| ())
+    }
+
+    fn unexpected(&mut self, ind: Indication) -> Result<(), NetError> {
+        match ind {
+            Indication::Aborted { source, reason, .. } => {
+                self.close();
+                info!("association with {} aborted: {}", self.peer, ul::abort_reason_text(source, reason));
+                Err(NetError::Aborted { by: source, reason })
+            }
+            Indication::TransportClosed => {
+                self.close();
+                info!("{}: connection closed by the peer", self.peer);
+                Err(NetError::Closed("while the association was open"))
+            }
+            other => {
+                warn!("{}: unexpected {:?}", self.peer, other);
+                Err(NetError::Protocol(format!("unexpected {other:?}")))
+            }
+        }
+    }
+
+    /// Feed one event to the state machine and carry out its outputs; return indications.
+    fn step(&mut self, ev: Event) -> Result<Vec<Indication>, NetError> {
+        let outputs = self.sm.handle(ev);
+        self.run_outputs(outputs)
+    }
+
+    fn run_outputs(&mut self, outputs: Vec<Output>) -> Result<Vec<Indication>, NetError> {
+        let mut inds = Vec::new();
+        for o in outputs {
+            match o {
+                Output::SendPdu(p) => {
+                    match &p {
+                        Pdu::Abort(a) => debug!("{}: sending A-ABORT ({})", self.peer, ul::abort_reason_text(a.source, a.reason)),
+                        Pdu::AssociateRj(rj) => self.sent_reject = Some(*rj),
+                        _ => {}
+                    }
+                    let bytes = pdu::encode_to_vec(&p);
+                    if let Err(e) = self.write_all(&bytes) {
+                        // A failed write of an A-ABORT changes nothing: we close anyway.
+                        if !matches!(p, Pdu::Abort(_)) {
+                            return Err(e);
+                        }
+                    }
+                }
+                Output::CloseTransport => self.close(),
+                Output::StartArtim => self.artim = self.timeouts.acse.map(|d| Instant::now() + d),
+                Output::StopArtim => self.artim = None,
+                Output::ConnectTransport => {}
+                Output::Indication(i) => inds.push(i),
+            }
+        }
+        Ok(inds)
+    }
+
+    /// Read PDUs until the state machine produces at least one indication; a P-DATA-TF
+    /// is handed back whole as the range of its body in the receive buffer.
+    fn next_indications(&mut self, deadline: Option<Instant>, what: &'static str) -> Result<Vec<Indication>, NetError> {
+        match self.next_step(deadline, what)? {
+            Step::Indications(i) => Ok(i),
+            Step::PData(range) => {
+                // Outside receive(): decode it the slow way.
+                let mut pdvs = Vec::new();
+                for item in pdu::pdv_items(&self.rbuf[range]) {
+                    match item {
+                        Ok(i) => pdvs.push(Pdv { context_id: i.context_id, control: i.control, data: i.data.to_vec() }),
+                        Err(e) => return Err(self.fail_pdu(e)),
+                    }
+                }
+                Ok(vec![Indication::PData(crate::pdu::PData { pdvs })])
+            }
+        }
+    }
+
+    fn next_step(&mut self, deadline: Option<Instant>, what: &'static str) -> Result<Step, NetError> {
+        loop {
+            if self.closed {
+                return Err(NetError::Closed(what));
+            }
+            let limit = self.receive_limit();
+            let ev = match self.read_pdu(deadline, limit) {
+                Ok(Incoming::Pdu(p)) => Event::from_pdu(p),
+                Ok(Incoming::PData(range)) => {
+                    let inds = self.step(Event::PDataReceived(crate::pdu::PData { pdvs: Vec::new() }))?;
+                    if inds.iter().any(|i| matches!(i, Indication::PData(_))) {
+                        return Ok(Step::PData(range));
+                    }
+                    if !inds.is_empty() {
+                        return Ok(Step::Indications(inds));
+                    }
+                    if matches!(self.sm.state(), ul::State::Sta13) || self.sm.is_closed() {
+                        warn!("{}: P-DATA-TF in state {:?}; association aborted", self.peer, self.sm.state());
+                        self.close();
+                        return Err(NetError::Protocol(format!("unexpected P-DATA-TF ({what})")));
+                    }
+                    continue;
+                }
+                Err(ReadError::Timeout) => {
+                    if self.artim.map(|t| Instant::now() >= t).unwrap_or(false) {
+                        warn!("{}: ARTIM timer expired ({what}); closing", self.peer);
+                        self.artim = None;
+                        let outs = self.sm.handle(Event::ArtimExpired);
+                        let _ = self.run_outputs(outs);
+                        self.close();
+                        return Err(NetError::Timeout { what, after: self.timeouts.acse.unwrap_or_default() });
+                    }
+                    warn!("{}: timed out {what}; aborting", self.peer);
+                    let _ = self.abort();
+                    let after = deadline.map(|_| self.elapsed_hint(what)).unwrap_or_default();
+                    return Err(NetError::Timeout { what, after });
+                }
+                Err(ReadError::Closed) => {
+                    let outs = self.sm.handle(Event::TransportClosed);
+                    let inds = self.run_outputs(outs)?;
+                    self.close();
+                    for ind in inds {
+                        if let Indication::Aborted { source, reason, .. } = ind {
+                            debug!("{}: connection closed ({what})", self.peer);
+                            return Err(NetError::Aborted { by: source, reason });
+                        }
+                    }
+                    return Err(NetError::Closed(what));
+                }
+                Err(ReadError::Io(e)) => {
+                    let _ = self.sm.handle(Event::TransportClosed);
+                    self.close();
+                    return Err(NetError::Io(e));
+                }
+                Err(ReadError::Pdu(e)) => {
+                    warn!("{}: invalid PDU ({e}); aborting the association", self.peer);
+                    let outs = self.sm.handle(Event::InvalidPdu { abort_reason: e.abort_reason() });
+                    let _ = self.run_outputs(outs);
+                    self.close();
+                    return Err(NetError::Pdu(e));
+                }
+            };
+            let inds = self.step(ev)?;
+            if self.sm.is_closed() && inds.is_empty() {
+                self.close();
+                return Err(NetError::Closed(what));
+            }
+            if !inds.is_empty() {
+                return Ok(Step::Indications(inds));
+            }
+            if let (ul::State::Sta13, Some(rj)) = (self.sm.state(), self.sent_reject) {
+                // The provider itself rejected the request (AE-6: protocol version).
+                info!("association from {} rejected: {}", self.peer, ul::reject_reason_text(rj.result, rj.source, rj.reason));
+                self.drain_until_closed();
+                return Err(NetError::Rejected(rj));
+            }
+            if matches!(self.sm.state(), ul::State::Sta13) && !self.closed {
+                // We sent an A-ABORT for an unexpected PDU: nothing more to read.
+                warn!("{}: unexpected PDU in state {:?}; association aborted", self.peer, self.sm.state());
+                self.close();
+                return Err(NetError::Protocol(format!("unexpected PDU ({what})")));
+            }
+        }
+    }
+
+    fn elapsed_hint(&self, what: &str) -> Duration {
+        if what.contains("ACSE") {
+            self.timeouts.acse.unwrap_or_default()
+        } else if what.contains("DIMSE") {
+            self.timeouts.dimse.unwrap_or_default()
+        } else {
+            self.timeouts.network.unwrap_or_default()
+        }
+    }
+
+    fn receive_limit(&self) -> u32 {
+        match &self.negotiated {
+            None => ASSOCIATION_PDU_LIMIT,
+            Some(n) if n.our_max_pdu == 0 => UNLIMITED_PDU_LIMIT,
+            // A few bytes of slack: some peers count the PDV header in, some do not.
+            Some(n) => n.our_max_pdu.saturating_add(16).max(ASSOCIATION_PDU_LIMIT.min(64 * 1024)),
+        }
+    }
+
+    /// Read one whole PDU; the earliest of `deadline` and the ARTIM timer bounds the wait.
+    fn read_pdu(&mut self, deadline: Option<Instant>, limit: u32) -> Result<Incoming, ReadError> {
+        if self.rpos == self.rend {
+            self.rpos = 0;
+            self.rend = 0;
+        }
+        loop {
+            // P-DATA-TF: not decoded into owned PDVs; its body is handed out in place.
+            if let Some((pdu::pdu_type::P_DATA_TF, len)) = pdu::peek_header(&self.rbuf[self.rpos..self.rend]) {
+                if limit != 0 && len > limit {
+                    return Err(ReadError::Pdu(pdu::PduError::TooLong { declared: len, limit }));
+                }
+                let end = self.rpos + pdu::PDU_HEADER_LEN + len as usize;
+                if self.rend >= end {
+                    let body = self.rpos + pdu::PDU_HEADER_LEN..end;
+                    self.rpos = end;
+                    return Ok(Incoming::PData(body));
+                }
+            }
+            match pdu::decode(&self.rbuf[self.rpos..self.rend], limit) {
+                Ok(Decoded::Complete(p, used)) => {
+                    self.rpos += used;
+                    return Ok(Incoming::Pdu(p));
+                }
+                Ok(Decoded::NeedMore(n)) => {
+                    let want = n.clamp(1, READ_CHUNK);
+                    if self.rbuf.len() - self.rend < want {
+                        // Move the unconsumed bytes to the front, then grow if still short.
+                        self.rbuf.copy_within(self.rpos..self.rend, 0);
+                        self.rend -= self.rpos;
+                        self.rpos = 0;
+                        if self.rbuf.len() - self.rend < want {
+                            self.rbuf.resize(self.rend + want, 0);
+                        }
+                    }
+                    let until = match (deadline, self.artim) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    let timeout = match until {
+                        Some(t) => {
+                            let now = Instant::now();
+                            if now >= t {
+                                return Err(ReadError::Timeout);
+                            }
+                            Some((t - now).max(Duration::from_millis(1)))
+                        }
+                        None => None,
+                    };
+                    self.stream.set_read_timeout(timeout).map_err(ReadError::Io)?;
+                    let r = self.stream.read(&mut self.rbuf[self.rend..]);
+                    match r {
+                        Ok(0) => {
+                            return Err(ReadError::Closed);
+                        }
+                        Ok(k) => self.rend += k,
+                        Err(e) => {
+                            match e.kind() {
+                                ErrorKind::WouldBlock | ErrorKind::TimedOut => return Err(ReadError::Timeout),
+                                ErrorKind::Interrupted => {}
+                                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => {
+                                    return Err(ReadError::Closed)
+                                }
+                                _ => return Err(ReadError::Io(e)),
+                            }
+                        }
+                    }
+                }
+                Err(e) => return Err(ReadError::Pdu(e)),
+            }
+        }
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> Result<(), NetError> {
+        if self.closed {
+            return Err(NetError::Closed("while sending"));
+        }
+        let _ = self.stream.set_write_timeout(self.timeouts.network);
+        self.stream.write_all(bytes).map_err(|e| {
+            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
+                NetError::Timeout { what: "sending (network timeout)", after: self.timeouts.network.unwrap_or_default() }
+            } else {
+                NetError::Io(e)
+            }
+        })
+    }
+
+    /// After sending A-ASSOCIATE-RJ: wait (ARTIM) for the peer to close, then close.
+    fn drain_until_closed(&mut self) {
+        let until = self.artim.unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        let mut buf = [0u8; 1024];
+        loop {
+            let now = Instant::now();
+            if self.closed || now >= until {
+                break;
+            }
+            let _ = self.stream.set_read_timeout(Some(until - now));
+            match self.stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        self.close();
+    }
+
+    fn close(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            let _ = self.stream.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for Association {
+    fn drop(&mut self) {
+        if !self.closed && self.sm.is_established() {
+            let _ = self.abort();
+        }
+        self.close();
+    }
+}
+
+enum Incoming {
+    Pdu(Pdu),
+    /// The body of a P-DATA-TF, as a range of the receive buffer.
+    PData(std::ops::Range<usize>),
+}
+
+enum Step {
+    Indications(Vec<Indication>),
+    PData(std::ops::Range<usize>),
+}
+
+enum StreamError {
+    /// Writing to the peer failed (the association is gone).
+    Net(NetError),
+    /// Reading or transcoding the source failed (the association must be aborted).
+    Source(NetError),
+}
+
+/// Feed one PDV to the reassembler and route its data; `Some` when a message completed.
+fn absorb(
+    reasm: &mut Reassembler,
+    negotiated: Option<&Negotiated>,
+    rx: &mut Rx,
+    sink_for: &mut dyn FnMut(u8, &Command) -> DataSink,
+    context_id: u8,
+    control: u8,
+    data: &[u8],
+) -> Result<Option<Received>, NetError> {
+    match reasm.push_ref(context_id, control, data)? {
+        None => Ok(None),
+        Some(DimseEvent::Command { context_id, command }) => {
+            debug!("received {} on context {}", command, context_id);
+            if negotiated.map(|n| n.context(context_id).is_none()).unwrap_or(true) {
+                return Err(NetError::Protocol(format!("message on presentation context {context_id}, which was not accepted")));
+            }
+            if !command.has_dataset {
+                return Ok(Some(Received::Message { context_id, command, data: MessageData::None }));
+            }
+            rx.sink = Some(sink_for(context_id, &command));
+            rx.current = Some((context_id, command));
+            rx.mem.clear();
+            rx.sink_error = None;
+            Ok(None)
+        }
+        Some(DimseEvent::Data { data, last, .. }) => {
+            match rx.sink.as_mut() {
+                Some(DataSink::Memory) => rx.mem.extend_from_slice(data),
+                Some(DataSink::Writer(w)) => {
+                    if rx.sink_error.is_none() {
+                        if let Err(e) = w.write_all(data) {
+                            rx.sink_error = Some(e);
+                        }
+                    }
+                }
+                Some(DataSink::Discard) | None => {}
+            }
+            if !last {
+                return Ok(None);
+            }
+            let (context_id, command) = rx.current.take().ok_or_else(|| NetError::Protocol("data set without a command".into()))?;
+            let data = match rx.sink.take() {
+                Some(DataSink::Memory) | None => MessageData::Memory(std::mem::take(&mut rx.mem)),
+                Some(DataSink::Writer(sink)) => MessageData::Sink { sink, error: rx.sink_error.take() },
+                Some(DataSink::Discard) => MessageData::Discarded,
+            };
+            Ok(Some(Received::Message { context_id, command, data }))
+        }
+    }
+}
+
+enum ReadError {
+    Timeout,
+    Closed,
+    Io(std::io::Error),
+    Pdu(pdu::PduError),
+}
+
+fn connect(addr: &str, timeout: Option<Duration>) -> Result<TcpStream, NetError> {
+    let addrs: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|e| NetError::Connect { addr: addr.to_string(), source: e })?
+        .collect();
+    let mut last = None;
+    for a in addrs {
+        let r = match timeout {
+            Some(t) => TcpStream::connect_timeout(&a, t),
+            None => TcpStream::connect(a),
+        };
+        match r {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    let source = last.unwrap_or_else(|| std::io::Error::new(ErrorKind::NotFound, "no address"));
+    if source.kind() == ErrorKind::TimedOut || source.kind() == ErrorKind::WouldBlock {
+        return Err(NetError::Timeout { what: "connecting (connect timeout)", after: timeout.unwrap_or_default() });
+    }
+    Err(NetError::Connect { addr: addr.to_string(), source })
+}

@@ -1,0 +1,244 @@
+//! The listening side: accept TCP connections, run one association per thread, hand
+//! DIMSE messages to a [`ServiceHandler`].
+
+use std::collections::HashMap;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use log::{debug, info, warn};
+
+use super::{Association, DataSink, MessageData, NetError, Received, Timeouts};
+use crate::dimse::{field, Command};
+use crate::ul::{AcceptorConfig, Negotiated};
+
+/// DIMSE status: success.
+pub const STATUS_SUCCESS: u16 = 0x0000;
+/// DIMSE status: unrecognized operation (PS3.7 C.4.3).
+pub const STATUS_UNRECOGNIZED_OPERATION: u16 = 0x0211;
+
+/// Serves the DIMSE messages of one association. Called on the association's thread.
+pub trait ServiceHandler: Send + Sync {
+    /// Where the data set of an incoming request goes (default: memory). Called when its
+    /// command has arrived, before the first data fragment.
+    fn data_sink(&self, _negotiated: &Negotiated, _context_id: u8, _command: &Command) -> DataSink {
+        DataSink::Memory
+    }
+
+    /// Handle one request. The handler sends its response(s) with
+    /// `assoc.send_message`; an error aborts the association.
+    fn on_message(
+        &self,
+        assoc: &mut Association,
+        context_id: u8,
+        command: Command,
+        data: MessageData,
+    ) -> Result<(), NetError>;
+}
+
+/// Answers C-ECHO with success and every other request with "unrecognized operation".
+pub struct EchoOnlyHandler;
+
+impl ServiceHandler for EchoOnlyHandler {
+    fn on_message(&self, assoc: &mut Association, ctx: u8, command: Command, _data: MessageData) -> Result<(), NetError> {
+        answer_echo_or_unrecognized(assoc, ctx, &command)
+    }
+}
+
+/// The default behaviour shared by handlers: C-ECHO succeeds, C-CANCEL is ignored when
+/// nothing is running, other requests get 0x0211, responses from the peer are logged.
+pub fn answer_echo_or_unrecognized(assoc: &mut Association, ctx: u8, command: &Command) -> Result<(), NetError> {
+    match command.command_field {
+        field::C_ECHO_RQ => assoc.send_message(ctx, &Command::response_to(command, STATUS_SUCCESS), None),
+        field::C_CANCEL_RQ => Ok(()),
+        f if f & 0x8000 != 0 => {
+            warn!("{}: unexpected response {} ignored", assoc.peer_addr(), command);
+            Ok(())
+        }
+        _ => {
+            warn!("{}: {} not supported here; answering 0x0211", assoc.peer_addr(), command);
+            assoc.send_message(ctx, &Command::response_to(command, STATUS_UNRECOGNIZED_OPERATION), None)
+        }
+    }
+}
+
+/// Settings of a server.
+#[derive(Clone)]
+pub struct ServerConfig {
+    pub acceptor: AcceptorConfig,
+    pub timeouts: Timeouts,
+    /// Most associations served at once; further connections are rejected
+    /// (A-ASSOCIATE-RJ transient, service-provider (presentation), local limit exceeded).
+    pub max_associations: usize,
+}
+
+struct Shared {
+    stopping: AtomicBool,
+    conns: Mutex<HashMap<u64, TcpStream>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    next_id: AtomicU64,
+}
+
+/// A listening SCP. Dropping it stops it.
+pub struct Server {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    acceptor_thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Bind to `addr` (port 0 picks a free port) and start serving in the background.
+    pub fn start(addr: &str, config: ServerConfig, handler: Arc<dyn ServiceHandler>) -> Result<Server, NetError> {
+        let listener = TcpListener::bind(addr).map_err(|e| NetError::Connect { addr: addr.to_string(), source: e })?;
+        let local = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            stopping: AtomicBool::new(false),
+            conns: Mutex::new(HashMap::new()),
+            workers: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(1),
+        });
+        let sh = shared.clone();
+        let config = Arc::new(config);
+        info!("listening on {} as {}", local, config.acceptor.ae_title);
+        let t = std::thread::Builder::new()
+            .name(format!("fastdimse-scp-{}", local.port()))
+            .spawn(move || accept_loop(listener, sh, config, handler))?;
+        Ok(Server { addr: local, shared, acceptor_thread: Some(t) })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn is_running(&self) -> bool {
+        !self.shared.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Number of associations being served now.
+    pub fn active_associations(&self) -> usize {
+        self.shared.conns.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    /// Stop listening, close every live association, wait for the threads.
+    pub fn stop(&mut self) {
+        if self.shared.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // Wake the blocking accept() with a connection of our own.
+        let wake = if self.addr.ip().is_unspecified() {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), self.addr.port())
+        } else {
+            self.addr
+        };
+        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        if let Some(t) = self.acceptor_thread.take() {
+            let _ = t.join();
+        }
+        if let Ok(conns) = self.shared.conns.lock() {
+            for s in conns.values() {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
+        let workers: Vec<_> = self.shared.workers.lock().map(|mut w| w.drain(..).collect()).unwrap_or_default();
+        for w in workers {
+            let _ = w.join();
+        }
+        info!("stopped listening on {}", self.addr);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>, config: Arc<ServerConfig>, handler: Arc<dyn ServiceHandler>) {
+    for stream in listener.incoming() {
+        if shared.stopping.load(Ordering::SeqCst) {
+            break;
+        }
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
+        let busy = shared.conns.lock().map(|c| c.len()).unwrap_or(0) >= config.max_associations;
+        if let (Ok(clone), Ok(mut conns)) = (stream.try_clone(), shared.conns.lock()) {
+            conns.insert(id, clone);
+        }
+        let (sh, cfg, h) = (shared.clone(), config.clone(), handler.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("fastdimse-assoc-{id}"))
+            .spawn(move || {
+                serve_connection(stream, &cfg, h.as_ref(), busy);
+                if let Ok(mut c) = sh.conns.lock() {
+                    c.remove(&id);
+                }
+            });
+        match spawned {
+            Ok(j) => {
+                if let Ok(mut w) = shared.workers.lock() {
+                    w.retain(|j| !j.is_finished());
+                    w.push(j);
+                }
+            }
+            Err(e) => {
+                warn!("cannot start a thread for a new association: {e}");
+                if let Ok(mut c) = shared.conns.lock() {
+                    if let Some(s) = c.remove(&id) {
+                        let _ = s.shutdown(Shutdown::Both);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn serve_connection(stream: TcpStream, config: &ServerConfig, handler: &dyn ServiceHandler, busy: bool) {
+    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    debug!("connection from {peer}");
+    let reject = busy.then_some(crate::ul::reject::LOCAL_LIMIT_EXCEEDED);
+    let mut assoc = match Association::accept_or_reject(stream, &config.acceptor, config.timeouts, reject) {
+        Ok(a) => a,
+        Err(NetError::Rejected(_)) => return, // logged by accept()
+        Err(e) => {
+            warn!("association from {peer} failed during negotiation: {e}");
+            return;
+        }
+    };
+    let negotiated = assoc.negotiated().clone();
+    loop {
+        let received = assoc.receive_with(
+            config.timeouts.network,
+            "waiting for the next request (network timeout)",
+            &mut |ctx, cmd| handler.data_sink(&negotiated, ctx, cmd),
+        );
+        match received {
+            Ok(Received::Message { context_id, command, data }) => {
+                if let Err(e) = handler.on_message(&mut assoc, context_id, command, data) {
+                    warn!("association from {peer} ended: {e}");
+                    let _ = assoc.abort();
+                    return;
+                }
+            }
+            Ok(Received::ReleaseRequested) => {
+                if let Err(e) = assoc.release_response() {
+                    debug!("release response to {peer} failed: {e}");
+                }
+                return;
+            }
+            Err(NetError::Aborted { .. }) => return, // logged by the association
+            Err(e) => {
+                warn!("association from {peer} ended: {e}");
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! PyO3 bindings of the dataset codec (`crate::dataset`): thin wrappers that
+//! move bytes in and out, release the GIL while Rust works, and map
+//! `DatasetError` to `fastdimse.errors.DatasetError(message, offset, tag, path)`.
+//! `python/fastdimse/codec.py` builds the pydicom objects.
+
+use std::io::Read;
+
+use std::path::Path;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+
+use crate::dataset::{
+    self, has_long_length, is_vr, DatasetError, Encoding, FileMeta, TransferSyntax, VrContext,
+};
+
+fn dataset_error(py: Python<'_>, e: &DatasetError, path: Option<&str>) -> PyErr {
+    let build = || -> PyResult<PyErr> {
+        let cls = py.import("fastdimse.errors")?.getattr("DatasetError")?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("offset", e.offset())?;
+        kwargs.set_item("tag", e.tag())?;
+        kwargs.set_item("path", path)?;
+        let inst = cls.call((e.message(path),), Some(&kwargs))?;
+        Ok(PyErr::from_value(inst))
+    };
+    build().unwrap_or_else(|err| err)
+}
+
+fn vr_str(vr: Option<[u8; 2]>) -> Option<String> {
+    vr.map(|v| String::from_utf8_lossy(&v).into_owned())
+}
+
+/// Encoding of the top-level dataset as pydicom decides it: the transfer
+/// syntax's, unless the first element's VR bytes say otherwise.
+fn detect_encoding(data: &[u8], enc: Encoding) -> Encoding {
+    if data.len() < 6 {
+        return enc;
+    }
+    let looks_explicit = is_vr([data[4], data[5]]);
+    Encoding { implicit_vr: !looks_explicit, little_endian: enc.little_endian }
+}
+
+fn inflate_all(data: &[u8]) -> Result<Vec<u8>, DatasetError> {
+    let mut out = Vec::with_capacity(data.len().saturating_mul(3));
+    flate2::read::DeflateDecoder::new(data)
+        .read_to_end(&mut out)
+        .map_err(|e| DatasetError::Deflate { offset: 0, detail: e.to_string() })?;
+    Ok(out)
+}
+
+/// Split `data[start:]` into its top-level elements.
+///
+/// Returns `(buffer, elements, is_implicit_VR, is_little_endian)`: `buffer`
+/// is `data` itself, or the inflated dataset for the deflated syntax; each
+/// element is `(tag, VR or None, length, value_start, value_end)` with offsets
+/// into `buffer`.
+#[pyfunction]
+#[pyo3(signature = (data, transfer_syntax, start=0, path=None))]
+fn codec_split<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyBytes>,
+    transfer_syntax: &str,
+    start: usize,
+    path: Option<&str>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let ts = TransferSyntax::from_uid(transfer_syntax);
+    let all = data.as_bytes();
+    let start = start.min(all.len());
+    let (buffer, base, inflated) = if ts.is_deflated() {
+        let body = &all[start..];
+        let inflated = py.detach(|| inflate_all(body)).map_err(|e| dataset_error(py, &e.shifted(start as u64), path))?;
+        (PyBytes::new(py, &inflated), 0usize, true)
+    } else {
+        (data.clone(), start, false)
+    };
+    let bytes = buffer.as_bytes();
+    let body = &bytes[base..];
+    let enc = detect_encoding(body, ts.encoding());
+    let elements = py
+        .detach(|| dataset::split_elements(body, enc))
+        .map_err(|e| {
+            // offsets in a deflated file are positions in the inflated stream
+            let e = if inflated { e } else { e.shifted(base as u64) };
+            dataset_error(py, &e, path)
+        })?;
+    let list = PyList::empty(py);
+    for el in elements {
+        list.append((
+            el.tag,
+            vr_str(el.vr),
+            el.length,
+            el.value_start + base,
+            el.value_end + base,
+        ))?;
+    }
+    PyTuple::new(
+        py,
+        [
+            buffer.into_any(),
+            list.into_any(),
+            enc.implicit_vr.into_pyobject(py)?.to_owned().into_any(),
+            enc.little_endian.into_pyobject(py)?.to_owned().into_any(),
+        ],
+    )
+}
+
+/// Transcode a dataset (or a run of whole elements) between transfer syntaxes.
+#[pyfunction]
+#[pyo3(signature = (data, from_syntax, to_syntax, bits_allocated=None, pixel_representation=None))]
+fn codec_transcode<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    from_syntax: &str,
+    to_syntax: &str,
+    bits_allocated: Option<u16>,
+    pixel_representation: Option<u16>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let result = py.detach(|| -> Result<Vec<u8>, DatasetError> {
+        let mut t = dataset::Transcoder::new(from_syntax, to_syntax)?;
+        t.set_context(VrContext { bits_allocated, pixel_representation });
+        let mut out = Vec::with_capacity(data.len() + data.len() / 16 + 64);
+        t.feed(data, &mut out)?;
+        t.finish(&mut out)?;
+        Ok(out)
+    });
+    match result {
+        Ok(out) => Ok(PyBytes::new(py, &out)),
+        Err(e) => Err(dataset_error(py, &e, None)),
+    }
+}
+
+/// Parse the preamble and file meta group of a Part-10 file held in `data`.
+/// Returns `(preamble, [(tag, vr, value, value_offset)], dataset_offset)`.
+#[pyfunction]
+#[pyo3(signature = (data, path=None))]
+fn codec_parse_meta<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    path: Option<&str>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let (meta, offset) = dataset::parse_part10_meta_lenient(data).map_err(|e| dataset_error(py, &e, path))?;
+    let list = PyList::empty(py);
+    let mut pos = 132usize;
+    for e in &meta.elements {
+        let header = if has_long_length(e.vr) && is_vr([data[pos + 4], data[pos + 5]]) { 12 } else { 8 };
+        list.append((e.tag, vr_str(Some(e.vr)), PyBytes::new(py, &e.value), pos + header))?;
+        pos += header + e.value.len();
+    }
+    PyTuple::new(
+        py,
+        [
+            PyBytes::new(py, &data[..128]).into_any(),
+            list.into_any(),
+            offset.into_pyobject(py)?.into_any(),
+        ],
+    )
+}
+
+/// Read only the meta group of the file at `path` (Rust `read_part10_meta`).
+/// Returns a dict of the named fields plus `dataset_offset`.
+#[pyfunction]
+fn codec_read_meta<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, PyDict>> {
+    let (meta, offset) = py
+        .detach(|| dataset::read_part10_meta_path(Path::new(path)))
+        .map_err(|e| dataset_error(py, &e, Some(path)))?;
+    let d = PyDict::new(py);
+    d.set_item("transfer_syntax", &meta.transfer_syntax)?;
+    d.set_item("sop_class_uid", &meta.sop_class_uid)?;
+    d.set_item("sop_instance_uid", &meta.sop_instance_uid)?;
+    d.set_item("implementation_class_uid", &meta.implementation_class_uid)?;
+    d.set_item("implementation_version_name", &meta.implementation_version_name)?;
+    d.set_item("source_ae_title", &meta.source_ae_title)?;
+    d.set_item("dataset_offset", offset)?;
+    Ok(d)
+}
+
+/// Part-10 header bytes (preamble, DICM, meta group) from Rust's `write_part10_meta`.
+#[pyfunction]
+#[pyo3(signature = (sop_class_uid, sop_instance_uid, transfer_syntax, source_ae_title=None))]
+fn codec_build_meta<'py>(
+    py: Python<'py>,
+    sop_class_uid: &str,
+    sop_instance_uid: &str,
+    transfer_syntax: &str,
+    source_ae_title: Option<&str>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let mut meta = FileMeta::new(sop_class_uid, sop_instance_uid, transfer_syntax);
+    meta.source_ae_title = source_ae_title.map(str::to_string);
+    let mut out = Vec::new();
+    dataset::write_part10_meta(&mut out, &meta).map_err(|e| dataset_error(py, &e, None))?;
+    Ok(PyBytes::new(py, &out))
+}
+
+/// Transcode the Part-10 file `src` into `dst` in bounded memory.
+#[pyfunction]
+#[pyo3(signature = (src, dst, transfer_syntax, source_ae_title=None))]
+fn codec_transcode_file(
+    py: Python<'_>,
+    src: &str,
+    dst: &str,
+    transfer_syntax: &str,
+    source_ae_title: Option<&str>,
+) -> PyResult<u64> {
+    py.detach(|| dataset::transcode_file(Path::new(src), Path::new(dst), transfer_syntax, source_ae_title))
+        .map_err(|e| dataset_error(py, &e, Some(src)))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(codec_split, m)?)?;
+    m.add_function(wrap_pyfunction!(codec_transcode, m)?)?;
+    m.add_function(wrap_pyfunction!(codec_parse_meta, m)?)?;
+    m.add_function(wrap_pyfunction!(codec_read_meta, m)?)?;
+    m.add_function(wrap_pyfunction!(codec_build_meta, m)?)?;
+    m.add_function(wrap_pyfunction!(codec_transcode_file, m)?)?;
+    m.add_function(wrap_pyfunction!(codec_read_file, m)?)?;
+    Ok(())
+}
+
+/// Read a Part-10 file: meta group, then each top-level value read straight
+/// from the file into its own `bytes` (one copy, as pydicom's reader does).
+/// Lengths are checked against the file size before anything is allocated.
+/// Returns `(preamble, meta, transfer_syntax, elements, is_implicit_VR,
+/// is_little_endian)` with meta as in `codec_parse_meta` and elements as
+/// `(tag, VR, length, value, value_offset)`.
+#[pyfunction]
+fn codec_read_file<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, PyTuple>> {
+    use std::io::{BufReader, Seek, SeekFrom};
+    let err = |e: DatasetError| dataset_error(py, &e, Some(path));
+    let io_err = |offset: u64| move |source: std::io::Error| DatasetError::Io { offset, source };
+    let file = std::fs::File::open(path).map_err(|e| err(io_err(0)(e)))?;
+    let size = file.metadata().map_err(|e| err(io_err(0)(e)))?.len();
+    let mut r = BufReader::with_capacity(64 * 1024, file);
+    // The meta group is small: parse it from the first bytes of the file.
+    let mut meta_buf = Vec::new();
+    (&mut r).take(1 << 20).read_to_end(&mut meta_buf).map_err(|e| err(io_err(0)(e)))?;
+    let (meta, offset) = match dataset::parse_part10_meta_lenient(&meta_buf) {
+        Ok(m) => m,
+        Err(DatasetError::Truncated { .. }) if size > meta_buf.len() as u64 => {
+            // a meta group over 1 MiB: read it all
+            let data = std::fs::read(path).map_err(|e| err(io_err(0)(e)))?;
+            meta_buf = data;
+            dataset::parse_part10_meta_lenient(&meta_buf).map_err(err)?
+        }
+        Err(e) => return Err(err(e)),
+    };
+    let meta_list = PyList::empty(py);
+    let mut pos = 132usize;
+    for e in &meta.elements {
+        let header = if has_long_length(e.vr) && is_vr([meta_buf[pos + 4], meta_buf[pos + 5]]) { 12 } else { 8 };
+        meta_list.append((e.tag, vr_str(Some(e.vr)), PyBytes::new(py, &e.value), pos + header))?;
+        pos += header + e.value.len();
+    }
+    let preamble = PyBytes::new(py, &meta_buf[..128.min(meta_buf.len())]);
+    let mut ts_uid = meta.transfer_syntax.clone();
+    // Peek at the first dataset element for the syntax guess / implicit switch.
+    let first: Vec<u8> = meta_buf.get(offset as usize..(offset as usize + 6).min(meta_buf.len())).unwrap_or(&[]).to_vec();
+    if ts_uid.is_empty() {
+        ts_uid = if first.len() < 6 || !is_vr([first[4], first[5]]) {
+            dataset::uids::IMPLICIT_VR_LE.to_string()
+        } else if u16::from_le_bytes([first[0], first[1]]) >= 1024 {
+            dataset::uids::EXPLICIT_VR_BE.to_string()
+        } else {
+            dataset::uids::EXPLICIT_VR_LE.to_string()
+        };
+    }
+    let ts = TransferSyntax::from_uid(&ts_uid);
+    let elements = PyList::empty(py);
+    let enc;
+    if ts.is_deflated() {
+        let mut rest = Vec::new();
+        r.seek(SeekFrom::Start(offset)).map_err(|e| err(io_err(offset)(e)))?;
+        r.read_to_end(&mut rest).map_err(|e| err(io_err(offset)(e)))?;
+        let inflated = py.detach(|| inflate_all(&rest)).map_err(|e| err(e.shifted(offset)))?;
+        enc = detect_encoding(&inflated, ts.encoding());
+        let els = py.detach(|| dataset::split_elements(&inflated, enc)).map_err(err)?;
+        for el in els {
+            let v = PyBytes::new(py, &inflated[el.value_start..el.value_end]);
+            elements.append((el.tag, vr_str(el.vr), el.length, v, el.value_start))?;
+        }
+    } else {
+        enc = detect_encoding(&first, ts.encoding());
+        r.seek(SeekFrom::Start(offset)).map_err(|e| err(io_err(offset)(e)))?;
+        let mut pos = offset;
+        let mut hdr = [0u8; 12];
+        while pos < size {
+            let want = (size - pos).min(12) as usize;
+            r.read_exact(&mut hdr[..want]).map_err(|e| err(io_err(pos)(e)))?;
+            let h = dataset::read_header(&hdr[..want], 0, enc).map_err(|e| err(e.shifted(pos)))?;
+            if h.header_len < want {
+                r.seek_relative(h.header_len as i64 - want as i64).map_err(|e| err(io_err(pos)(e)))?;
+            }
+            if h.length == dataset::UNDEFINED_LENGTH || h.tag >> 16 == 0xFFFE {
+                // Undefined length (sequence, encapsulated pixel data): walk
+                // the rest of the file in memory, as `codec_split` does.
+                let mut rest = Vec::with_capacity((size - pos) as usize);
+                r.seek(SeekFrom::Start(pos)).map_err(|e| err(io_err(pos)(e)))?;
+                r.read_to_end(&mut rest).map_err(|e| err(io_err(pos)(e)))?;
+                let els = py.detach(|| dataset::split_elements(&rest, enc)).map_err(|e| err(e.shifted(pos)))?;
+                for el in els {
+                    let v = PyBytes::new(py, &rest[el.value_start..el.value_end]);
+                    elements.append((el.tag, vr_str(el.vr), el.length, v, el.value_start + pos as usize))?;
+                }
+                break;
+            }
+            let value_pos = pos + h.header_len as u64;
+            if value_pos + h.length as u64 > size {
+                return Err(err(DatasetError::Truncated {
+                    tag: Some(h.tag),
+                    offset: pos,
+                    length: h.length as u64,
+                    size,
+                }));
+            }
+            // the same unit-size check as split_elements
+            dataset::check_value_length(h.tag, h.vr, h.length, 0).map_err(|e| err(e.shifted(pos)))?;
+            // the length is within the file: allocate and read it once
+            let value = PyBytes::new_with(py, h.length as usize, |buf| {
+                r.read_exact(buf).map_err(PyErr::from)
+            })?;
+            elements.append((h.tag, vr_str(h.vr), h.length, value, value_pos))?;
+            pos = value_pos + h.length as u64;
+        }
+    }
+    PyTuple::new(
+        py,
+        [
+            preamble.into_any(),
+            meta_list.into_any(),
+            ts_uid.into_pyobject(py)?.into_any(),
+            elements.into_any(),
+            enc.implicit_vr.into_pyobject(py)?.to_owned().into_any(),
+            enc.little_endian.into_pyobject(py)?.to_owned().into_any(),
+        ],
+    )
+}

@@ -1,0 +1,375 @@
+//! Python classes `_core.Association` (requestor side) and `_core.Server` (acceptor side).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pyo3::prelude::*;
+
+use super::errors::{make, net_error};
+use crate::dimse::{field, Command, VERIFICATION_SOP_CLASS};
+use crate::net::{self, EchoOnlyHandler, NetError, Received, Server, ServerConfig, ServiceHandler, Timeouts};
+use crate::store::{self, DuplicatePolicy, StorageConfig, StorageHandler, StoreItem, StoreOptions, StoreResult, StoredInstance};
+use crate::ul::{AcceptorConfig, RequestorConfig};
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyAssociation>()?;
+    m.add_class::<PyServer>()?;
+    m.add_function(wrap_pyfunction!(store_instances, m)?)?;
+    Ok(())
+}
+
+/// Wrap a Python callable as the storage SCP's per-instance callback. It receives a
+/// dict and returns None or a status int; an exception becomes a processing failure.
+fn stored_callback(cb: Py<PyAny>) -> Arc<store::scp::OnStored> {
+    Arc::new(move |s: &StoredInstance| {
+        Python::attach(|py| {
+            let d = pyo3::types::PyDict::new(py);
+            let r: PyResult<Option<u16>> = (|| {
+                d.set_item("path", s.path.to_string_lossy().to_string())?;
+                d.set_item("sop_class_uid", &s.sop_class_uid)?;
+                d.set_item("sop_instance_uid", &s.sop_instance_uid)?;
+                d.set_item("transfer_syntax", &s.transfer_syntax)?;
+                d.set_item("patient_id", &s.patient_id)?;
+                d.set_item("study_instance_uid", &s.study_instance_uid)?;
+                d.set_item("series_instance_uid", &s.series_instance_uid)?;
+                d.set_item("calling_ae_title", &s.calling_ae_title)?;
+                d.set_item("called_ae_title", &s.called_ae_title)?;
+                d.set_item("dataset_bytes", s.dataset_bytes)?;
+                cb.call1(py, (d,))?.extract::<Option<u16>>(py)
+            })();
+            r.map_err(|e| {
+                let msg = e.to_string();
+                e.print(py);
+                msg
+            })
+        })
+    })
+}
+
+fn result_dict<'py>(py: Python<'py>, r: &StoreResult) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+    let d = pyo3::types::PyDict::new(py);
+    d.set_item("index", r.index)?;
+    d.set_item("path", r.path.as_ref().map(|p| p.to_string_lossy().to_string()))?;
+    d.set_item("sop_class_uid", &r.sop_class_uid)?;
+    d.set_item("sop_instance_uid", &r.sop_instance_uid)?;
+    d.set_item("transfer_syntax", &r.transfer_syntax)?;
+    d.set_item("sent_transfer_syntax", &r.sent_transfer_syntax)?;
+    d.set_item("status", r.status)?;
+    d.set_item("reason", &r.reason)?;
+    d.set_item("bytes", r.bytes)?;
+    Ok(d)
+}
+
+/// C-STORE a batch. `items`: paths (str; folders walked) or tuples
+/// (label, sop class, sop instance, transfer syntax, bytes). Returns one dict per instance.
+#[pyfunction]
+#[pyo3(signature = (host, port, calling_ae_title, called_ae_title, items, max_pdu_length=131072, parallel=1,
+                    connect_timeout=Some(10.0), acse_timeout=Some(30.0), dimse_timeout=Some(30.0),
+                    network_timeout=Some(60.0), on_progress=None, move_originator=None))]
+#[allow(clippy::too_many_arguments)]
+fn store_instances<'py>(
+    py: Python<'py>,
+    host: String,
+    port: u16,
+    calling_ae_title: String,
+    called_ae_title: String,
+    items: Vec<Bound<'py, PyAny>>,
+    max_pdu_length: u32,
+    parallel: usize,
+    connect_timeout: Option<f64>,
+    acse_timeout: Option<f64>,
+    dimse_timeout: Option<f64>,
+    network_timeout: Option<f64>,
+    on_progress: Option<Py<PyAny>>,
+    move_originator: Option<(String, u16)>,
+) -> PyResult<Vec<Bound<'py, pyo3::types::PyDict>>> {
+    let mut list = Vec::with_capacity(items.len());
+    for it in items {
+        if let Ok(p) = it.extract::<std::path::PathBuf>() {
+            list.push(StoreItem::Path(p));
+        } else {
+            let (label, sop_class_uid, sop_instance_uid, transfer_syntax, data): (String, String, String, String, Vec<u8>) = it.extract()?;
+            list.push(StoreItem::Memory { label, sop_class_uid, sop_instance_uid, transfer_syntax, data });
+        }
+    }
+    let mut cfg = RequestorConfig::new(calling_ae_title, called_ae_title);
+    cfg.max_pdu_length = max_pdu_length;
+    let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let mut opts = StoreOptions::new(addr, cfg);
+    opts.timeouts = timeouts(connect_timeout, acse_timeout, dimse_timeout, network_timeout)?;
+    opts.parallel = parallel.max(1);
+    opts.move_originator = move_originator;
+    let progress = |r: &StoreResult| {
+        if let Some(cb) = &on_progress {
+            Python::attach(|py| {
+                let res = result_dict(py, r).and_then(|d| cb.call1(py, (d,)));
+                if let Err(e) = res {
+                    log::warn!("on_progress callback failed: {e}");
+                }
+            });
+        }
+    };
+    let results = py.detach(|| store::store(&opts, list, &progress)).map_err(|e| net_error(py, e))?;
+    results.iter().map(|r| result_dict(py, r)).collect()
+}
+
+fn secs(v: Option<f64>) -> PyResult<Option<Duration>> {
+    match v {
+        None => Ok(None),
+        Some(s) if s.is_finite() && s > 0.0 => Ok(Some(Duration::from_secs_f64(s))),
+        Some(s) => Err(pyo3::exceptions::PyValueError::new_err(format!("timeout must be a positive number of seconds or None, not {s}"))),
+    }
+}
+
+fn timeouts(connect: Option<f64>, acse: Option<f64>, dimse: Option<f64>, network: Option<f64>) -> PyResult<Timeouts> {
+    Ok(Timeouts { connect: secs(connect)?, acse: secs(acse)?, dimse: secs(dimse)?, network: secs(network)? })
+}
+
+/// An association we requested. Methods block with the GIL released.
+#[pyclass(name = "Association", module = "fastdimse._core")]
+pub struct PyAssociation {
+    inner: Mutex<Option<net::Association>>,
+    timeouts: Timeouts,
+}
+
+impl PyAssociation {
+    fn with<R: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut net::Association) -> Result<R, NetError> + Send,
+    ) -> PyResult<R> {
+        let r = py.detach(|| {
+            let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            match guard.as_mut() {
+                Some(a) => f(a),
+                None => Err(NetError::NotEstablished("released or aborted")),
+            }
+        });
+        r.map_err(|e| net_error(py, e))
+    }
+}
+
+#[pymethods]
+impl PyAssociation {
+    /// Connect to host:port and negotiate. `contexts` is a list of
+    /// (abstract syntax, [transfer syntaxes]); `roles` a list of (SOP class, scu, scp).
+    #[staticmethod]
+    #[pyo3(signature = (host, port, calling_ae_title, called_ae_title, contexts, roles=Vec::new(), max_pdu_length=131072,
+                        connect_timeout=Some(10.0), acse_timeout=Some(30.0), dimse_timeout=Some(30.0), network_timeout=Some(60.0)))]
+    #[allow(clippy::too_many_arguments)]
+    fn request(
+        py: Python<'_>,
+        host: String,
+        port: u16,
+        calling_ae_title: String,
+        called_ae_title: String,
+        contexts: Vec<(String, Vec<String>)>,
+        roles: Vec<(String, bool, bool)>,
+        max_pdu_length: u32,
+        connect_timeout: Option<f64>,
+        acse_timeout: Option<f64>,
+        dimse_timeout: Option<f64>,
+        network_timeout: Option<f64>,
+    ) -> PyResult<PyAssociation> {
+        let t = timeouts(connect_timeout, acse_timeout, dimse_timeout, network_timeout)?;
+        let mut cfg = RequestorConfig::new(calling_ae_title, called_ae_title);
+        cfg.contexts = contexts;
+        cfg.role_selections = roles;
+        cfg.max_pdu_length = max_pdu_length;
+        let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+        let a = py.detach(|| net::Association::request(&addr, &cfg, t)).map_err(|e| net_error(py, e))?;
+        Ok(PyAssociation { inner: Mutex::new(Some(a)), timeouts: t })
+    }
+
+    /// C-ECHO: returns (status, message id being responded to).
+    #[pyo3(signature = (message_id=None))]
+    fn echo(&self, py: Python<'_>, message_id: Option<u16>) -> PyResult<(u16, u16)> {
+        let dimse_timeout = self.timeouts.dimse;
+        self.with(py, move |a| {
+            let ctx = a
+                .negotiated()
+                .find_context(VERIFICATION_SOP_CLASS, None)
+                .map(|c| c.id)
+                .ok_or_else(|| NetError::NoContext(format!("Verification ({VERIFICATION_SOP_CLASS})")))?;
+            let id = message_id.unwrap_or_else(|| a.next_message_id());
+            a.send_message(ctx, &Command::echo_rq(id), None)?;
+            loop {
+                match a.receive(dimse_timeout, "waiting for C-ECHO-RSP (DIMSE timeout)")? {
+                    Received::Message { command, .. } if command.command_field == field::C_ECHO_RSP => {
+                        let responded = command.message_id_being_responded_to.unwrap_or(0);
+                        if responded != id {
+                            log::warn!("C-ECHO-RSP answers message {responded}, we sent {id}");
+                        }
+                        return Ok((command.status.unwrap_or(0xFFFF), responded));
+                    }
+                    Received::Message { command, .. } => {
+                        log::warn!("ignoring {command} while waiting for C-ECHO-RSP");
+                    }
+                    Received::ReleaseRequested => {
+                        let _ = a.release_response();
+                        return Err(NetError::Closed("(it asked to release while we waited for C-ECHO-RSP)"));
+                    }
+                }
+            }
+        })
+    }
+
+    /// Orderly release. Safe to call twice.
+    fn release(&self, py: Python<'_>) -> PyResult<()> {
+        let r = py.detach(|| {
+            let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            match g.take() {
+                Some(mut a) => a.release(),
+                None => Ok(()),
+            }
+        });
+        r.map_err(|e| net_error(py, e))
+    }
+
+    /// A-ABORT. Safe to call twice.
+    fn abort(&self, py: Python<'_>) -> PyResult<()> {
+        let r = py.detach(|| {
+            let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            match g.take() {
+                Some(mut a) => a.abort(),
+                None => Ok(()),
+            }
+        });
+        r.map_err(|e| net_error(py, e))
+    }
+
+    #[getter]
+    fn is_established(&self) -> bool {
+        self.inner.lock().map(|g| g.as_ref().map(|a| a.is_established()).unwrap_or(false)).unwrap_or(false)
+    }
+
+    /// Facts of the negotiation as a dict (None once released).
+    fn info(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(a) = g.as_ref() else { return Ok(None) };
+        let n = a.negotiated();
+        let d = pyo3::types::PyDict::new(py);
+        d.set_item("peer_ae_title", &n.peer_ae_title)?;
+        d.set_item("our_ae_title", &n.our_ae_title)?;
+        d.set_item("peer_max_pdu", n.peer_max_pdu)?;
+        d.set_item("our_max_pdu", n.our_max_pdu)?;
+        d.set_item("peer_implementation_class_uid", n.peer_implementation_class_uid.clone())?;
+        d.set_item("peer_implementation_version_name", n.peer_implementation_version_name.clone())?;
+        let ctxs: Vec<(u8, String, String, bool, bool)> = n
+            .contexts
+            .iter()
+            .map(|c| (c.id, c.abstract_syntax.clone(), c.transfer_syntax.clone(), c.scu_role, c.scp_role))
+            .collect();
+        d.set_item("accepted_contexts", ctxs)?;
+        let rej: Vec<(u8, String, u8)> = n.rejected.iter().map(|(i, s, r)| (*i, s.clone(), *r)).collect();
+        d.set_item("rejected_contexts", rej)?;
+        d.set_item("peer_address", a.peer_addr())?;
+        Ok(Some(d.into_any().unbind()))
+    }
+}
+
+/// A listening SCP.
+#[pyclass(name = "Server", module = "fastdimse._core")]
+pub struct PyServer {
+    inner: Mutex<Option<Server>>,
+    port: u16,
+    host: String,
+}
+
+#[pymethods]
+impl PyServer {
+    #[new]
+    #[pyo3(signature = (host, port, ae_title, contexts, require_called_ae=true, allowed_calling_aes=None,
+                        max_pdu_length=131072, acse_timeout=Some(30.0), dimse_timeout=Some(30.0),
+                        network_timeout=Some(60.0), max_associations=64, storage_dir=None,
+                        layout=None, duplicates="overwrite", on_stored=None, fsync=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        host: String,
+        port: u16,
+        ae_title: String,
+        contexts: Vec<(String, Vec<String>)>,
+        require_called_ae: bool,
+        allowed_calling_aes: Option<Vec<String>>,
+        max_pdu_length: u32,
+        acse_timeout: Option<f64>,
+        dimse_timeout: Option<f64>,
+        network_timeout: Option<f64>,
+        max_associations: usize,
+        storage_dir: Option<std::path::PathBuf>,
+        layout: Option<String>,
+        duplicates: &str,
+        on_stored: Option<Py<PyAny>>,
+        fsync: bool,
+    ) -> PyResult<PyServer> {
+        let handler: Arc<dyn ServiceHandler> = match storage_dir {
+            None => Arc::new(EchoOnlyHandler),
+            Some(dir) => {
+                let mut sc = StorageConfig::new(dir);
+                if let Some(l) = layout {
+                    sc.layout = l;
+                }
+                sc.fsync = fsync;
+                sc.duplicates = match duplicates {
+                    "overwrite" => DuplicatePolicy::Overwrite,
+                    "keep" => DuplicatePolicy::Keep,
+                    "reject" => DuplicatePolicy::Reject,
+                    other => {
+                        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                            "duplicates must be 'overwrite', 'keep' or 'reject', not {other:?}"
+                        )))
+                    }
+                };
+                let cb = on_stored.map(stored_callback);
+                Arc::new(StorageHandler::new(sc, cb).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?)
+            }
+        };
+        let t = timeouts(None, acse_timeout, dimse_timeout, network_timeout)?;
+        let mut acceptor = AcceptorConfig::new(ae_title);
+        acceptor.require_called_ae = require_called_ae;
+        acceptor.allowed_calling_aes = allowed_calling_aes;
+        acceptor.supported = contexts;
+        acceptor.max_pdu_length = max_pdu_length;
+        let config = ServerConfig { acceptor, timeouts: t, max_associations: max_associations.max(1) };
+        let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+        let server = py
+            .detach(|| Server::start(&addr, config, handler))
+            .map_err(|e| match e {
+                NetError::Connect { addr, source } => make(py, "NetworkError", (format!("cannot listen on {addr}: {source}"),)),
+                e => net_error(py, e),
+            })?;
+        let port = server.local_addr().port();
+        Ok(PyServer { inner: Mutex::new(Some(server)), port, host })
+    }
+
+    #[getter]
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    #[getter]
+    fn host(&self) -> String {
+        self.host.clone()
+    }
+
+    #[getter]
+    fn is_running(&self) -> bool {
+        self.inner.lock().map(|g| g.as_ref().map(|s| s.is_running()).unwrap_or(false)).unwrap_or(false)
+    }
+
+    #[getter]
+    fn active_associations(&self) -> usize {
+        self.inner.lock().map(|g| g.as_ref().map(|s| s.active_associations()).unwrap_or(0)).unwrap_or(0)
+    }
+
+    /// Stop listening and close live associations; waits for the server threads.
+    fn stop(&self, py: Python<'_>) {
+        py.detach(|| {
+            let server = self.inner.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(mut s) = server {
+                s.stop();
+            }
+        });
+    }
+}

@@ -1,0 +1,454 @@
+//! The storage SCP: each incoming C-STORE data set streams straight into a temporary
+//! file in the storage folder (behind a Part-10 preamble and meta group written first),
+//! and is renamed into place only once the whole instance arrived. A peer that aborts
+//! or vanishes mid-instance leaves nothing behind: the temporary file is removed when
+//! its sink is dropped without being committed.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use log::{debug, info, warn};
+
+use crate::dataset::{self, FileMeta, TransferSyntax};
+use crate::dimse::{field, Command};
+use crate::net::{
+    server::answer_echo_or_unrecognized, Association, DataSink, MessageData, NetError, ServiceHandler, Sink,
+};
+use crate::ul::Negotiated;
+
+use super::header::scan_values;
+use super::status;
+
+pub const TAG_SOP_CLASS_UID: u32 = 0x0008_0016;
+pub const TAG_SOP_INSTANCE_UID: u32 = 0x0008_0018;
+pub const TAG_PATIENT_ID: u32 = 0x0010_0020;
+pub const TAG_STUDY_INSTANCE_UID: u32 = 0x0020_000D;
+pub const TAG_SERIES_INSTANCE_UID: u32 = 0x0020_000E;
+
+/// The default file layout under the storage folder.
+pub const DEFAULT_LAYOUT: &str = "{PatientID}/{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm";
+
+/// What to do when an instance with the same path is already stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DuplicatePolicy {
+    /// Replace the stored file (atomically); status success.
+    Overwrite,
+    /// Keep the stored file, drop the new copy; status success.
+    Keep,
+    /// Keep the stored file, answer 0x0111 (duplicate SOP instance).
+    Reject,
+}
+
+/// One stored instance, as reported to the `on_stored` callback.
+#[derive(Debug, Clone)]
+pub struct StoredInstance {
+    pub path: PathBuf,
+    pub sop_class_uid: String,
+    pub sop_instance_uid: String,
+    pub transfer_syntax: String,
+    pub patient_id: String,
+    pub study_instance_uid: String,
+    pub series_instance_uid: String,
+    pub calling_ae_title: String,
+    pub called_ae_title: String,
+    /// Size of the data set in bytes (without the Part-10 header).
+    pub dataset_bytes: u64,
+}
+
+/// Called after an instance is in place. Returns the status to answer (None = keep
+/// ours) or an error text (answered as 0x0110 processing failure). A failure status
+/// removes the stored file.
+pub type OnStored = dyn Fn(&StoredInstance) -> Result<Option<u16>, String> + Send + Sync;
+
+/// Settings of the storage SCP.
+pub struct StorageConfig {
+    pub storage_dir: PathBuf,
+    /// Path template with `{Keyword}` placeholders (PatientID, StudyInstanceUID,
+    /// SeriesInstanceUID, SOPInstanceUID, SOPClassUID), '/'-separated.
+    pub layout: String,
+    pub duplicates: DuplicatePolicy,
+    /// fsync each file before renaming it into place.
+    pub fsync: bool,
+}
+
+impl StorageConfig {
+    pub fn new(storage_dir: impl Into<PathBuf>) -> StorageConfig {
+        StorageConfig { storage_dir: storage_dir.into(), layout: DEFAULT_LAYOUT.into(), duplicates: DuplicatePolicy::Overwrite, fsync: false }
+    }
+
+    /// Check the layout template: relative, no '..', only known placeholders.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.layout.is_empty() || self.layout.starts_with('/') || self.layout.contains('\\') {
+            return Err(format!("layout {:?} must be a relative '/'-separated path", self.layout));
+        }
+        for comp in self.layout.split('/') {
+            if comp.is_empty() || comp == "." || comp == ".." {
+                return Err(format!("layout {:?} has an empty, '.' or '..' component", self.layout));
+            }
+            let mut rest = comp;
+            while let Some(i) = rest.find('{') {
+                let j = rest[i..].find('}').ok_or_else(|| format!("layout {:?}: unclosed '{{'", self.layout))? + i;
+                let key = &rest[i + 1..j];
+                if !matches!(key, "PatientID" | "StudyInstanceUID" | "SeriesInstanceUID" | "SOPInstanceUID" | "SOPClassUID") {
+                    return Err(format!("layout {:?}: unknown placeholder {{{key}}}", self.layout));
+                }
+                rest = &rest[j + 1..];
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Make one path component safe: only [A-Za-z0-9._-+=@^], never empty, '.', '..',
+/// never longer than 128 bytes. A value from a peer can therefore never name a folder
+/// outside the storage folder or a hidden/temporary file.
+pub fn sanitize_component(value: &str) -> String {
+    let mut s: String = value
+        .trim()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | '=' | '@' | '^') { c } else { '_' })
+        .collect();
+    if s.len() > 128 {
+        s.truncate(128);
+    }
+    if s.is_empty() {
+        return "UNKNOWN".into();
+    }
+    if s.starts_with('.') {
+        s.replace_range(0..1, "_");
+    }
+    s
+}
+
+/// The relative path of an instance under the storage folder.
+pub fn layout_path(layout: &str, values: &dyn Fn(&str) -> String) -> PathBuf {
+    let mut out = PathBuf::new();
+    for comp in layout.split('/') {
+        let mut s = String::new();
+        let mut rest = comp;
+        while let Some(i) = rest.find('{') {
+            s.push_str(&rest[..i]);
+            let Some(j) = rest[i..].find('}').map(|j| j + i) else { break };
+            s.push_str(&values(&rest[i + 1..j]));
+            rest = &rest[j + 1..];
+        }
+        s.push_str(rest);
+        out.push(sanitize_component(&s));
+    }
+    debug_assert!(out.components().all(|c| matches!(c, Component::Normal(_))));
+    out
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The sink of one incoming instance: a temporary file that deletes itself unless
+/// committed.
+pub struct TempFileSink {
+    file: Option<BufWriter<File>>,
+    tmp_path: PathBuf,
+    meta_len: u64,
+    written: u64,
+    open_error: Option<io::Error>,
+    committed: bool,
+}
+
+impl TempFileSink {
+    fn create(dir: &Path, meta: &FileMeta) -> TempFileSink {
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp_path = dir.join(format!(".fastdimse-{}-{n}.part", std::process::id()));
+        let mut sink = TempFileSink { file: None, tmp_path, meta_len: 0, written: 0, open_error: None, committed: false };
+        let r = (|| -> io::Result<()> {
+            let f = File::create(&sink.tmp_path)?;
+            // Small buffer: the meta group is buffered, PDV-sized data writes go straight through.
+            let mut w = BufWriter::with_capacity(16 * 1024, f);
+            sink.meta_len = dataset::write_part10_meta(&mut w, meta).map_err(|e| io::Error::other(e.to_string()))?;
+            sink.file = Some(w);
+            Ok(())
+        })();
+        if let Err(e) = r {
+            let _ = fs::remove_file(&sink.tmp_path);
+            sink.open_error = Some(e);
+        }
+        sink
+    }
+
+    fn finish(&mut self, fsync: bool) -> io::Result<()> {
+        if let Some(e) = self.open_error.take() {
+            return Err(e);
+        }
+        let w = self.file.take().ok_or_else(|| io::Error::other("temporary file already closed"))?;
+        let f = w.into_inner().map_err(|e| e.into_error())?;
+        if fsync {
+            f.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+impl Write for TempFileSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.file.as_mut() {
+            Some(f) => {
+                let n = f.write(buf)?;
+                self.written += n as u64;
+                Ok(n)
+            }
+            None => Err(self
+                .open_error
+                .as_ref()
+                .map(|e| io::Error::new(e.kind(), e.to_string()))
+                .unwrap_or_else(|| io::Error::other("temporary file closed"))),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.as_mut().map(|f| f.flush()).unwrap_or(Ok(()))
+    }
+}
+
+impl Sink for TempFileSink {
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+        self
+    }
+}
+
+impl Drop for TempFileSink {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.file = None;
+            if fs::remove_file(&self.tmp_path).is_ok() {
+                debug!("removed incomplete {}", self.tmp_path.display());
+            }
+        }
+    }
+}
+
+/// Serves C-STORE (and C-ECHO) by writing files under the storage folder.
+pub struct StorageHandler {
+    pub config: StorageConfig,
+    pub on_stored: Option<Arc<OnStored>>,
+}
+
+impl StorageHandler {
+    pub fn new(config: StorageConfig, on_stored: Option<Arc<OnStored>>) -> io::Result<StorageHandler> {
+        config.validate().map_err(io::Error::other)?;
+        fs::create_dir_all(&config.storage_dir)?;
+        // Leftovers of a crashed earlier run are never complete instances.
+        if let Ok(rd) = fs::read_dir(&config.storage_dir) {
+            for e in rd.flatten() {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with(".fastdimse-") && name.ends_with(".part") {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+        Ok(StorageHandler { config, on_stored })
+    }
+
+    /// Finish one received instance: returns (status, error comment).
+    fn store(&self, negotiated: &Negotiated, ts: &str, command: &Command, data: MessageData) -> (u16, Option<String>) {
+        let class = command.affected_sop_class_uid.clone().unwrap_or_default();
+        let instance = command.affected_sop_instance_uid.clone().unwrap_or_default();
+        let (sink, error) = match data {
+            MessageData::Sink { sink, error } => (sink, error),
+            MessageData::Memory(_) | MessageData::Discarded | MessageData::None => {
+                return (status::CANNOT_UNDERSTAND, Some("C-STORE-RQ without a data set".into()));
+            }
+        };
+        let Ok(mut sink) = sink.into_any().downcast::<TempFileSink>() else {
+            return (status::PROCESSING_FAILURE, Some("internal error: unexpected sink".into()));
+        };
+        if let Some(e) = error.or_else(|| sink.finish(self.config.fsync).err()) {
+            warn!("cannot store {instance}: {e}");
+            return (status::OUT_OF_RESOURCES, Some(format!("cannot write the instance: {e}")));
+        }
+        // Read the keys the layout needs from the file just written.
+        let wanted = [TAG_SOP_CLASS_UID, TAG_SOP_INSTANCE_UID, TAG_PATIENT_ID, TAG_STUDY_INSTANCE_UID, TAG_SERIES_INSTANCE_UID];
+        let values = match read_keys(&sink.tmp_path, sink.meta_len, ts, &wanted) {
+            Ok(v) => v,
+            Err(e) => {
+                warn!("cannot read the data set of {instance}: {e}");
+                return (status::CANNOT_UNDERSTAND, Some(format!("cannot parse the data set: {e}")));
+            }
+        };
+        let mut st = status::SUCCESS;
+        let mut comment = None;
+        let ds_class = values.get(&TAG_SOP_CLASS_UID).cloned().unwrap_or_default();
+        let ds_instance = values.get(&TAG_SOP_INSTANCE_UID).cloned().unwrap_or_default();
+        if ds_class != class || ds_instance != instance {
+            st = status::WARNING_DATASET_MISMATCH;
+            comment = Some(format!(
+                "data set SOP class/instance ({ds_class} / {ds_instance}) differ from the command's ({class} / {instance})"
+            ));
+        }
+        let get = |k: &str| -> String {
+            match k {
+                "PatientID" => values.get(&TAG_PATIENT_ID).cloned().unwrap_or_default(),
+                "StudyInstanceUID" => values.get(&TAG_STUDY_INSTANCE_UID).cloned().unwrap_or_default(),
+                "SeriesInstanceUID" => values.get(&TAG_SERIES_INSTANCE_UID).cloned().unwrap_or_default(),
+                "SOPInstanceUID" => instance.clone(),
+                "SOPClassUID" => class.clone(),
+                _ => String::new(),
+            }
+        };
+        let final_path = self.config.storage_dir.join(layout_path(&self.config.layout, &get));
+        if let Some(parent) = final_path.parent() {
+            if let Err(e) = fs::create_dir_all(parent) {
+                return (status::OUT_OF_RESOURCES, Some(format!("cannot create {}: {e}", parent.display())));
+            }
+        }
+        if final_path.exists() {
+            match self.config.duplicates {
+                DuplicatePolicy::Overwrite => info!("replacing {}", final_path.display()),
+                DuplicatePolicy::Keep => {
+                    info!("{instance} already stored at {}; new copy dropped", final_path.display());
+                    return (st, comment);
+                }
+                DuplicatePolicy::Reject => {
+                    return (status::DUPLICATE_SOP_INSTANCE, Some(format!("{instance} is already stored")));
+                }
+            }
+        }
+        if let Err(e) = fs::rename(&sink.tmp_path, &final_path) {
+            return (status::OUT_OF_RESOURCES, Some(format!("cannot move the file into place: {e}")));
+        }
+        sink.committed = true;
+        let stored = StoredInstance {
+            path: final_path.clone(),
+            sop_class_uid: class.clone(),
+            sop_instance_uid: instance.clone(),
+            transfer_syntax: ts.to_string(),
+            patient_id: get("PatientID"),
+            study_instance_uid: get("StudyInstanceUID"),
+            series_instance_uid: get("SeriesInstanceUID"),
+            calling_ae_title: negotiated.peer_ae_title.clone(),
+            called_ae_title: negotiated.our_ae_title.clone(),
+            dataset_bytes: sink.written,
+        };
+        debug!("stored {} ({} bytes)", final_path.display(), sink.written);
+        if let Some(cb) = &self.on_stored {
+            match cb(&stored) {
+                Ok(None) => {}
+                Ok(Some(s)) => {
+                    if status::is_failure(s) {
+                        let _ = fs::remove_file(&final_path);
+                    }
+                    return (s, None);
+                }
+                Err(e) => {
+                    warn!("storage handler failed for {}: {e}", stored.sop_instance_uid);
+                    let _ = fs::remove_file(&final_path);
+                    return (status::PROCESSING_FAILURE, Some(e));
+                }
+            }
+        }
+        (st, comment)
+    }
+}
+
+fn read_keys(path: &Path, offset: u64, ts: &str, wanted: &[u32]) -> Result<std::collections::HashMap<u32, String>, String> {
+    use std::io::{BufReader, Seek, SeekFrom};
+    let mut f = File::open(path).map_err(|e| e.to_string())?;
+    f.seek(SeekFrom::Start(offset)).map_err(|e| e.to_string())?;
+    let r = BufReader::with_capacity(16 * 1024, f);
+    let syntax = TransferSyntax::from_uid(ts);
+    let (found, err) = if syntax.is_deflated() {
+        scan_values(flate2::read::DeflateDecoder::new(r), syntax.encoding(), wanted)
+    } else {
+        scan_values(r, syntax.encoding(), wanted)
+    };
+    match err {
+        Some(e) if found.is_empty() => Err(e.to_string()),
+        _ => Ok(found),
+    }
+}
+
+impl ServiceHandler for StorageHandler {
+    fn data_sink(&self, negotiated: &Negotiated, context_id: u8, command: &Command) -> DataSink {
+        if command.command_field != field::C_STORE_RQ {
+            return DataSink::Memory;
+        }
+        let ts = negotiated.context(context_id).map(|c| c.transfer_syntax.clone()).unwrap_or_default();
+        let mut meta = FileMeta::new(
+            command.affected_sop_class_uid.as_deref().unwrap_or(""),
+            command.affected_sop_instance_uid.as_deref().unwrap_or(""),
+            &ts,
+        );
+        meta.implementation_class_uid = crate::ul::DEFAULT_IMPLEMENTATION_CLASS_UID.to_string();
+        meta.source_ae_title = Some(negotiated.peer_ae_title.clone());
+        DataSink::Writer(Box::new(TempFileSink::create(&self.config.storage_dir, &meta)))
+    }
+
+    fn on_message(&self, assoc: &mut Association, ctx: u8, command: Command, data: MessageData) -> Result<(), NetError> {
+        if command.command_field != field::C_STORE_RQ {
+            return answer_echo_or_unrecognized(assoc, ctx, &command);
+        }
+        let negotiated = assoc.negotiated();
+        let accepted = negotiated.context(ctx).cloned();
+        let (st, comment) = match accepted {
+            Some(c) if command.affected_sop_class_uid.as_deref() == Some(c.abstract_syntax.as_str()) => {
+                self.store(negotiated, &c.transfer_syntax, &command, data)
+            }
+            Some(c) => (
+                status::SOP_CLASS_NOT_SUPPORTED,
+                Some(format!(
+                    "affected SOP class {} is not the abstract syntax {} of presentation context {ctx}",
+                    command.affected_sop_class_uid.as_deref().unwrap_or("(none)"),
+                    c.abstract_syntax
+                )),
+            ),
+            None => (status::SOP_CLASS_NOT_SUPPORTED, Some(format!("presentation context {ctx} not accepted"))),
+        };
+        let mut rsp = Command::response_to(&command, st);
+        if let Some(c) = comment {
+            if status::is_failure(st) || st & 0xF000 == 0xB000 {
+                rsp.error_comment = Some(truncate_lo(&c));
+            }
+        }
+        assoc.send_message(ctx, &rsp, None)
+    }
+}
+
+/// Error Comment is LO: at most 64 characters.
+fn truncate_lo(s: &str) -> String {
+    s.chars().filter(|c| *c != '\\' && !c.is_control()).take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_values_stay_inside_the_storage_folder() {
+        let evil = |k: &str| match k {
+            "PatientID" => "../../etc".to_string(),
+            "StudyInstanceUID" => "/abs/path".to_string(),
+            "SeriesInstanceUID" => "..".to_string(),
+            _ => "a\0b\\c:d".to_string(),
+        };
+        let p = layout_path(DEFAULT_LAYOUT, &evil);
+        assert!(p.components().all(|c| matches!(c, Component::Normal(_))), "{p:?}");
+        assert_eq!(p.components().count(), 4);
+        let s = p.to_string_lossy();
+        assert!(!s.contains(".."), "{s}");
+        assert_eq!(sanitize_component(""), "UNKNOWN");
+        assert_eq!(sanitize_component("."), "_");
+        assert_eq!(sanitize_component("1.2.3"), "1.2.3");
+        assert!(sanitize_component(&"x".repeat(1000)).len() <= 128);
+    }
+
+    #[test]
+    fn layout_templates_are_validated() {
+        let mut c = StorageConfig::new("/tmp/x");
+        assert!(c.validate().is_ok());
+        for bad in ["/abs/{SOPInstanceUID}", "{PatientID}/../x", "{Nope}.dcm", "a//b", "{PatientID"] {
+            c.layout = bad.into();
+            assert!(c.validate().is_err(), "{bad}");
+        }
+        c.layout = "{SOPClassUID}/{SOPInstanceUID}".into();
+        assert!(c.validate().is_ok());
+    }
+}

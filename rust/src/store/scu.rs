@@ -1,0 +1,484 @@
+//! The storage SCU: send files (or in-memory data sets) with C-STORE.
+//!
+//! Planning reads only each file's meta group. One association carries a whole batch
+//! (more SOP classes than 128 presentation contexts spill over into further
+//! associations); each instance goes over a context in its own transfer syntax, or is
+//! transcoded on the fly to another uncompressed one the peer accepted. A compressed
+//! instance the peer will not take as is fails alone, with a reason, and the rest go on.
+//! `parallel` > 1 splits the batch over that many associations at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use log::{debug, info, warn};
+
+use crate::dataset::{read_part10_meta_path, uids, TransferSyntax, Transcoder};
+use crate::dimse::{field, priority, Command};
+use crate::net::{Association, NetError, Received, Timeouts};
+use crate::ul::{RequestorConfig, MAX_PRESENTATION_CONTEXTS};
+
+use super::status;
+
+/// Media Storage Directory (DICOMDIR) is not an instance to send.
+const MEDIA_STORAGE_DIRECTORY: &str = "1.2.840.10008.1.3.10";
+
+/// Something to send.
+pub enum StoreItem {
+    /// A Part-10 file, or a folder walked recursively.
+    Path(PathBuf),
+    /// A data set already encoded in `transfer_syntax`.
+    Memory { label: String, sop_class_uid: String, sop_instance_uid: String, transfer_syntax: String, data: Vec<u8> },
+}
+
+/// The outcome for one instance.
+#[derive(Debug, Clone)]
+pub struct StoreResult {
+    /// Position in the expanded list of instances.
+    pub index: usize,
+    pub path: Option<PathBuf>,
+    pub sop_class_uid: String,
+    pub sop_instance_uid: String,
+    /// The instance's own transfer syntax.
+    pub transfer_syntax: String,
+    /// The syntax it was sent in (differs when transcoded); None when not sent.
+    pub sent_transfer_syntax: Option<String>,
+    /// The DIMSE status of the C-STORE-RSP; None when it was not sent (see `reason`).
+    pub status: Option<u16>,
+    /// Why it failed (or the warning), in words.
+    pub reason: Option<String>,
+    /// Data set bytes sent.
+    pub bytes: u64,
+}
+
+impl StoreResult {
+    pub fn is_success(&self) -> bool {
+        self.status.map(|s| !status::is_failure(s)).unwrap_or(false)
+    }
+}
+
+/// How to reach the peer and send.
+#[derive(Clone)]
+pub struct StoreOptions {
+    /// "host:port".
+    pub addr: String,
+    /// Calling/called AE, max PDU etc.; the contexts are planned here.
+    pub requestor: RequestorConfig,
+    pub timeouts: Timeouts,
+    /// Associations used at once (at least 1).
+    pub parallel: usize,
+    pub priority: u16,
+    /// For C-STORE sub-operations of a C-MOVE: (move originator AE title, message id).
+    pub move_originator: Option<(String, u16)>,
+}
+
+impl StoreOptions {
+    pub fn new(addr: impl Into<String>, requestor: RequestorConfig) -> StoreOptions {
+        StoreOptions { addr: addr.into(), requestor, timeouts: Timeouts::default(), parallel: 1, priority: priority::MEDIUM, move_originator: None }
+    }
+}
+
+enum Source {
+    File { path: PathBuf, offset: u64, len: u64 },
+    Memory(Vec<u8>),
+}
+
+struct Planned {
+    index: usize,
+    source: Source,
+    class: String,
+    instance: String,
+    ts: String,
+}
+
+impl Planned {
+    fn result(&self) -> StoreResult {
+        StoreResult {
+            index: self.index,
+            path: match &self.source {
+                Source::File { path, .. } => Some(path.clone()),
+                Source::Memory(_) => None,
+            },
+            sop_class_uid: self.class.clone(),
+            sop_instance_uid: self.instance.clone(),
+            transfer_syntax: self.ts.clone(),
+            sent_transfer_syntax: None,
+            status: None,
+            reason: None,
+            bytes: 0,
+        }
+    }
+}
+
+fn failed(index: usize, path: Option<PathBuf>, reason: String) -> StoreResult {
+    StoreResult {
+        index,
+        path,
+        sop_class_uid: String::new(),
+        sop_instance_uid: String::new(),
+        transfer_syntax: String::new(),
+        sent_transfer_syntax: None,
+        status: None,
+        reason: Some(reason),
+        bytes: 0,
+    }
+}
+
+/// Expand folders (sorted, recursive) into files.
+fn expand(items: Vec<StoreItem>) -> Vec<StoreItem> {
+    fn walk(dir: &Path, out: &mut Vec<StoreItem>) {
+        let mut entries: Vec<PathBuf> = match std::fs::read_dir(dir) {
+            Ok(rd) => rd.flatten().map(|e| e.path()).collect(),
+            Err(e) => {
+                warn!("cannot read folder {}: {e}", dir.display());
+                return;
+            }
+        };
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, out);
+            } else {
+                out.push(StoreItem::Path(p));
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for it in items {
+        match it {
+            StoreItem::Path(p) if p.is_dir() => walk(&p, &mut out),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn plan(items: Vec<StoreItem>, results: &mut Vec<StoreResult>) -> Vec<Planned> {
+    let mut planned = Vec::with_capacity(items.len());
+    for (index, it) in expand(items).into_iter().enumerate() {
+        match it {
+            StoreItem::Path(path) => {
+                let meta = read_part10_meta_path(&path);
+                let len = std::fs::metadata(&path).map(|m| m.len());
+                match (meta, len) {
+                    (Ok((m, offset)), Ok(len)) => {
+                        if m.sop_class_uid == MEDIA_STORAGE_DIRECTORY {
+                            results.push(failed(index, Some(path), "a DICOMDIR (media storage directory) is not sent".into()));
+                        } else if m.sop_class_uid.is_empty() || m.sop_instance_uid.is_empty() {
+                            results.push(failed(index, Some(path), "the file meta group has no Media Storage SOP Class/Instance UID".into()));
+                        } else {
+                            planned.push(Planned {
+                                index,
+                                source: Source::File { path, offset, len: len.saturating_sub(offset) },
+                                class: m.sop_class_uid,
+                                instance: m.sop_instance_uid,
+                                ts: m.transfer_syntax,
+                            });
+                        }
+                    }
+                    (Err(e), _) => {
+                        let reason = e.message(Some(&path.display().to_string()));
+                        results.push(failed(index, Some(path), reason));
+                    }
+                    (_, Err(e)) => results.push(failed(index, Some(path.clone()), format!("cannot read {}: {e}", path.display()))),
+                }
+            }
+            StoreItem::Memory { label, sop_class_uid, sop_instance_uid, transfer_syntax, data } => {
+                if sop_class_uid.is_empty() || sop_instance_uid.is_empty() {
+                    results.push(failed(index, None, format!("{label}: no SOP Class/Instance UID")));
+                    continue;
+                }
+                planned.push(Planned { index, source: Source::Memory(data), class: sop_class_uid, instance: sop_instance_uid, ts: transfer_syntax });
+            }
+        }
+    }
+    planned
+}
+
+fn is_uncompressed(ts: &str) -> bool {
+    TransferSyntax::from_uid(ts).is_uncompressed()
+}
+
+/// Presentation contexts for a set of instances, grouped so that no association
+/// carries more than 128: per SOP class, one context per transfer syntax found, plus
+/// one with the other uncompressed syntaxes as a fall-back when the class has an
+/// uncompressed instance.
+fn contexts_for(instances: &[Planned]) -> Vec<Vec<(String, Vec<String>)>> {
+    let mut by_class: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for p in instances {
+        by_class.entry(p.class.as_str()).or_default().insert(p.ts.as_str());
+    }
+    let fallback_all = [uids::EXPLICIT_VR_LE, uids::IMPLICIT_VR_LE, uids::EXPLICIT_VR_BE];
+    let mut groups: Vec<Vec<(String, Vec<String>)>> = vec![Vec::new()];
+    for (class, tss) in by_class {
+        let mut ctxs: Vec<(String, Vec<String>)> = tss.iter().map(|ts| (class.to_string(), vec![ts.to_string()])).collect();
+        if tss.iter().any(|t| is_uncompressed(t)) {
+            let rest: Vec<String> = fallback_all.iter().filter(|t| !tss.contains(**t)).map(|t| t.to_string()).collect();
+            if !rest.is_empty() {
+                ctxs.push((class.to_string(), rest));
+            }
+        }
+        let last = groups.last_mut().expect("never empty");
+        if last.len() + ctxs.len() > MAX_PRESENTATION_CONTEXTS && !last.is_empty() {
+            groups.push(Vec::new());
+        }
+        groups.last_mut().expect("never empty").extend(ctxs);
+    }
+    groups
+}
+
+/// Send everything; one result per instance (in input order). An error only when no
+/// association could be established at all.
+pub fn store(opts: &StoreOptions, items: Vec<StoreItem>, progress: &(dyn Fn(&StoreResult) + Sync)) -> Result<Vec<StoreResult>, NetError> {
+    let mut results = Vec::new();
+    let planned = plan(items, &mut results);
+    for r in &results {
+        progress(r);
+    }
+    let parallel = opts.parallel.max(1).min(planned.len().max(1));
+    let mut buckets: Vec<Vec<Planned>> = (0..parallel).map(|_| Vec::new()).collect();
+    // Contiguous slices of similar byte size keep each association's work even.
+    let total: u64 = planned.iter().map(|p| p.size()).sum();
+    let per = total / parallel as u64 + 1;
+    let (mut b, mut acc) = (0usize, 0u64);
+    for p in planned {
+        if acc >= per * (b as u64 + 1) && b + 1 < parallel {
+            b += 1;
+        }
+        acc += p.size();
+        buckets[b].push(p);
+    }
+    let collected = Mutex::new(results);
+    let first_error: Mutex<Option<NetError>> = Mutex::new(None);
+    let any_associated = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for bucket in buckets.into_iter().filter(|b| !b.is_empty()) {
+            let (collected, first_error, any_associated) = (&collected, &first_error, &any_associated);
+            s.spawn(move || {
+                send_bucket(opts, bucket, &|r: StoreResult| {
+                    progress(&r);
+                    if let Ok(mut c) = collected.lock() {
+                        c.push(r);
+                    }
+                }, first_error, any_associated);
+            });
+        }
+    });
+    let mut results = collected.into_inner().unwrap_or_else(|p| p.into_inner());
+    if !any_associated.load(std::sync::atomic::Ordering::SeqCst) {
+        if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(e);
+        }
+    }
+    results.sort_by_key(|r| r.index);
+    Ok(results)
+}
+
+impl Planned {
+    fn size(&self) -> u64 {
+        match &self.source {
+            Source::File { len, .. } => *len + 4096,
+            Source::Memory(d) => d.len() as u64 + 4096,
+        }
+    }
+}
+
+fn send_bucket(
+    opts: &StoreOptions,
+    bucket: Vec<Planned>,
+    emit: &dyn Fn(StoreResult),
+    first_error: &Mutex<Option<NetError>>,
+    any_associated: &std::sync::atomic::AtomicBool,
+) {
+    for ctx_group in contexts_for(&bucket) {
+        let classes: BTreeSet<&str> = ctx_group.iter().map(|(c, _)| c.as_str()).collect();
+        let todo: Vec<&Planned> = bucket.iter().filter(|p| classes.contains(p.class.as_str())).collect();
+        let mut cfg = opts.requestor.clone();
+        cfg.contexts = ctx_group.clone();
+        let mut assoc: Option<Association> = None;
+        for (i, p) in todo.iter().enumerate() {
+            if assoc.as_ref().map(|a| !a.is_established()).unwrap_or(true) {
+                match Association::request(&opts.addr, &cfg, opts.timeouts) {
+                    Ok(a) => {
+                        any_associated.store(true, std::sync::atomic::Ordering::SeqCst);
+                        assoc = Some(a);
+                    }
+                    Err(e) => {
+                        let reason = format!("no association: {e}");
+                        for q in &todo[i..] {
+                            let mut r = q.result();
+                            r.reason = Some(reason.clone());
+                            emit(r);
+                        }
+                        if let Ok(mut f) = first_error.lock() {
+                            f.get_or_insert(e);
+                        }
+                        break;
+                    }
+                }
+            }
+            let a = assoc.as_mut().expect("set above");
+            emit(send_one(a, opts, p));
+        }
+        if let Some(mut a) = assoc {
+            if a.is_established() {
+                if let Err(e) = a.release() {
+                    debug!("release after C-STORE failed: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// Send one instance on `a`; the association may be gone afterwards (then the caller
+/// opens a new one for the next instance).
+fn send_one(a: &mut Association, opts: &StoreOptions, p: &Planned) -> StoreResult {
+    let mut r = p.result();
+    let neg = a.negotiated();
+    let own = neg.find_context_as_scu(&p.class, Some(&p.ts)).map(|c| (c.id, c.transfer_syntax.clone()));
+    let chosen = own.or_else(|| {
+        if !is_uncompressed(&p.ts) {
+            return None;
+        }
+        [uids::EXPLICIT_VR_LE, uids::IMPLICIT_VR_LE, uids::DEFLATED_EXPLICIT_VR_LE, uids::EXPLICIT_VR_BE]
+            .iter()
+            .find_map(|ts| neg.find_context_as_scu(&p.class, Some(ts)).map(|c| (c.id, c.transfer_syntax.clone())))
+    });
+    let Some((ctx, ts)) = chosen else {
+        let any = neg.contexts.iter().filter(|c| c.abstract_syntax == p.class).map(|c| c.transfer_syntax.clone()).collect::<Vec<_>>();
+        r.reason = Some(if any.is_empty() {
+            format!("the peer accepted no presentation context for SOP class {}", p.class)
+        } else {
+            format!(
+                "the peer does not accept transfer syntax {} for SOP class {} (it accepted {}), and fastdimse does not decompress",
+                p.ts,
+                p.class,
+                any.join(", ")
+            )
+        });
+        return r;
+    };
+    let id = a.next_message_id();
+    let mut cmd = Command {
+        command_field: field::C_STORE_RQ,
+        affected_sop_class_uid: Some(p.class.clone()),
+        affected_sop_instance_uid: Some(p.instance.clone()),
+        message_id: Some(id),
+        priority: Some(opts.priority),
+        has_dataset: true,
+        ..Default::default()
+    };
+    if let Some((ae, mid)) = &opts.move_originator {
+        cmd.move_originator_ae_title = Some(ae.clone());
+        cmd.move_originator_message_id = Some(*mid);
+    }
+    let transcode = ts != p.ts;
+    let mut transcoder = if transcode {
+        match Transcoder::new(&p.ts, &ts) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                r.reason = Some(format!("cannot transcode: {e}"));
+                return r;
+            }
+        }
+    } else {
+        None
+    };
+    r.sent_transfer_syntax = Some(ts.clone());
+    let sent = match &p.source {
+        Source::File { path, offset, len } => {
+            let f = File::open(path).and_then(|mut f| f.seek(SeekFrom::Start(*offset)).map(|_| f));
+            match f {
+                Ok(mut f) => {
+                    let known = if transcode { None } else { Some(*len) };
+                    let mut limited = (&mut f).take(*len);
+                    a.send_message_from(ctx, &cmd, &mut limited, known, transcoder.as_mut())
+                }
+                Err(e) => {
+                    r.sent_transfer_syntax = None;
+                    r.reason = Some(format!("cannot open {}: {e}", path.display()));
+                    return r;
+                }
+            }
+        }
+        Source::Memory(d) => {
+            let mut cur = std::io::Cursor::new(d.as_slice());
+            let known = if transcode { None } else { Some(d.len() as u64) };
+            a.send_message_from(ctx, &cmd, &mut cur, known, transcoder.as_mut())
+        }
+    };
+    match sent {
+        Ok(n) => r.bytes = n,
+        Err(e) => {
+            r.reason = Some(format!("sending failed: {e}"));
+            return r;
+        }
+    }
+    loop {
+        match a.receive(opts.timeouts.dimse, "waiting for C-STORE-RSP (DIMSE timeout)") {
+            Ok(Received::Message { command, .. })
+                if command.command_field == field::C_STORE_RSP && command.message_id_being_responded_to == Some(id) =>
+            {
+                let st = command.status.unwrap_or(status::PROCESSING_FAILURE);
+                r.status = Some(st);
+                if st != status::SUCCESS {
+                    let mut why = format!("0x{st:04X} {}", status::describe(st));
+                    if let Some(c) = command.error_comment.filter(|c| !c.is_empty()) {
+                        why.push_str(": ");
+                        why.push_str(&c);
+                    }
+                    r.reason = Some(why);
+                }
+                if transcode {
+                    debug!("{} sent transcoded {} -> {}", p.instance, p.ts, ts);
+                }
+                return r;
+            }
+            Ok(Received::Message { command, .. }) => {
+                warn!("ignoring {command} while waiting for C-STORE-RSP to message {id}");
+            }
+            Ok(Received::ReleaseRequested) => {
+                let _ = a.release_response();
+                r.reason = Some("the peer released the association before answering".into());
+                return r;
+            }
+            Err(e) => {
+                info!("no C-STORE-RSP for {}: {e}", p.instance);
+                r.reason = Some(format!("no response: {e}"));
+                return r;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(class: &str, ts: &str) -> Planned {
+        Planned { index: 0, source: Source::Memory(Vec::new()), class: class.into(), instance: "1".into(), ts: ts.into() }
+    }
+
+    #[test]
+    fn contexts_cover_own_syntax_and_fallbacks() {
+        let g = contexts_for(&[p("1.1", uids::EXPLICIT_VR_LE), p("1.1", "1.2.840.10008.1.2.4.50"), p("1.2", "1.2.840.10008.1.2.5")]);
+        assert_eq!(g.len(), 1);
+        let c = &g[0];
+        assert!(c.contains(&("1.1".into(), vec![uids::EXPLICIT_VR_LE.into()])));
+        assert!(c.contains(&("1.1".into(), vec!["1.2.840.10008.1.2.4.50".into()])));
+        assert!(c.contains(&("1.1".into(), vec![uids::IMPLICIT_VR_LE.into(), uids::EXPLICIT_VR_BE.into()])));
+        // a class with only compressed instances gets no uncompressed fall-back
+        assert_eq!(c.iter().filter(|(a, _)| a == "1.2").count(), 1);
+    }
+
+    #[test]
+    fn more_than_128_contexts_spill_into_further_associations() {
+        let many: Vec<Planned> = (0..200).map(|i| p(&format!("1.2.{i}"), uids::IMPLICIT_VR_LE)).collect();
+        let g = contexts_for(&many);
+        assert!(g.len() >= 3);
+        assert!(g.iter().all(|x| x.len() <= 128));
+        assert_eq!(g.iter().map(|x| x.len()).sum::<usize>(), 400);
+    }
+}
