@@ -74,6 +74,9 @@ def fastdimse_log(caplog):
     Set to DEBUG before any SCP is created, because pyo3-log caches levels.
     """
     caplog.set_level(logging.DEBUG, logger="fastdimse")
+    import fastdimse
+
+    fastdimse.refresh_logging()  # the Rust side caches logger levels
     return caplog
 
 

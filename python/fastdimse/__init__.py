@@ -5,6 +5,18 @@
 
 from . import errors, status, uids
 from ._core import __version__
+from ._core import refresh_logging as _refresh_logging
+
+
+def refresh_logging() -> None:
+    """Tell the Rust core that Python logging levels changed.
+
+    The core caches, per logger, whether a level is enabled (asking Python needs the
+    GIL). ``DICOMSCU``/``DICOMSCP`` refresh it when they start; call this after changing
+    levels of the ``fastdimse`` loggers while they run.
+    """
+    _refresh_logging()
+
 from .entity import Entity
 from .scp import DICOMSCP, StoredInstance
 from .scu import DICOMSCU, Association, EchoResponse, PresentationContext, StoreResult
@@ -22,4 +34,5 @@ __all__ = [
     "status",
     "uids",
     "__version__",
+    "refresh_logging",
 ]

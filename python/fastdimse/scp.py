@@ -150,6 +150,7 @@ class DICOMSCP:
         serving, until :meth:`stop` is called from another thread (or Ctrl-C).
         """
         if self._server is None:
+            _core.refresh_logging()
             self._stopped.clear()
             contexts = [(a, list(self.transfer_syntaxes)) for a in self.supported_abstract_syntaxes]
             # Storage: any transfer syntax, the requestor's first choice (empty list).

@@ -191,6 +191,7 @@ class DICOMSCU:
             abstracts = list(abstract_syntaxes) if abstract_syntaxes is not None else [uids.VERIFICATION]
             contexts = [(a, ts) for a in abstracts]
         ctx = [(a, list(t)) for a, t in contexts]
+        _core.refresh_logging()
         core = _core.Association.request(
             remote.ip_address,
             remote.port,

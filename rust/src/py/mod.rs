@@ -9,10 +9,25 @@ mod net;
 
 use pyo3::prelude::*;
 
+static LOG_RESET: std::sync::OnceLock<pyo3_log::ResetHandle> = std::sync::OnceLock::new();
+
+/// Make the Rust core see the current levels of the Python loggers under "fastdimse".
+#[pyfunction]
+fn refresh_logging() {
+    if let Some(h) = LOG_RESET.get() {
+        h.reset();
+    }
+}
+
 #[pymodule]
 #[pyo3(name = "_core")]
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let _ = pyo3_log::try_init();
+    // Python's logging levels are cached on the Rust side (checking them needs the GIL);
+    // `_core.refresh_logging()` drops the cache after levels change.
+    if let Ok(handle) = pyo3_log::try_init() {
+        let _ = LOG_RESET.set(handle);
+    }
+    m.add_function(wrap_pyfunction!(refresh_logging, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("IMPLEMENTATION_CLASS_UID", crate::ul::DEFAULT_IMPLEMENTATION_CLASS_UID)?;
     m.add("IMPLEMENTATION_VERSION_NAME", crate::ul::DEFAULT_IMPLEMENTATION_VERSION_NAME)?;
