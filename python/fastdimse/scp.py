@@ -77,6 +77,14 @@ class DICOMSCP:
       failure status or an exception (answered 0x0110) removes the file.
     - ``fsync`` (False): fsync each file before it is renamed into place.
 
+    Query/Retrieve (C-FIND, C-MOVE, C-GET SCP, Patient and Study Root) is on when a
+    back end is there: ``backend`` (any :class:`~fastdimse.qr.QRBackend`), or by default
+    a :class:`~fastdimse.qr.SQLiteIndex` in ``storage_dir`` that indexes every instance
+    stored by C-STORE (``import_folder()`` adds existing files).
+
+    - ``known_entities``: the C-MOVE destinations, as Entities (or a dict AE title ->
+      Entity). A C-MOVE to any other AE title is refused with 0xA801 and nothing is sent.
+
     Associations are served in the background, each on its own thread in the Rust core.
     """
 
@@ -99,6 +107,9 @@ class DICOMSCP:
         duplicates: str = "overwrite",
         on_stored: Callable[[StoredInstance], int | None] | None = None,
         fsync: bool = False,
+        backend=None,
+        known_entities=None,
+        query_retrieve: bool | None = None,
     ):
         if not isinstance(entity, Entity):
             raise TypeError("DICOMSCP needs an Entity")
@@ -114,6 +125,20 @@ class DICOMSCP:
         self.duplicates = duplicates
         self.on_stored = on_stored
         self.fsync = fsync
+        if isinstance(known_entities, dict):
+            self.known_entities = dict(known_entities)
+        else:
+            self.known_entities = {e.ae_title: e for e in (known_entities or [])}
+        if query_retrieve is None:
+            query_retrieve = backend is not None or self.storage_dir is not None
+        self.query_retrieve = query_retrieve
+        if backend is None and query_retrieve:
+            if self.storage_dir is None:
+                raise ValueError("Query/Retrieve needs a storage_dir (for the default index) or a backend")
+            from .qr import SQLiteIndex
+
+            backend = SQLiteIndex(self.storage_dir)
+        self.backend = backend
         abstracts = list(supported_abstract_syntaxes) if supported_abstract_syntaxes is not None else [uids.VERIFICATION]
         self.transfer_syntaxes = list(transfer_syntaxes or uids.DEFAULT_TRANSFER_SYNTAXES)
         self.supported_abstract_syntaxes = abstracts
@@ -155,13 +180,13 @@ class DICOMSCP:
             contexts = [(a, list(self.transfer_syntaxes)) for a in self.supported_abstract_syntaxes]
             # Storage: any transfer syntax, the requestor's first choice (empty list).
             contexts += [(c, []) for c in self.storage_sop_classes if c not in self.supported_abstract_syntaxes]
-            callback = None
-            if self.on_stored is not None:
-                user = self.on_stored
+            if self.query_retrieve:
+                from .query import _SOP
 
-                def callback(info: dict) -> int | None:
-                    return user(StoredInstance(**info))
-
+                contexts += [(uid, list(self.transfer_syntaxes)) for uid in _SOP.values()
+                             if uid not in self.supported_abstract_syntaxes]
+            callback = self._make_stored_callback()
+            index_tags = _index_tags() if self._indexes_on_store() else []
             self._server = _core.Server(
                 self.entity.ip_address,
                 self.entity.port,
@@ -179,6 +204,8 @@ class DICOMSCP:
                 self.duplicates,
                 callback,
                 self.fsync,
+                _QRBridge(self) if self.query_retrieve else None,
+                index_tags,
             )
             log.info("%s listening on %s:%d", self.entity.ae_title, self.entity.ip_address, self.port)
         if not keep_listener_running:
@@ -187,6 +214,32 @@ class DICOMSCP:
                     pass
             except KeyboardInterrupt:
                 self.stop()
+
+    def _indexes_on_store(self) -> bool:
+        return self.storage_dir is not None and hasattr(self.backend, "add_instance")
+
+    def _make_stored_callback(self):
+        user = self.on_stored
+        index = self.backend if self._indexes_on_store() else None
+        if user is None and index is None:
+            return None
+
+        def callback(info: dict) -> int | None:
+            attrs = info.pop("attributes", {}) or {}
+            stored = StoredInstance(**info)
+            if index is not None:
+                index.add_instance(stored.path, _attributes_dict(attrs, stored), stored.transfer_syntax)
+            if user is not None:
+                return user(stored)
+            return None
+
+        return callback
+
+    def import_folder(self, folder: str | os.PathLike, **kwargs):
+        """Index the DICOM files under ``folder`` (they are served where they are)."""
+        if self.backend is None or not hasattr(self.backend, "import_folder"):
+            raise ValueError("this SCP has no index to import into")
+        return self.backend.import_folder(folder, **kwargs)
 
     def stop(self) -> None:
         """Stop listening and close every live association. Idempotent."""
@@ -211,3 +264,77 @@ class DICOMSCP:
     def __repr__(self) -> str:
         state = f"listening on port {self.port}" if self.is_listening else "stopped"
         return f"<DICOMSCP {self.entity.ae_title} {state}>"
+
+
+def _index_tags() -> list[int]:
+    from .qr import index as _index
+
+    return sorted(set(int(t) for t in _index._TAG_OF.values()))
+
+
+def _attributes_dict(attrs: dict, stored: StoredInstance) -> dict:
+    """Header values read by the core (raw bytes per tag) as keyword -> str for the index."""
+    from pydicom.charset import decode_bytes, convert_encodings
+    from pydicom.datadict import dictionary_VR, keyword_for_tag
+
+    charset = attrs.get(0x00080005)
+    encodings = convert_encodings([c.strip() for c in charset.decode("ascii", "replace").split("\\")]
+                                  if charset else ["ISO_IR 6"])
+    out: dict = {"SOPInstanceUID": stored.sop_instance_uid, "SOPClassUID": stored.sop_class_uid,
+                 "TransferSyntaxUID": stored.transfer_syntax}
+    for tag, raw in attrs.items():
+        kw = keyword_for_tag(tag)
+        if not kw:
+            continue
+        vr = dictionary_VR(tag)
+        if vr in ("PN", "LO", "SH", "ST", "LT", "UT", "UC"):
+            value = decode_bytes(raw, encodings, {0x5C, 0x5E, 0x3D} if vr == "PN" else {0x5C})
+        else:
+            value = raw.decode("ascii", "replace")
+        out.setdefault(kw, value.strip(" \x00"))
+    if charset:
+        out["SpecificCharacterSet"] = charset.decode("ascii", "replace").strip()
+    return out
+
+
+class _QRBridge:
+    """What the Rust Q/R SCP calls: identifiers in and out as bytes in the context's
+    transfer syntax, files as paths. Exceptions carry a ``status`` (else 0xC000)."""
+
+    def __init__(self, scp: DICOMSCP):
+        self.scp = scp
+
+    def _ident(self, sop_class: str, identifier: bytes, ts: str):
+        from . import codec
+        from .query import ROOT_OF_SOP
+
+        root = ROOT_OF_SOP.get(sop_class)
+        if root is None:
+            from .qr import IdentifierError
+
+            raise IdentifierError(f"{sop_class} is not a Q/R SOP class")
+        return codec.decode(identifier, ts), root
+
+    def find(self, sop_class: str, identifier: bytes, ts: str, calling_ae: str):
+        from . import codec
+
+        ds, root = self._ident(sop_class, identifier, ts)
+        log.info("C-FIND from %s at level %s", calling_ae, ds.get("QueryRetrieveLevel", "?"))
+        matches = self.scp.backend.find(ds, None, root)
+
+        def encode_all():
+            for m in matches:
+                yield codec.encode(m, ts)
+
+        return encode_all()
+
+    def locate(self, sop_class: str, identifier: bytes, ts: str, calling_ae: str) -> list[str]:
+        ds, root = self._ident(sop_class, identifier, ts)
+        return [os.fspath(ref.path) for ref in self.scp.backend.locate(ds, None, root)]
+
+    def destination(self, ae_title: str) -> str | None:
+        e = self.scp.known_entities.get(ae_title.strip())
+        if e is None:
+            return None
+        host = f"[{e.ip_address}]" if ":" in e.ip_address else e.ip_address
+        return f"{host}:{e.port}"

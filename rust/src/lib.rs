@@ -14,6 +14,7 @@ pub mod dimse;
 pub mod dataset;
 pub mod net;
 pub mod store;
+pub mod qr;
 
 #[cfg(feature = "python")]
 mod py;

@@ -490,6 +490,43 @@ impl Association {
         NetError::Pdu(e)
     }
 
+    /// Without waiting: a message that has already (at least partly) arrived, such as a
+    /// C-CANCEL-RQ during a long C-FIND/C-MOVE/C-GET, or None when nothing is there.
+    pub fn poll_message(&mut self) -> Result<Option<Received>, NetError> {
+        if self.closed {
+            return Err(NetError::Closed("(polling)"));
+        }
+        if self.pending.is_empty() && self.rpos == self.rend {
+            if self.rbuf.len() - self.rend < 4096 {
+                self.rbuf.copy_within(self.rpos..self.rend, 0);
+                self.rend -= self.rpos;
+                self.rpos = 0;
+                if self.rbuf.len() - self.rend < 4096 {
+                    self.rbuf.resize(self.rend + 4096, 0);
+                }
+            }
+            self.stream.set_nonblocking(true)?;
+            let r = self.stream.read(&mut self.rbuf[self.rend..]);
+            let restore = self.stream.set_nonblocking(false);
+            match r {
+                Ok(0) => {
+                    let _ = self.sm.handle(Event::TransportClosed);
+                    self.close();
+                    return Err(NetError::Closed("during the operation"));
+                }
+                Ok(k) => self.rend += k,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
+                Err(e) => return Err(NetError::Io(e)),
+            }
+            restore?;
+            if self.rpos == self.rend {
+                return Ok(None);
+            }
+        }
+        let t = self.timeouts.network.or(Some(Duration::from_secs(30)));
+        self.receive(t, "reading a message that had started to arrive").map(Some)
+    }
+
     /// Answer a release request (A-RELEASE-RP) and close.
     pub fn release_response(&mut self) -> Result<(), NetError> {
         self.step(Event::ReleaseResponse)?;

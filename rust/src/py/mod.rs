@@ -4,6 +4,7 @@
 //! Python threads run meanwhile and the Rust server threads can log through pyo3-log.
 
 mod codec;
+mod dimse;
 mod errors;
 mod net;
 

@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 use super::errors::{make, net_error};
 use crate::dimse::{field, Command, VERIFICATION_SOP_CLASS};
 use crate::net::{self, EchoOnlyHandler, NetError, Received, Server, ServerConfig, ServiceHandler, Timeouts};
+use crate::qr::{Failure, FindResults, QrHandler, QrProvider, QrRequest};
 use crate::store::{self, DuplicatePolicy, StorageConfig, StorageHandler, StoreItem, StoreOptions, StoreResult, StoredInstance};
 use crate::ul::{AcceptorConfig, RequestorConfig};
 
@@ -16,6 +17,97 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyServer>()?;
     m.add_function(wrap_pyfunction!(store_instances, m)?)?;
     Ok(())
+}
+
+fn storage_config(dir: std::path::PathBuf, layout: Option<String>, duplicates: &str, fsync: bool) -> PyResult<StorageConfig> {
+    let mut sc = StorageConfig::new(dir);
+    if let Some(l) = layout {
+        sc.layout = l;
+    }
+    sc.fsync = fsync;
+    sc.duplicates = match duplicates {
+        "overwrite" => DuplicatePolicy::Overwrite,
+        "keep" => DuplicatePolicy::Keep,
+        "reject" => DuplicatePolicy::Reject,
+        other => {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "duplicates must be 'overwrite', 'keep' or 'reject', not {other:?}"
+            )))
+        }
+    };
+    sc.validate().map_err(pyo3::exceptions::PyValueError::new_err)?;
+    Ok(sc)
+}
+
+/// The Q/R back end implemented in Python: an object with
+/// `find(sop_class, identifier, transfer_syntax, calling_ae) -> iterable of bytes`,
+/// `locate(...) -> list of paths` and `destination(ae_title) -> "host:port" | None`.
+/// An exception with a `status` attribute answers that status (else 0xC000).
+struct PyQrProvider(Py<PyAny>);
+
+fn failure(py: Python<'_>, e: PyErr) -> Failure {
+    let status = e.value(py).getattr("status").and_then(|s| s.extract::<u16>()).unwrap_or(crate::qr::status::UNABLE_TO_PROCESS);
+    let comment = e.value(py).str().map(|s| s.to_string()).unwrap_or_default();
+    log::warn!("Q/R back end refused the request (0x{status:04X}): {comment}");
+    Failure { status, comment }
+}
+
+struct PyFindIter(Py<PyAny>);
+
+impl Iterator for PyFindIter {
+    type Item = Result<Vec<u8>, Failure>;
+    fn next(&mut self) -> Option<Self::Item> {
+        Python::attach(|py| {
+            let it = self.0.bind(py);
+            match it.call_method0("__next__") {
+                Ok(v) => Some(v.extract::<Vec<u8>>().map_err(|e| failure(py, e))),
+                Err(e) if e.is_instance_of::<pyo3::exceptions::PyStopIteration>(py) => None,
+                Err(e) => Some(Err(failure(py, e))),
+            }
+        })
+    }
+}
+
+impl Drop for PyFindIter {
+    fn drop(&mut self) {
+        // Close the generator (a cancelled C-FIND ends its database cursor at once).
+        Python::attach(|py| {
+            let _ = self.0.bind(py).call_method0("close");
+        });
+    }
+}
+
+impl QrProvider for PyQrProvider {
+    fn find(&self, rq: &QrRequest) -> Result<FindResults, Failure> {
+        Python::attach(|py| {
+            let r = self
+                .0
+                .call_method1(py, "find", (rq.sop_class_uid, pyo3::types::PyBytes::new(py, rq.identifier), rq.transfer_syntax, rq.calling_ae_title))
+                .and_then(|it| it.bind(py).try_iter().map(|i| i.into_any().unbind()));
+            match r {
+                Ok(it) => Ok(Box::new(PyFindIter(it)) as FindResults),
+                Err(e) => Err(failure(py, e)),
+            }
+        })
+    }
+
+    fn locate(&self, rq: &QrRequest) -> Result<Vec<std::path::PathBuf>, Failure> {
+        Python::attach(|py| {
+            self.0
+                .call_method1(py, "locate", (rq.sop_class_uid, pyo3::types::PyBytes::new(py, rq.identifier), rq.transfer_syntax, rq.calling_ae_title))
+                .and_then(|v| v.extract::<Vec<std::path::PathBuf>>(py))
+                .map_err(|e| failure(py, e))
+        })
+    }
+
+    fn destination(&self, ae_title: &str) -> Option<String> {
+        Python::attach(|py| {
+            self.0.call_method1(py, "destination", (ae_title,)).and_then(|v| v.extract::<Option<String>>(py)).unwrap_or_else(|e| {
+                log::warn!("destination lookup failed: {e}");
+                None
+            })
+        })
+    }
 }
 
 /// Wrap a Python callable as the storage SCP's per-instance callback. It receives a
@@ -35,6 +127,11 @@ fn stored_callback(cb: Py<PyAny>) -> Arc<store::scp::OnStored> {
                 d.set_item("calling_ae_title", &s.calling_ae_title)?;
                 d.set_item("called_ae_title", &s.called_ae_title)?;
                 d.set_item("dataset_bytes", s.dataset_bytes)?;
+                let attrs = pyo3::types::PyDict::new(py);
+                for (t, v) in &s.attributes {
+                    attrs.set_item(t, pyo3::types::PyBytes::new(py, v))?;
+                }
+                d.set_item("attributes", attrs)?;
                 cb.call1(py, (d,))?.extract::<Option<u16>>(py)
             })();
             r.map_err(|e| {
@@ -214,6 +311,105 @@ impl PyAssociation {
         })
     }
 
+    /// Send a request on the first accepted context for `abstract_syntax` (where we are
+    /// SCU). `command` is a dict of command keywords (CommandField required; MessageID
+    /// assigned when absent). Returns (context id, message id).
+    #[pyo3(signature = (abstract_syntax, command, data=None))]
+    fn send_request(
+        &self,
+        py: Python<'_>,
+        abstract_syntax: String,
+        command: &Bound<'_, pyo3::types::PyDict>,
+        data: Option<Vec<u8>>,
+    ) -> PyResult<(u8, u16)> {
+        let mut cmd = super::dimse::from_dict(command)?;
+        self.with(py, move |a| {
+            let ctx = a
+                .negotiated()
+                .find_context_as_scu(&abstract_syntax, None)
+                .map(|c| c.id)
+                .ok_or_else(|| NetError::NoContext(abstract_syntax.clone()))?;
+            let id = cmd.message_id.unwrap_or_else(|| a.next_message_id());
+            cmd.message_id = Some(id);
+            if cmd.affected_sop_class_uid.is_none() && cmd.command_field != field::C_CANCEL_RQ {
+                cmd.affected_sop_class_uid = Some(abstract_syntax.clone());
+            }
+            a.send_message(ctx, &cmd, data.as_deref())?;
+            Ok((ctx, id))
+        })
+    }
+
+    /// C-CANCEL-RQ for the request `message_id` sent on context `context_id`.
+    fn send_cancel(&self, py: Python<'_>, context_id: u8, message_id: u16) -> PyResult<()> {
+        self.with(py, move |a| {
+            let cmd = Command { command_field: field::C_CANCEL_RQ, message_id_being_responded_to: Some(message_id), ..Default::default() };
+            a.send_message(context_id, &cmd, None)
+        })
+    }
+
+    /// Wait for the next message (DIMSE timeout, or `timeout` seconds): returns
+    /// (context id, command dict, data set bytes or None).
+    #[pyo3(signature = (timeout=None))]
+    fn receive<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<(u8, Bound<'py, pyo3::types::PyDict>, Option<Bound<'py, pyo3::types::PyBytes>>)> {
+        let t = match timeout {
+            Some(_) => secs(timeout)?,
+            None => self.timeouts.dimse,
+        };
+        let r = self.with(py, move |a| match a.receive(t, "waiting for a DIMSE response (DIMSE timeout)")? {
+            Received::Message { context_id, command, data } => Ok((context_id, command, data.into_bytes())),
+            Received::ReleaseRequested => {
+                let _ = a.release_response();
+                Err(NetError::Closed("(it asked to release)"))
+            }
+        })?;
+        let (ctx, command, data) = r;
+        Ok((ctx, super::dimse::to_dict(py, &command)?, data.map(|d| pyo3::types::PyBytes::new(py, &d))))
+    }
+
+    /// C-GET: send the request with `identifier`, store the instances that come back
+    /// under `storage_dir`, call `on_pending(command dict)` for each pending response.
+    /// Returns (final command dict, data set bytes or None).
+    #[pyo3(signature = (abstract_syntax, command, identifier, storage_dir, layout=None, duplicates="overwrite", on_pending=None, on_stored=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        abstract_syntax: String,
+        command: &Bound<'py, pyo3::types::PyDict>,
+        identifier: Vec<u8>,
+        storage_dir: std::path::PathBuf,
+        layout: Option<String>,
+        duplicates: &str,
+        on_pending: Option<Py<PyAny>>,
+        on_stored: Option<Py<PyAny>>,
+    ) -> PyResult<(Bound<'py, pyo3::types::PyDict>, Option<Bound<'py, pyo3::types::PyBytes>>)> {
+        let mut cmd = super::dimse::from_dict(command)?;
+        let storage = StorageHandler::new(storage_config(storage_dir, layout, duplicates, false)?, on_stored.map(stored_callback))
+            .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+        let dimse_timeout = self.timeouts.dimse;
+        let (final_cmd, data) = self.with(py, move |a| {
+            let ctx = a
+                .negotiated()
+                .find_context_as_scu(&abstract_syntax, None)
+                .map(|c| c.id)
+                .ok_or_else(|| NetError::NoContext(abstract_syntax.clone()))?;
+            cmd.message_id = Some(cmd.message_id.unwrap_or_else(|| a.next_message_id()));
+            cmd.affected_sop_class_uid.get_or_insert_with(|| abstract_syntax.clone());
+            let mut pending = |c: &Command| {
+                if let Some(cb) = &on_pending {
+                    Python::attach(|py| {
+                        let r = super::dimse::to_dict(py, c).and_then(|d| cb.call1(py, (d,)));
+                        if let Err(e) = r {
+                            log::warn!("on_pending callback failed: {e}");
+                        }
+                    });
+                }
+            };
+            crate::qr::get_scu(a, ctx, &cmd, &identifier, &storage, dimse_timeout, &mut pending)
+        })?;
+        Ok((super::dimse::to_dict(py, &final_cmd)?, data.map(|d| pyo3::types::PyBytes::new(py, &d))))
+    }
+
     /// Orderly release. Safe to call twice.
     fn release(&self, py: Python<'_>) -> PyResult<()> {
         let r = py.detach(|| {
@@ -282,7 +478,7 @@ impl PyServer {
     #[pyo3(signature = (host, port, ae_title, contexts, require_called_ae=true, allowed_calling_aes=None,
                         max_pdu_length=131072, acse_timeout=Some(30.0), dimse_timeout=Some(30.0),
                         network_timeout=Some(60.0), max_associations=64, storage_dir=None,
-                        layout=None, duplicates="overwrite", on_stored=None, fsync=false))]
+                        layout=None, duplicates="overwrite", on_stored=None, fsync=false, qr_provider=None, index_tags=Vec::new()))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -302,31 +498,31 @@ impl PyServer {
         duplicates: &str,
         on_stored: Option<Py<PyAny>>,
         fsync: bool,
+        qr_provider: Option<Py<PyAny>>,
+        index_tags: Vec<u32>,
     ) -> PyResult<PyServer> {
-        let handler: Arc<dyn ServiceHandler> = match storage_dir {
-            None => Arc::new(EchoOnlyHandler),
+        let t = timeouts(None, acse_timeout, dimse_timeout, network_timeout)?;
+        let storage = match storage_dir {
+            None => None,
             Some(dir) => {
-                let mut sc = StorageConfig::new(dir);
-                if let Some(l) = layout {
-                    sc.layout = l;
-                }
-                sc.fsync = fsync;
-                sc.duplicates = match duplicates {
-                    "overwrite" => DuplicatePolicy::Overwrite,
-                    "keep" => DuplicatePolicy::Keep,
-                    "reject" => DuplicatePolicy::Reject,
-                    other => {
-                        return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                            "duplicates must be 'overwrite', 'keep' or 'reject', not {other:?}"
-                        )))
-                    }
-                };
+                let mut sc = storage_config(dir, layout, duplicates, fsync)?;
+                sc.extra_tags = index_tags;
                 let cb = on_stored.map(stored_callback);
-                Arc::new(StorageHandler::new(sc, cb).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?)
+                Some(StorageHandler::new(sc, cb).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?)
             }
         };
-        let t = timeouts(None, acse_timeout, dimse_timeout, network_timeout)?;
+        let handler: Arc<dyn ServiceHandler> = match (storage, qr_provider) {
+            (None, None) => Arc::new(EchoOnlyHandler),
+            (storage, provider) => Arc::new(QrHandler {
+                storage,
+                provider: provider.map(|p| Arc::new(PyQrProvider(p)) as Arc<dyn QrProvider>),
+                ae_title: ae_title.clone(),
+                timeouts: t,
+                max_pdu_length,
+            }),
+        };
         let mut acceptor = AcceptorConfig::new(ae_title);
+        acceptor.requestor_scp_role = crate::ul::ScpRolePolicy::AcceptAll;
         acceptor.require_called_ae = require_called_ae;
         acceptor.allowed_calling_aes = allowed_calling_aes;
         acceptor.supported = contexts;

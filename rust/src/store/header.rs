@@ -72,6 +72,17 @@ impl<R: Read> Counting<R> {
 /// greater than every wanted tag, or at the end of the stream. An error after some
 /// values were found still returns them (the error is returned alongside).
 pub fn scan_values<R: Read>(r: R, enc: Encoding, wanted: &[u32]) -> (HashMap<u32, String>, Option<ScanError>) {
+    let (raw, err) = scan_raw(r, enc, wanted);
+    let found = raw
+        .into_iter()
+        .map(|(t, v)| (t, String::from_utf8_lossy(&v).trim_matches(|ch: char| ch == '\0' || ch == ' ').to_string()))
+        .collect();
+    (found, err)
+}
+
+/// As [`scan_values`], but the values as raw bytes (character set not applied;
+/// trailing padding removed).
+pub fn scan_raw<R: Read>(r: R, enc: Encoding, wanted: &[u32]) -> (HashMap<u32, Vec<u8>>, Option<ScanError>) {
     let mut found = HashMap::new();
     let stop = wanted.iter().copied().max().unwrap_or(0);
     let mut c = Counting { inner: r, pos: 0 };
@@ -84,7 +95,7 @@ fn scan<R: Read>(
     enc: Encoding,
     wanted: &[u32],
     stop: u32,
-    found: &mut HashMap<u32, String>,
+    found: &mut HashMap<u32, Vec<u8>>,
 ) -> Result<(), ScanError> {
     // depth counts open undefined-length sequences and items.
     let mut depth = 0usize;
@@ -154,8 +165,10 @@ fn scan<R: Read>(
             if len > 0 && !c.fill(&mut v)? {
                 return Err(ScanError::Truncated(c.pos));
             }
-            let text = String::from_utf8_lossy(&v).trim_matches(|ch: char| ch == '\0' || ch == ' ').to_string();
-            found.insert(tag, text);
+            while v.last().is_some_and(|b| *b == 0 || *b == b' ') {
+                v.pop();
+            }
+            found.insert(tag, v);
         } else {
             c.skip(u64::from(len))?;
         }

@@ -19,7 +19,7 @@ use crate::net::{
 };
 use crate::ul::Negotiated;
 
-use super::header::scan_values;
+use super::header::scan_raw;
 use super::status;
 
 pub const TAG_SOP_CLASS_UID: u32 = 0x0008_0016;
@@ -56,6 +56,8 @@ pub struct StoredInstance {
     pub called_ae_title: String,
     /// Size of the data set in bytes (without the Part-10 header).
     pub dataset_bytes: u64,
+    /// Values of [`StorageConfig::extra_tags`] found (raw bytes, padding removed).
+    pub attributes: Vec<(u32, Vec<u8>)>,
 }
 
 /// Called after an instance is in place. Returns the status to answer (None = keep
@@ -72,11 +74,20 @@ pub struct StorageConfig {
     pub duplicates: DuplicatePolicy,
     /// fsync each file before renaming it into place.
     pub fsync: bool,
+    /// More top-level tags whose values are read from each stored instance and passed
+    /// on in [`StoredInstance::attributes`] (for an index).
+    pub extra_tags: Vec<u32>,
 }
 
 impl StorageConfig {
     pub fn new(storage_dir: impl Into<PathBuf>) -> StorageConfig {
-        StorageConfig { storage_dir: storage_dir.into(), layout: DEFAULT_LAYOUT.into(), duplicates: DuplicatePolicy::Overwrite, fsync: false }
+        StorageConfig {
+            storage_dir: storage_dir.into(),
+            layout: DEFAULT_LAYOUT.into(),
+            duplicates: DuplicatePolicy::Overwrite,
+            fsync: false,
+            extra_tags: Vec::new(),
+        }
     }
 
     /// Check the layout template: relative, no '..', only known placeholders.
@@ -266,14 +277,17 @@ impl StorageHandler {
             return (status::OUT_OF_RESOURCES, Some(format!("cannot write the instance: {e}")));
         }
         // Read the keys the layout needs from the file just written.
-        let wanted = [TAG_SOP_CLASS_UID, TAG_SOP_INSTANCE_UID, TAG_PATIENT_ID, TAG_STUDY_INSTANCE_UID, TAG_SERIES_INSTANCE_UID];
-        let values = match read_keys(&sink.tmp_path, sink.meta_len, ts, &wanted) {
+        let mut wanted = vec![TAG_SOP_CLASS_UID, TAG_SOP_INSTANCE_UID, TAG_PATIENT_ID, TAG_STUDY_INSTANCE_UID, TAG_SERIES_INSTANCE_UID];
+        wanted.extend(self.config.extra_tags.iter().copied());
+        let raw = match read_keys(&sink.tmp_path, sink.meta_len, ts, &wanted) {
             Ok(v) => v,
             Err(e) => {
                 warn!("cannot read the data set of {instance}: {e}");
                 return (status::CANNOT_UNDERSTAND, Some(format!("cannot parse the data set: {e}")));
             }
         };
+        let text = |v: &Vec<u8>| String::from_utf8_lossy(v).trim_start_matches(' ').to_string();
+        let values: std::collections::HashMap<u32, String> = raw.iter().map(|(t, v)| (*t, text(v))).collect();
         let mut st = status::SUCCESS;
         let mut comment = None;
         let ds_class = values.get(&TAG_SOP_CLASS_UID).cloned().unwrap_or_default();
@@ -327,6 +341,7 @@ impl StorageHandler {
             calling_ae_title: negotiated.peer_ae_title.clone(),
             called_ae_title: negotiated.our_ae_title.clone(),
             dataset_bytes: sink.written,
+            attributes: self.config.extra_tags.iter().filter_map(|t| raw.get(t).map(|v| (*t, v.clone()))).collect(),
         };
         debug!("stored {} ({} bytes)", final_path.display(), sink.written);
         if let Some(cb) = &self.on_stored {
@@ -349,16 +364,16 @@ impl StorageHandler {
     }
 }
 
-fn read_keys(path: &Path, offset: u64, ts: &str, wanted: &[u32]) -> Result<std::collections::HashMap<u32, String>, String> {
+fn read_keys(path: &Path, offset: u64, ts: &str, wanted: &[u32]) -> Result<std::collections::HashMap<u32, Vec<u8>>, String> {
     use std::io::{BufReader, Seek, SeekFrom};
     let mut f = File::open(path).map_err(|e| e.to_string())?;
     f.seek(SeekFrom::Start(offset)).map_err(|e| e.to_string())?;
     let r = BufReader::with_capacity(16 * 1024, f);
     let syntax = TransferSyntax::from_uid(ts);
     let (found, err) = if syntax.is_deflated() {
-        scan_values(flate2::read::DeflateDecoder::new(r), syntax.encoding(), wanted)
+        scan_raw(flate2::read::DeflateDecoder::new(r), syntax.encoding(), wanted)
     } else {
-        scan_values(r, syntax.encoding(), wanted)
+        scan_raw(r, syntax.encoding(), wanted)
     };
     match err {
         Some(e) if found.is_empty() => Err(e.to_string()),

@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use log::{debug, info, warn};
 
@@ -72,11 +73,23 @@ pub struct StoreOptions {
     pub priority: u16,
     /// For C-STORE sub-operations of a C-MOVE: (move originator AE title, message id).
     pub move_originator: Option<(String, u16)>,
+    /// Set (by anyone) to stop before the next instance: the rest are reported as
+    /// not sent, with reason "cancelled". A C-CANCEL-RQ seen while waiting for a
+    /// C-STORE-RSP on a C-GET association sets it too.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl StoreOptions {
     pub fn new(addr: impl Into<String>, requestor: RequestorConfig) -> StoreOptions {
-        StoreOptions { addr: addr.into(), requestor, timeouts: Timeouts::default(), parallel: 1, priority: priority::MEDIUM, move_originator: None }
+        StoreOptions {
+            addr: addr.into(),
+            requestor,
+            timeouts: Timeouts::default(),
+            parallel: 1,
+            priority: priority::MEDIUM,
+            move_originator: None,
+            cancel: None,
+        }
     }
 }
 
@@ -85,7 +98,8 @@ enum Source {
     Memory(Vec<u8>),
 }
 
-struct Planned {
+/// An instance ready to send: where its data set is, its UIDs and syntax.
+pub struct Planned {
     index: usize,
     source: Source,
     class: String,
@@ -276,7 +290,49 @@ pub fn store(opts: &StoreOptions, items: Vec<StoreItem>, progress: &(dyn Fn(&Sto
     Ok(results)
 }
 
+impl StoreOptions {
+    fn is_cancelled(&self) -> bool {
+        self.cancel.as_ref().map(|c| c.load(Ordering::SeqCst)).unwrap_or(false)
+    }
+}
+
+/// Read the meta groups of `paths` (not walking folders) for sending with [`send_on`].
+pub fn plan_files(paths: Vec<PathBuf>) -> (Vec<Planned>, Vec<StoreResult>) {
+    let mut failures = Vec::new();
+    let planned = plan(paths.into_iter().map(StoreItem::Path).collect(), &mut failures);
+    (planned, failures)
+}
+
+/// Send planned instances over an association that is already open, where we act as
+/// SCU for the storage contexts (a C-GET SCP answering on the requestor's association).
+/// Stops early when `opts.cancel` is set; the rest are reported as not sent.
+pub fn send_on(a: &mut Association, opts: &StoreOptions, planned: &[Planned], progress: &mut dyn FnMut(&mut Association, &StoreResult)) {
+    for p in planned {
+        let r = if opts.is_cancelled() || !a.is_established() {
+            let mut r = p.result();
+            r.reason = Some(if a.is_established() { "cancelled".into() } else { "the association is gone".into() });
+            r
+        } else {
+            send_one(a, opts, p)
+        };
+        progress(a, &r);
+    }
+}
+
 impl Planned {
+    /// The SOP instance UID (for failure lists).
+    pub fn sop_instance_uid(&self) -> &str {
+        &self.instance
+    }
+
+    /// The file, when the instance comes from one.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.source {
+            Source::File { path, .. } => Some(path),
+            Source::Memory(_) => None,
+        }
+    }
+
     fn size(&self) -> u64 {
         match &self.source {
             Source::File { len, .. } => *len + 4096,
@@ -299,6 +355,12 @@ fn send_bucket(
         cfg.contexts = ctx_group.clone();
         let mut assoc: Option<Association> = None;
         for (i, p) in todo.iter().enumerate() {
+            if opts.is_cancelled() {
+                let mut r = p.result();
+                r.reason = Some("cancelled".into());
+                emit(r);
+                continue;
+            }
             if assoc.as_ref().map(|a| !a.is_established()).unwrap_or(true) {
                 match Association::request(&opts.addr, &cfg, opts.timeouts) {
                     Ok(a) => {
@@ -435,6 +497,12 @@ fn send_one(a: &mut Association, opts: &StoreOptions, p: &Planned) -> StoreResul
                     debug!("{} sent transcoded {} -> {}", p.instance, p.ts, ts);
                 }
                 return r;
+            }
+            Ok(Received::Message { command, .. }) if command.command_field == field::C_CANCEL_RQ => {
+                info!("C-CANCEL-RQ received during a C-STORE sub-operation");
+                if let Some(c) = &opts.cancel {
+                    c.store(true, Ordering::SeqCst);
+                }
             }
             Ok(Received::Message { command, .. }) => {
                 warn!("ignoring {command} while waiting for C-STORE-RSP to message {id}");

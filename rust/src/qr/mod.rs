@@ -1,0 +1,450 @@
+//! The Query/Retrieve service class (PS3.4 Annex C) on the SCP side: C-FIND answered
+//! from a [`QrProvider`] (the Python SQLite index by default, or any user back end),
+//! C-MOVE sending the matches over a new association to a known destination, C-GET
+//! sending them back over the requestor's own association; C-CANCEL honoured between
+//! responses. The data paths (C-STORE sub-operations) stream from file to socket in Rust.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use log::{info, warn};
+
+use crate::dataset::{write_element_header, Encoding, TransferSyntax};
+use crate::dimse::{field, Command};
+use crate::net::server::answer_echo_or_unrecognized;
+use crate::net::{Association, DataSink, MessageData, NetError, Received, ServiceHandler, Timeouts};
+use crate::store::scu::{plan_files, send_on, Planned};
+use crate::store::{self, status as store_status, StorageHandler, StoreItem, StoreOptions, StoreResult};
+use crate::ul::{Negotiated, RequestorConfig};
+
+/// Q/R SOP classes (PS3.4 C.6).
+pub mod sop {
+    pub const PATIENT_ROOT_FIND: &str = "1.2.840.10008.5.1.4.1.2.1.1";
+    pub const PATIENT_ROOT_MOVE: &str = "1.2.840.10008.5.1.4.1.2.1.2";
+    pub const PATIENT_ROOT_GET: &str = "1.2.840.10008.5.1.4.1.2.1.3";
+    pub const STUDY_ROOT_FIND: &str = "1.2.840.10008.5.1.4.1.2.2.1";
+    pub const STUDY_ROOT_MOVE: &str = "1.2.840.10008.5.1.4.1.2.2.2";
+    pub const STUDY_ROOT_GET: &str = "1.2.840.10008.5.1.4.1.2.2.3";
+}
+
+/// Q/R statuses (PS3.4 C.4.1.1.4, C.4.2.1.5, C.4.3.1.4).
+pub mod status {
+    pub const SUCCESS: u16 = 0x0000;
+    pub const PENDING: u16 = 0xFF00;
+    pub const CANCEL: u16 = 0xFE00;
+    /// Warning: sub-operations complete, one or more failures or warnings.
+    pub const SUBOPS_WARNING: u16 = 0xB000;
+    /// Refused: out of resources, unable to perform sub-operations.
+    pub const SUBOPS_REFUSED: u16 = 0xA702;
+    /// Refused: move destination unknown.
+    pub const MOVE_DESTINATION_UNKNOWN: u16 = 0xA801;
+    /// Error: identifier does not match SOP class.
+    pub const IDENTIFIER_MISMATCH: u16 = 0xA900;
+    /// Failed: unable to process.
+    pub const UNABLE_TO_PROCESS: u16 = 0xC000;
+}
+
+/// A refusal from the provider: the status to answer and why.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub status: u16,
+    pub comment: String,
+}
+
+/// One Q/R request as the provider sees it.
+pub struct QrRequest<'a> {
+    pub sop_class_uid: &'a str,
+    pub calling_ae_title: &'a str,
+    /// The transfer syntax of the identifier (and of the answers to encode).
+    pub transfer_syntax: &'a str,
+    pub identifier: &'a [u8],
+}
+
+/// Matches of a C-FIND, each an identifier encoded in the request's transfer syntax.
+pub type FindResults = Box<dyn Iterator<Item = Result<Vec<u8>, Failure>> + Send>;
+
+/// What the Q/R SCP asks of its back end.
+pub trait QrProvider: Send + Sync {
+    fn find(&self, rq: &QrRequest) -> Result<FindResults, Failure>;
+    /// The files of the matching instances (C-MOVE, C-GET).
+    fn locate(&self, rq: &QrRequest) -> Result<Vec<PathBuf>, Failure>;
+    /// "host:port" of a known move destination, None if unknown.
+    fn destination(&self, ae_title: &str) -> Option<String>;
+}
+
+/// Serves storage, Q/R and verification.
+pub struct QrHandler {
+    pub storage: Option<StorageHandler>,
+    pub provider: Option<Arc<dyn QrProvider>>,
+    /// Our AE title: the calling AE of C-MOVE sub-associations.
+    pub ae_title: String,
+    pub timeouts: Timeouts,
+    /// Largest PDU we accept on C-MOVE sub-associations.
+    pub max_pdu_length: u32,
+}
+
+impl ServiceHandler for QrHandler {
+    fn data_sink(&self, negotiated: &Negotiated, context_id: u8, command: &Command) -> DataSink {
+        match (&self.storage, command.command_field) {
+            (Some(s), field::C_STORE_RQ) => s.data_sink(negotiated, context_id, command),
+            _ => DataSink::Memory,
+        }
+    }
+
+    fn on_message(&self, assoc: &mut Association, ctx: u8, command: Command, data: MessageData) -> Result<(), NetError> {
+        let provider = self.provider.as_ref();
+        match (command.command_field, provider) {
+            (field::C_STORE_RQ, _) if self.storage.is_some() => {
+                self.storage.as_ref().expect("checked").on_message(assoc, ctx, command, data)
+            }
+            (field::C_FIND_RQ, Some(p)) => self.find(p.as_ref(), assoc, ctx, &command, data),
+            (field::C_MOVE_RQ, Some(p)) => self.retrieve(p.as_ref(), assoc, ctx, &command, data, false),
+            (field::C_GET_RQ, Some(p)) => self.retrieve(p.as_ref(), assoc, ctx, &command, data, true),
+            _ => answer_echo_or_unrecognized(assoc, ctx, &command),
+        }
+    }
+}
+
+/// Counts of sub-operations.
+#[derive(Default, Clone, Copy)]
+struct Counts {
+    remaining: u16,
+    completed: u16,
+    failed: u16,
+    warning: u16,
+}
+
+fn clamp16(n: usize) -> u16 {
+    n.min(u16::MAX as usize) as u16
+}
+
+impl QrHandler {
+    fn request_parts<'a>(
+        assoc: &'a Association,
+        ctx: u8,
+        command: &Command,
+        data: &'a MessageData,
+    ) -> Result<(String, String, String, &'a [u8]), Failure> {
+        let n = assoc.negotiated();
+        let c = n.context(ctx).ok_or(Failure { status: status::UNABLE_TO_PROCESS, comment: "unknown context".into() })?;
+        let class = command.affected_sop_class_uid.clone().unwrap_or_else(|| c.abstract_syntax.clone());
+        if class != c.abstract_syntax {
+            return Err(Failure {
+                status: status::IDENTIFIER_MISMATCH,
+                comment: format!("SOP class {class} is not the context's {}", c.abstract_syntax),
+            });
+        }
+        let ident = match data {
+            MessageData::Memory(v) => v.as_slice(),
+            _ => return Err(Failure { status: status::IDENTIFIER_MISMATCH, comment: "request without an identifier".into() }),
+        };
+        Ok((class, n.peer_ae_title.clone(), c.transfer_syntax.clone(), ident))
+    }
+
+    fn find(&self, p: &dyn QrProvider, assoc: &mut Association, ctx: u8, command: &Command, data: MessageData) -> Result<(), NetError> {
+        let parts = Self::request_parts(assoc, ctx, command, &data);
+        let results = parts.and_then(|(class, calling, ts, ident)| {
+            p.find(&QrRequest { sop_class_uid: &class, calling_ae_title: &calling, transfer_syntax: &ts, identifier: ident })
+        });
+        let mut results = match results {
+            Ok(r) => r,
+            Err(f) => return send_final(assoc, ctx, command, f.status, Some(&f.comment), None, None),
+        };
+        let mut sent = 0usize;
+        loop {
+            if cancel_requested(assoc, command)? {
+                info!("C-FIND cancelled by the peer after {sent} match(es)");
+                drop(results);
+                return send_final(assoc, ctx, command, status::CANCEL, None, None, None);
+            }
+            match results.next() {
+                None => break,
+                Some(Ok(identifier)) => {
+                    let rsp = Command::response_to(command, status::PENDING);
+                    assoc.send_message(ctx, &rsp, Some(&identifier))?;
+                    sent += 1;
+                }
+                Some(Err(f)) => {
+                    drop(results);
+                    return send_final(assoc, ctx, command, f.status, Some(&f.comment), None, None);
+                }
+            }
+        }
+        drop(results);
+        info!("C-FIND: {sent} match(es)");
+        send_final(assoc, ctx, command, status::SUCCESS, None, None, None)
+    }
+
+    fn retrieve(
+        &self,
+        p: &dyn QrProvider,
+        assoc: &mut Association,
+        ctx: u8,
+        command: &Command,
+        data: MessageData,
+        get: bool,
+    ) -> Result<(), NetError> {
+        let what = if get { "C-GET" } else { "C-MOVE" };
+        let parts = match Self::request_parts(assoc, ctx, command, &data) {
+            Ok(x) => x,
+            Err(f) => return send_final(assoc, ctx, command, f.status, Some(&f.comment), None, None),
+        };
+        let (class, calling, ts, ident) = parts;
+        let dest_addr = if get {
+            None
+        } else {
+            let dest = command.move_destination.clone().unwrap_or_default();
+            match p.destination(&dest) {
+                Some(a) => Some((dest, a)),
+                None => {
+                    warn!("C-MOVE to unknown destination {dest:?} refused");
+                    return send_final(
+                        assoc,
+                        ctx,
+                        command,
+                        status::MOVE_DESTINATION_UNKNOWN,
+                        Some(&format!("move destination {dest} unknown")),
+                        None,
+                        None,
+                    );
+                }
+            }
+        };
+        let paths = match p.locate(&QrRequest { sop_class_uid: &class, calling_ae_title: &calling, transfer_syntax: &ts, identifier: ident }) {
+            Ok(p) => p,
+            Err(f) => return send_final(assoc, ctx, command, f.status, Some(&f.comment), None, None),
+        };
+        let (planned, unreadable) = plan_files(paths);
+        let total = planned.len() + unreadable.len();
+        let mut counts = Counts { remaining: clamp16(total), ..Default::default() };
+        let mut failed_uids: Vec<String> = Vec::new();
+        for r in &unreadable {
+            counts.failed += 1;
+            counts.remaining = counts.remaining.saturating_sub(1);
+            warn!("{what}: cannot send {:?}: {}", r.path, r.reason.as_deref().unwrap_or(""));
+        }
+        let cancel = Arc::new(AtomicBool::new(false));
+        let tally = |counts: &mut Counts, failed_uids: &mut Vec<String>, r: &StoreResult| {
+            counts.remaining = counts.remaining.saturating_sub(1);
+            match r.status {
+                Some(s) if s == store_status::SUCCESS => counts.completed += 1,
+                Some(s) if !store_status::is_failure(s) => counts.warning += 1,
+                _ => {
+                    counts.failed += 1;
+                    failed_uids.push(r.sop_instance_uid.clone());
+                }
+            }
+        };
+        let mut refused: Option<String> = None;
+        if get {
+            let mut opts = StoreOptions::new(String::new(), RequestorConfig::new("", ""));
+            opts.timeouts = self.timeouts;
+            opts.cancel = Some(cancel.clone());
+            send_on(assoc, &opts, &planned, &mut |a: &mut Association, r: &StoreResult| {
+                tally(&mut counts, &mut failed_uids, r);
+                if !cancel.load(Ordering::SeqCst) && matches!(cancel_requested(a, command), Ok(true)) {
+                    cancel.store(true, Ordering::SeqCst);
+                }
+                if counts.remaining > 0 && !cancel.load(Ordering::SeqCst) && a.is_established() {
+                    let _ = send_pending(a, ctx, command, counts);
+                }
+            });
+        } else if !planned.is_empty() {
+            let (dest_ae, addr) = dest_addr.expect("C-MOVE has a destination");
+            let mut cfg = RequestorConfig::new(self.ae_title.clone(), dest_ae.clone());
+            cfg.max_pdu_length = self.max_pdu_length;
+            let mut opts = StoreOptions::new(addr, cfg);
+            opts.timeouts = self.timeouts;
+            opts.cancel = Some(cancel.clone());
+            opts.move_originator = Some((calling.clone(), command.message_id.unwrap_or(0)));
+            let items: Vec<StoreItem> = planned_paths(&planned).into_iter().map(StoreItem::Path).collect();
+            let state = Mutex::new((&mut *assoc, &mut counts, &mut failed_uids));
+            let result = store::store(&opts, items, &|r: &StoreResult| {
+                if let Ok(mut g) = state.lock() {
+                    let (a, c, f) = &mut *g;
+                    tally(c, f, r);
+                    if matches!(cancel_requested(a, command), Ok(true)) {
+                        cancel.store(true, Ordering::SeqCst);
+                    }
+                    if c.remaining > 0 && !cancel.load(Ordering::SeqCst) {
+                        let _ = send_pending(a, ctx, command, **c);
+                    }
+                }
+            });
+            drop(state);
+            if let Err(e) = result {
+                warn!("C-MOVE: cannot associate with {dest_ae}: {e}");
+                refused = Some(format!("cannot associate with move destination {dest_ae}: {e}"));
+                counts = Counts { remaining: 0, completed: 0, failed: clamp16(total), warning: 0 };
+                failed_uids = planned.iter().map(|p| p.sop_instance_uid().to_string()).collect();
+            }
+        }
+        if !assoc.is_established() {
+            return Err(NetError::Closed("during the sub-operations"));
+        }
+        let cancelled = cancel.load(Ordering::SeqCst);
+        let st = if cancelled {
+            status::CANCEL
+        } else if refused.is_some() || (counts.completed == 0 && counts.warning == 0 && counts.failed > 0) {
+            status::SUBOPS_REFUSED
+        } else if counts.failed > 0 || counts.warning > 0 {
+            status::SUBOPS_WARNING
+        } else {
+            status::SUCCESS
+        };
+        info!(
+            "{what}: {} completed, {} failed, {} warning(s), {} remaining{}",
+            counts.completed,
+            counts.failed,
+            counts.warning,
+            counts.remaining,
+            if cancelled { " (cancelled)" } else { "" }
+        );
+        let list = if failed_uids.is_empty() { None } else { Some(failed_uid_list(&failed_uids, &ts)) };
+        let mut final_counts = counts;
+        if !cancelled {
+            final_counts.remaining = 0;
+        }
+        send_final(assoc, ctx, command, st, refused.as_deref(), Some((final_counts, cancelled)), list.as_deref())
+    }
+}
+
+fn planned_paths(planned: &[Planned]) -> Vec<PathBuf> {
+    planned.iter().filter_map(|p| p.path().map(|x| x.to_path_buf())).collect()
+}
+
+/// A C-CANCEL-RQ for this request has arrived?
+fn cancel_requested(assoc: &mut Association, command: &Command) -> Result<bool, NetError> {
+    while let Some(msg) = assoc.poll_message()? {
+        match msg {
+            Received::Message { command: c, .. } if c.command_field == field::C_CANCEL_RQ => {
+                if c.message_id_being_responded_to == command.message_id {
+                    return Ok(true);
+                }
+                warn!("C-CANCEL-RQ for message {:?}, which is not running", c.message_id_being_responded_to);
+            }
+            Received::Message { command: c, .. } => warn!("ignoring {c} during a running operation"),
+            Received::ReleaseRequested => {
+                warn!("A-RELEASE-RQ during a running operation");
+                return Err(NetError::Protocol("release requested during an operation".into()));
+            }
+        }
+    }
+    Ok(false)
+}
+
+fn send_pending(assoc: &mut Association, ctx: u8, command: &Command, c: Counts) -> Result<(), NetError> {
+    let mut rsp = Command::response_to(command, status::PENDING);
+    rsp.remaining = Some(c.remaining);
+    rsp.completed = Some(c.completed);
+    rsp.failed = Some(c.failed);
+    rsp.warning = Some(c.warning);
+    assoc.send_message(ctx, &rsp, None)
+}
+
+fn send_final(
+    assoc: &mut Association,
+    ctx: u8,
+    command: &Command,
+    st: u16,
+    comment: Option<&str>,
+    counts: Option<(Counts, bool)>,
+    data: Option<&[u8]>,
+) -> Result<(), NetError> {
+    let mut rsp = Command::response_to(command, st);
+    rsp.affected_sop_instance_uid = None;
+    if let Some(c) = comment {
+        rsp.error_comment = Some(c.chars().filter(|ch| *ch != '\\' && !ch.is_control()).take(64).collect());
+    }
+    if let Some((c, with_remaining)) = counts {
+        if with_remaining {
+            rsp.remaining = Some(c.remaining);
+        }
+        rsp.completed = Some(c.completed);
+        rsp.failed = Some(c.failed);
+        rsp.warning = Some(c.warning);
+    }
+    assoc.send_message(ctx, &rsp, data)
+}
+
+/// A data set holding only Failed SOP Instance UID List (0008,0058), in `ts`.
+pub fn failed_uid_list(uids: &[String], ts: &str) -> Vec<u8> {
+    let enc: Encoding = TransferSyntax::from_uid(ts).encoding();
+    let mut value = uids.join("\\").into_bytes();
+    if value.len() % 2 == 1 {
+        value.push(0);
+    }
+    let mut out = Vec::with_capacity(value.len() + 12);
+    let vr = if enc.implicit_vr { None } else { Some(*b"UI") };
+    if value.len() > 0xFFFF && !enc.implicit_vr {
+        // UI has a 2-byte length in explicit VR: list only what fits.
+        let mut cut = value[..0xFFFE].to_vec();
+        while cut.last().is_some_and(|b| *b != b'\\') {
+            cut.pop();
+        }
+        cut.pop();
+        if cut.len() % 2 == 1 {
+            cut.push(0);
+        }
+        value = cut;
+    }
+    write_element_header(&mut out, enc, 0x0008_0058, vr, value.len() as u32);
+    out.extend_from_slice(&value);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_list_is_one_ui_element() {
+        let d = failed_uid_list(&["1.2".into(), "1.2.3".into()], "1.2.840.10008.1.2");
+        assert_eq!(&d[..4], &[0x08, 0, 0x58, 0]);
+        assert_eq!(u32::from_le_bytes(d[4..8].try_into().unwrap()), 10);
+        assert_eq!(&d[8..], b"1.2\\1.2.3\0");
+        let e = failed_uid_list(&["1.2".into()], "1.2.840.10008.1.2.1");
+        assert_eq!(&e[4..6], b"UI");
+    }
+}
+
+/// C-GET as SCU: send the request, store every C-STORE sub-operation that comes back
+/// on this association through `storage` (streamed to files), report each pending
+/// C-GET-RSP to `on_pending`, and return the final response and its data set.
+pub fn get_scu(
+    assoc: &mut Association,
+    ctx: u8,
+    request: &Command,
+    identifier: &[u8],
+    storage: &StorageHandler,
+    dimse_timeout: Option<std::time::Duration>,
+    on_pending: &mut dyn FnMut(&Command),
+) -> Result<(Command, Option<Vec<u8>>), NetError> {
+    assoc.send_message(ctx, request, Some(identifier))?;
+    let negotiated = assoc.negotiated().clone();
+    loop {
+        let msg = assoc.receive_with(dimse_timeout, "waiting for C-GET-RSP or C-STORE-RQ (DIMSE timeout)", &mut |c, cmd| {
+            storage.data_sink(&negotiated, c, cmd)
+        })?;
+        match msg {
+            Received::Message { context_id, command, data } if command.command_field == field::C_STORE_RQ => {
+                storage.on_message(assoc, context_id, command, data)?;
+            }
+            Received::Message { command, data, .. }
+                if command.command_field == field::C_GET_RSP && command.message_id_being_responded_to == request.message_id =>
+            {
+                if command.status == Some(status::PENDING) || command.status == Some(0xFF01) {
+                    on_pending(&command);
+                    continue;
+                }
+                return Ok((command, data.into_bytes()));
+            }
+            Received::Message { command, .. } => warn!("ignoring {command} during C-GET"),
+            Received::ReleaseRequested => {
+                let _ = assoc.release_response();
+                return Err(NetError::Closed("(it asked to release during C-GET)"));
+            }
+        }
+    }
+}
