@@ -1,105 +1,151 @@
-"""fastdimse demo (``make demo``): an SCP, echoed by our SCU and by dcmtk's echoscu.
+"""fastdimse demo (``make demo``): the whole story of the seed document on loopback.
 
-Starts a DICOMSCP on a free loopback port, sends it C-ECHOs from fastdimse's
-DICOMSCU (one-shot, then several on one association) and from dcmtk's ``echoscu``
-in a subprocess, prints what happened, stops everything it started, and exits
-non-zero if anything failed.
+1. C-ECHO both ways: our SCU echoes our SCP, and dcmtk's ``echoscu`` echoes it too.
+2. A small synthetic archive (patients > studies > series > images) is generated and
+   sent by C-STORE to a Query/Retrieve SCP that indexes it in SQLite.
+3. The seed's flow: a QueryBuilder walks PATIENT >> STUDY >> SERIES >> IMAGE from a
+   patient ID, then every image is moved (C-MOVE) to a second SCP, the "catcher".
+4. The catcher is checked to hold exactly those instances, byte for byte.
+
+Everything started here is stopped here; the exit status is non-zero on any failure.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import shutil
-import socket
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
+
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from fastdimse import DICOMSCP, DICOMSCU, Entity
+from fastdimse.query import QueryBuilder
 
 HOST = "127.0.0.1"
-SCP_AE = "FASTDIMSE"
-SCU_AE = "DEMO_SCU"
-DCMTK_AE = "DCMTK_ECHOSCU"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+def make_archive(folder: Path, patients: int = 3, studies: int = 2, series: int = 2, images: int = 5) -> list[Path]:
+    """Synthetic 64x64 images, a few patients / studies / series each."""
+    paths = []
+    pixels = bytes(range(256)) * 32  # 64*64*2 bytes
+    for p in range(patients):
+        for s in range(studies):
+            study_uid = generate_uid()
+            for r in range(series):
+                series_uid = generate_uid()
+                modality, sop_class = (("CT", CTImageStorage), ("MR", MRImageStorage))[r % 2]
+                for i in range(images):
+                    ds = Dataset()
+                    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, generate_uid()
+                    ds.PatientID, ds.PatientName = f"DEMO{p:03d}", f"Demo^Patient{p}"
+                    ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+                    ds.StudyDate, ds.StudyDescription = f"2026{1 + s:02d}15", f"Study {s}"
+                    ds.Modality, ds.SeriesNumber, ds.InstanceNumber = modality, r + 1, i + 1
+                    ds.Rows = ds.Columns = 64
+                    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+                    ds.PixelRepresentation, ds.SamplesPerPixel = 0, 1
+                    ds.PhotometricInterpretation = "MONOCHROME2"
+                    ds.PixelData = pixels
+                    ds.file_meta = FileMetaDataset()
+                    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+                    path = folder / f"{ds.SOPInstanceUID}.dcm"
+                    ds.save_as(path, enforce_file_format=True)
+                    paths.append(path)
+    return paths
 
 
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms"
-
-
-def status_text(status: int) -> str:
-    return f"0x{status:04X} ({'Success' if status == 0 else 'FAILED'})"
+def dataset_bytes(path: Path) -> bytes:
+    """The data set of a Part-10 file (after its meta group)."""
+    data = path.read_bytes()
+    group_length = int.from_bytes(data[140:144], "little")
+    return data[144 + group_length:]
 
 
 def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="  log %(levelname)s %(name)s: %(message)s")
     failures: list[str] = []
-
-    scp_entity = Entity(SCP_AE, HOST, free_port())
-    scp = DICOMSCP(scp_entity)
-    scp.listen_for_incoming_associations(keep_listener_running=True)
+    work = Path(tempfile.mkdtemp(prefix="fastdimse-demo-"))
+    catcher = DICOMSCP(Entity("CATCHER", HOST, 0), storage_dir=work / "catcher")
+    catcher.listen_for_incoming_associations()
+    pacs = DICOMSCP(Entity("DEMOPACS", HOST, 0), storage_dir=work / "pacs",
+                    known_entities=[Entity("CATCHER", HOST, catcher.port)])
+    pacs.listen_for_incoming_associations()
+    remote = Entity("DEMOPACS", HOST, pacs.port)
+    scu = DICOMSCU(Entity("DEMO_SCU", HOST, 0))
     try:
-        print("fastdimse demo: C-ECHO (Verification) both ways over loopback")
-        print(f"  SCP  {scp_entity.ae_title} listening on {scp_entity.ip_address}:{scp_entity.port}")
+        print(f"fastdimse demo (work folder {work})")
+        print(f"  Q/R SCP DEMOPACS on {HOST}:{pacs.port}, catcher CATCHER on {HOST}:{catcher.port}")
 
-        # 1. Our SCU, one association per echo.
-        scu = DICOMSCU(Entity(SCU_AE, HOST, 0))
+        # 1. C-ECHO both ways
         t0 = time.perf_counter()
-        resp = scu.echo(scp_entity)
-        took = time.perf_counter() - t0
-        print(f"  fastdimse  {SCU_AE} -> {SCP_AE}: status {status_text(resp.status)}, "
-              f"{ms(took)} round trip (associate + echo + release)")
-        if resp.status != 0:
-            failures.append("one-shot echo from DICOMSCU")
-
-        # 2. Our SCU, several echoes on one association.
-        times, statuses = [], []
-        with scu.associate(scp_entity) as assoc:
-            for _ in range(5):
-                t0 = time.perf_counter()
-                statuses.append(assoc.echo().status)
-                times.append(time.perf_counter() - t0)
-            peer_pdu = assoc.peer_max_pdu
-        print(f"  fastdimse  {SCU_AE} -> {SCP_AE}: 5 echoes on one association "
-              f"(peer max PDU {peer_pdu}): statuses {' '.join(f'0x{s:04X}' for s in statuses)}, "
-              f"{ms(min(times))} fastest, {ms(sum(times) / len(times))} mean")
-        if any(s != 0 for s in statuses):
-            failures.append("echoes on one association from DICOMSCU")
-
-        # 3. dcmtk's echoscu, a separate process.
+        status = scu.echo(remote).status
+        print(f"  C-ECHO  fastdimse -> DEMOPACS: 0x{status:04X} in {(time.perf_counter() - t0) * 1e3:.1f} ms")
+        if status != 0:
+            failures.append("C-ECHO from fastdimse")
         echoscu = shutil.which("echoscu")
-        if echoscu is None:
-            print("  dcmtk      echoscu not found on PATH (install dcmtk; make demo does)")
-            failures.append("dcmtk echoscu missing")
+        if echoscu:
+            r = subprocess.run([echoscu, "-aet", "DCMTK", "-aec", "DEMOPACS", HOST, str(pacs.port)],
+                               capture_output=True, text=True, timeout=30)
+            print(f"  C-ECHO  dcmtk echoscu -> DEMOPACS: exit {r.returncode}")
+            if r.returncode != 0:
+                failures.append("C-ECHO from dcmtk echoscu: " + r.stderr.strip())
         else:
-            argv = [echoscu, "-v", "-aet", DCMTK_AE, "-aec", SCP_AE, "-to", "10",
-                    HOST, str(scp_entity.port)]
-            t0 = time.perf_counter()
-            done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True, timeout=60)
-            took = time.perf_counter() - t0
-            ok = done.returncode == 0 and "Received Echo Response (Success)" in done.stdout
-            print(f"  dcmtk      {DCMTK_AE} -> {SCP_AE}: echoscu exit {done.returncode}, "
-                  f"{'Received Echo Response (Success)' if ok else 'no successful echo'}, "
-                  f"{ms(took)} including process start")
-            if not ok:
-                print("             echoscu said: " + done.stdout.strip().replace("\n", "\n             "))
-                failures.append("dcmtk echoscu")
-    except Exception as exc:  # report every failure in words, then exit non-zero
-        print(f"  FAILED: {type(exc).__name__}: {exc}")
-        failures.append(type(exc).__name__)
-    finally:
-        scp.stop()
-        print("  SCP  stopped")
+            failures.append("dcmtk echoscu not found (make demo installs dcmtk)")
 
+        # 2. Archive -> PACS by C-STORE
+        src = work / "source"
+        src.mkdir()
+        paths = make_archive(src)
+        t0 = time.perf_counter()
+        results = scu.store(remote, src)
+        dt = time.perf_counter() - t0
+        ok = sum(r.is_success for r in results)
+        print(f"  C-STORE {len(paths)} generated instances -> DEMOPACS: {ok} stored in {dt:.2f} s")
+        if ok != len(paths):
+            failures.append(f"C-STORE stored {ok} of {len(paths)}")
+
+        # 3. The seed's flow
+        t0 = time.perf_counter()
+        qb = QueryBuilder(scu, remote)
+        studies = qb.get_study_uids("DEMO001")
+        series = qb.get_series_uids(studies)
+        images = qb.get_image_uids(series)
+        dq = time.perf_counter() - t0
+        print(f"  C-FIND  QueryBuilder DEMO001: {len(studies)} studies > {len(series)} series > "
+              f"{len(images)} images in {dq:.2f} s")
+        t0 = time.perf_counter()
+        moved = 0
+        for image in images:
+            rsp = scu.send_c_move_image(remote, image, "CATCHER")
+            if rsp.status == 0 and rsp.completed == 1:
+                moved += 1
+            else:
+                failures.append(f"C-MOVE of {image.SOPInstanceUID}: status 0x{rsp.status:04X}")
+        dm = time.perf_counter() - t0
+        print(f"  C-MOVE  {moved} of {len(images)} images -> CATCHER in {dm:.2f} s "
+              f"({moved / dm if dm else 0:.0f} moves/s, one association each)")
+
+        # 4. What the catcher holds
+        want = {p.stem: p for p in paths if p.stem in {str(i.SOPInstanceUID) for i in images}}
+        held = {f.stem: f for f in (work / "catcher").rglob("*.dcm")}
+        same = sum(1 for uid, p in want.items() if uid in held and dataset_bytes(held[uid]) == dataset_bytes(p))
+        print(f"  CHECK   catcher holds {len(held)} instances; {same} of {len(want)} wanted, byte-identical")
+        if set(held) != set(want) or same != len(want):
+            failures.append("the catcher does not hold exactly the moved instances")
+    finally:
+        pacs.stop()
+        catcher.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    print("  SCPs stopped")
     if failures:
-        print(f"demo FAILED: {', '.join(failures)}")
+        print("demo FAILED:\n  " + "\n  ".join(failures))
         return 1
     print("demo OK")
     return 0
