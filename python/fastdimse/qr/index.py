@@ -379,6 +379,20 @@ class SQLiteIndex:
         with self._write() as conn:
             self._insert(conn, item)
 
+    def add_instances(self, items: Iterable[tuple[str | os.PathLike, Any, str | None]]) -> list[tuple[str, str]]:
+        """Index many stored instances in one transaction: ``items`` are
+        (path, dataset or keyword dict, transfer syntax). Returns the (path, reason) of
+        those that could not be indexed; the others are indexed."""
+        good, bad = [], []
+        for path, ds, ts in items:
+            try:
+                good.append(self._extract(path, ds, ts))
+            except InstanceError as e:
+                bad.append((os.fspath(path), str(e)))
+        if good:
+            self._insert_many(good)
+        return bad
+
     def import_folder(self, folder: str | os.PathLike, *, recursive: bool = True,
                       batch_size: int = 500) -> ImportResult:
         """Index every DICOM file under ``folder``. Files that are not DICOM or

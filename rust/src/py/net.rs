@@ -110,28 +110,52 @@ impl QrProvider for PyQrProvider {
     }
 }
 
+/// A Python callable taking a list of stored-instance dicts, for the batching indexer.
+fn index_callback(cb: Py<PyAny>) -> Arc<store::scp::OnIndex> {
+    Arc::new(move |batch: Vec<StoredInstance>| {
+        Python::attach(|py| {
+            let r: PyResult<()> = (|| {
+                let list = pyo3::types::PyList::empty(py);
+                for s in &batch {
+                    list.append(stored_dict(py, s)?)?;
+                }
+                cb.call1(py, (list,))?;
+                Ok(())
+            })();
+            if let Err(e) = r {
+                log::warn!("indexing {} stored instance(s) failed: {e}", batch.len());
+            }
+        })
+    })
+}
+
+fn stored_dict<'py>(py: Python<'py>, s: &StoredInstance) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+    let d = pyo3::types::PyDict::new(py);
+    d.set_item("path", s.path.to_string_lossy().to_string())?;
+    d.set_item("sop_class_uid", &s.sop_class_uid)?;
+    d.set_item("sop_instance_uid", &s.sop_instance_uid)?;
+    d.set_item("transfer_syntax", &s.transfer_syntax)?;
+    d.set_item("patient_id", &s.patient_id)?;
+    d.set_item("study_instance_uid", &s.study_instance_uid)?;
+    d.set_item("series_instance_uid", &s.series_instance_uid)?;
+    d.set_item("calling_ae_title", &s.calling_ae_title)?;
+    d.set_item("called_ae_title", &s.called_ae_title)?;
+    d.set_item("dataset_bytes", s.dataset_bytes)?;
+    let attrs = pyo3::types::PyDict::new(py);
+    for (t, v) in &s.attributes {
+        attrs.set_item(t, pyo3::types::PyBytes::new(py, v))?;
+    }
+    d.set_item("attributes", attrs)?;
+    Ok(d)
+}
+
 /// Wrap a Python callable as the storage SCP's per-instance callback. It receives a
 /// dict and returns None or a status int; an exception becomes a processing failure.
 fn stored_callback(cb: Py<PyAny>) -> Arc<store::scp::OnStored> {
     Arc::new(move |s: &StoredInstance| {
         Python::attach(|py| {
-            let d = pyo3::types::PyDict::new(py);
             let r: PyResult<Option<u16>> = (|| {
-                d.set_item("path", s.path.to_string_lossy().to_string())?;
-                d.set_item("sop_class_uid", &s.sop_class_uid)?;
-                d.set_item("sop_instance_uid", &s.sop_instance_uid)?;
-                d.set_item("transfer_syntax", &s.transfer_syntax)?;
-                d.set_item("patient_id", &s.patient_id)?;
-                d.set_item("study_instance_uid", &s.study_instance_uid)?;
-                d.set_item("series_instance_uid", &s.series_instance_uid)?;
-                d.set_item("calling_ae_title", &s.calling_ae_title)?;
-                d.set_item("called_ae_title", &s.called_ae_title)?;
-                d.set_item("dataset_bytes", s.dataset_bytes)?;
-                let attrs = pyo3::types::PyDict::new(py);
-                for (t, v) in &s.attributes {
-                    attrs.set_item(t, pyo3::types::PyBytes::new(py, v))?;
-                }
-                d.set_item("attributes", attrs)?;
+                let d = stored_dict(py, s)?;
                 cb.call1(py, (d,))?.extract::<Option<u16>>(py)
             })();
             r.map_err(|e| {
@@ -478,7 +502,8 @@ impl PyServer {
     #[pyo3(signature = (host, port, ae_title, contexts, require_called_ae=true, allowed_calling_aes=None,
                         max_pdu_length=131072, acse_timeout=Some(30.0), dimse_timeout=Some(30.0),
                         network_timeout=Some(60.0), max_associations=64, storage_dir=None,
-                        layout=None, duplicates="overwrite", on_stored=None, fsync=false, qr_provider=None, index_tags=Vec::new()))]
+                        layout=None, duplicates="overwrite", on_stored=None, fsync=false, qr_provider=None, index_tags=Vec::new(),
+                        on_index=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -500,6 +525,7 @@ impl PyServer {
         fsync: bool,
         qr_provider: Option<Py<PyAny>>,
         index_tags: Vec<u32>,
+        on_index: Option<Py<PyAny>>,
     ) -> PyResult<PyServer> {
         let t = timeouts(None, acse_timeout, dimse_timeout, network_timeout)?;
         let storage = match storage_dir {
@@ -508,7 +534,9 @@ impl PyServer {
                 let mut sc = storage_config(dir, layout, duplicates, fsync)?;
                 sc.extra_tags = index_tags;
                 let cb = on_stored.map(stored_callback);
-                Some(StorageHandler::new(sc, cb).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?)
+                let mut h = StorageHandler::new(sc, cb).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+                h.indexer = on_index.map(|f| store::scp::Indexer::new(index_callback(f)));
+                Some(h)
             }
         };
         let handler: Arc<dyn ServiceHandler> = match (storage, qr_provider) {

@@ -94,6 +94,12 @@ impl ServiceHandler for QrHandler {
 
     fn on_message(&self, assoc: &mut Association, ctx: u8, command: Command, data: MessageData) -> Result<(), NetError> {
         let provider = self.provider.as_ref();
+        if matches!(command.command_field, field::C_FIND_RQ | field::C_MOVE_RQ | field::C_GET_RQ) {
+            // A query sees every instance stored before it.
+            if let Some(ix) = self.storage.as_ref().and_then(|s| s.indexer.as_ref()) {
+                ix.flush();
+            }
+        }
         match (command.command_field, provider) {
             (field::C_STORE_RQ, _) if self.storage.is_some() => {
                 self.storage.as_ref().expect("checked").on_message(assoc, ctx, command, data)

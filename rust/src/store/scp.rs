@@ -8,7 +8,7 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use log::{debug, info, warn};
 
@@ -64,6 +64,68 @@ pub struct StoredInstance {
 /// ours) or an error text (answered as 0x0110 processing failure). A failure status
 /// removes the stored file.
 pub type OnStored = dyn Fn(&StoredInstance) -> Result<Option<u16>, String> + Send + Sync;
+
+/// Receives stored instances in batches, on the indexer thread (see [`Indexer`]).
+pub type OnIndex = dyn Fn(Vec<StoredInstance>) + Send + Sync;
+
+enum IndexMsg {
+    Item(StoredInstance),
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
+/// Hands stored instances to an index in batches, on its own thread, so that indexing
+/// never slows the associations down (one call, one transaction per batch).
+/// [`Indexer::flush`] waits until everything stored so far is indexed: Q/R requests call
+/// it first, so a query always sees every instance stored before it.
+pub struct Indexer {
+    tx: Mutex<std::sync::mpsc::Sender<IndexMsg>>,
+}
+
+impl Indexer {
+    pub fn new(on_index: Arc<OnIndex>) -> Indexer {
+        let (tx, rx) = std::sync::mpsc::channel::<IndexMsg>();
+        let _ = std::thread::Builder::new().name("fastdimse-indexer".into()).spawn(move || {
+            const BATCH: usize = 512;
+            while let Ok(first) = rx.recv() {
+                let mut batch = Vec::new();
+                let mut waiters = Vec::new();
+                let mut next = Some(first);
+                while let Some(msg) = next.take() {
+                    match msg {
+                        IndexMsg::Item(i) => batch.push(i),
+                        IndexMsg::Flush(w) => waiters.push(w),
+                    }
+                    if batch.len() >= BATCH {
+                        break;
+                    }
+                    next = rx.try_recv().ok();
+                }
+                if !batch.is_empty() {
+                    on_index(batch);
+                }
+                for w in waiters {
+                    let _ = w.send(());
+                }
+            }
+        });
+        Indexer { tx: Mutex::new(tx) }
+    }
+
+    fn push(&self, item: StoredInstance) {
+        if let Ok(tx) = self.tx.lock() {
+            let _ = tx.send(IndexMsg::Item(item));
+        }
+    }
+
+    /// Wait until every instance pushed so far has been indexed.
+    pub fn flush(&self) {
+        let (wtx, wrx) = std::sync::mpsc::channel();
+        let sent = self.tx.lock().map(|tx| tx.send(IndexMsg::Flush(wtx)).is_ok()).unwrap_or(false);
+        if sent {
+            let _ = wrx.recv_timeout(std::time::Duration::from_secs(60));
+        }
+    }
+}
 
 /// Settings of the storage SCP.
 pub struct StorageConfig {
@@ -240,6 +302,7 @@ impl Drop for TempFileSink {
 pub struct StorageHandler {
     pub config: StorageConfig,
     pub on_stored: Option<Arc<OnStored>>,
+    pub indexer: Option<Indexer>,
 }
 
 impl StorageHandler {
@@ -256,7 +319,7 @@ impl StorageHandler {
                 }
             }
         }
-        Ok(StorageHandler { config, on_stored })
+        Ok(StorageHandler { config, on_stored, indexer: None })
     }
 
     /// Finish one received instance: returns (status, error comment).
@@ -344,6 +407,9 @@ impl StorageHandler {
             attributes: self.config.extra_tags.iter().filter_map(|t| raw.get(t).map(|v| (*t, v.clone()))).collect(),
         };
         debug!("stored {} ({} bytes)", final_path.display(), sink.written);
+        if let Some(ix) = &self.indexer {
+            ix.push(stored.clone());
+        }
         if let Some(cb) = &self.on_stored {
             match cb(&stored) {
                 Ok(None) => {}
