@@ -61,20 +61,25 @@ def _assert_layout(storage_dir: Path, sources: list[sd.Source]) -> None:
 
 # --- dcmtk -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("propose", [["-R"], ["-R", "-xi"]], ids=["own-syntaxes", "implicit-only"])
-def test_dcmtk_storescu_to_our_scp(fastdimse_scp_factory, sources, storage_dir, propose):
+@pytest.mark.parametrize("propose, received", [
+    (["-R"], None), (["-R", "-xi"], sd.IMPLICIT_VR_LE), (["-xd"], sd.DEFLATED_EXPLICIT_VR_LE)],
+    ids=["own-syntaxes", "implicit-only", "deflated"])
+def test_dcmtk_storescu_to_our_scp(fastdimse_scp_factory, sources, storage_dir, propose,
+                                   received):
     """storescu -R proposes what the files need (explicit VR LE first, so implicit files
-    arrive transcoded by dcmtk); with -xi everything arrives as implicit VR LE."""
+    arrive transcoded by dcmtk); with -xi everything arrives as implicit VR LE; with -xd
+    as deflated explicit VR LE (the SCP must inflate it to find the layout's values)."""
     scp = fastdimse_scp_factory(storage_dir=storage_dir)
     src_dir = storage_dir.parent / "src"
     rc, out = run_dcmtk_storescu(scp.port, [src_dir], calling_ae="DCMSCU",
                                  called_ae=scp.ae_title, extra=propose)
     assert rc == 0, out
     assert len(re.findall(DCMTK_STORE_SUCCESS, out)) == len(sources), out
-    how = sd.assert_received(sources, storage_dir, source_ae="DCMSCU",
-                             received_syntax=sd.IMPLICIT_VR_LE if "-xi" in propose else None)
-    if "-xi" in propose:
+    how = sd.assert_received(sources, storage_dir, source_ae="DCMSCU", received_syntax=received)
+    if received == sd.IMPLICIT_VR_LE:
         assert list(how.values()).count("identical") == 5  # the implicit sources
+    elif received == sd.DEFLATED_EXPLICIT_VR_LE:
+        assert set(how.values()) == {"transcoded"}
     else:
         # explicit LE and BE sources go as they are: their bytes must be kept exactly
         assert list(how.values()).count("identical") >= 10, how

@@ -253,6 +253,7 @@ HOSTILE = [
     {"PatientID": "../../evil", "StudyInstanceUID": "/abs"},
     {"PatientID": "..", "StudyInstanceUID": "../..", "SeriesInstanceUID": "/etc/passwd"},
     {"PatientID": "", "StudyInstanceUID": ".", "SeriesInstanceUID": "a/../../b\\c"},
+    {"SOPInstanceUID": "../../../evil-sop"},
 ]
 
 
@@ -261,7 +262,7 @@ def _snapshot(root: Path) -> set[Path]:
 
 
 @pytest.mark.parametrize("sender", ["fastdimse", "dcmtk"])
-@pytest.mark.parametrize("values", HOSTILE, ids=["evil-abs", "dotdot", "empty-dot-slash"])
+@pytest.mark.parametrize("values", HOSTILE, ids=["evil-abs", "dotdot", "empty-dot-slash", "sop-uid"])
 def test_hostile_values_stay_inside_storage_dir(fastdimse_scp_factory, tmp_path, values, sender):
     jail = tmp_path / "jail"
     storage = jail / "a" / "b" / "store"
@@ -373,6 +374,26 @@ def test_on_stored_status_is_what_the_scu_sees(fastdimse_scp_factory, tmp_path, 
     assert results[0].status == returned, results
     assert len(files_under(storage)) == (1 if file_kept else 0), files_under(storage)
     assert sd.leftover_temp_files(storage) == []
+
+
+def test_failed_overwrite_keeps_the_stored_instance(fastdimse_scp_factory, tmp_path):
+    """duplicates="overwrite" and a handler that refuses the second copy: the SCU is told
+    the store failed, so the copy stored (and confirmed) before must still be there."""
+    v1, v2 = _two_versions(tmp_path)
+    calls = []
+
+    def handler(info):
+        calls.append(info.sop_instance_uid)
+        return None if len(calls) == 1 else 0xA700
+
+    storage = tmp_path / "store"
+    scp = fastdimse_scp_factory(storage_dir=storage, duplicates="overwrite", on_stored=handler)
+    scu = make_scu()
+    assert scu.store(scp.remote(), [v1])[0].status == 0x0000
+    assert scu.store(scp.remote(), [v2])[0].status == 0xA700
+    stored = files_under(storage)
+    assert len(stored) == 1, f"the instance confirmed before is gone: {stored}"
+    assert sd.dataset_bytes(stored[0]) == sd.dataset_bytes(v1)
 
 
 def test_on_stored_raising_is_a_processing_failure(fastdimse_scp_factory, tmp_path):
