@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pydicom
 import pytest
 
 import peers
@@ -50,8 +51,6 @@ def storage_dir(tmp_path: Path) -> Path:
 def _assert_layout(storage_dir: Path, sources: list[sd.Source]) -> None:
     """Our SCP's default layout: {PatientID}/{Study}/{Series}/{SOPInstanceUID}.dcm."""
     for src in sources:
-        import pydicom
-
         ds = pydicom.dcmread(src.path, stop_before_pixels=True)
         expected = (storage_dir / str(ds.PatientID) / str(ds.StudyInstanceUID)
                     / str(ds.SeriesInstanceUID) / f"{src.sop_instance_uid}.dcm")

@@ -9,7 +9,6 @@ cannot hide growth).
 
 from __future__ import annotations
 
-import os
 import re
 import resource
 import shutil
