@@ -19,6 +19,12 @@ import peers  # noqa: E402
 from peers import HOST, SCP_AE, RunningSCP, free_port, make_scu, wait_for_port  # noqa: E402
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: long-running (e.g. 1 GiB transfers); deselect with -m 'not slow' "
+        "(make test runs them)")
+
+
 @pytest.fixture
 def peer_log_dir(tmp_path: Path) -> Path:
     d = tmp_path / "peers"

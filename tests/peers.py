@@ -381,3 +381,81 @@ def peer_entity(peer: Peer, ae_title: str | None = None):
     from fastdimse import Entity
 
     return Entity(ae_title or peer.ae_title, peer.host, peer.port)
+
+
+# --- storage peers (C-STORE) ----------------------------------------------------------
+
+def start_dcmtk_storage_scp(log_dir: Path, out_dir: Path, *, ae_title: str = "STORESCP",
+                            port: int | None = None, max_pdu: int = DCMTK_STORESCP_MAX_PDU,
+                            extra: list[str] | None = None) -> Peer:
+    """dcmtk storescp writing what it receives into ``out_dir`` (``-od``).
+
+    ``extra``: more storescp options, e.g. ``["+B"]`` (write the data set bit-preserving,
+    exactly as received) or ``["+xi"]`` (accept implicit VR little endian only).
+    """
+    exe = require_executable("storescp")
+    port = free_port() if port is None else port
+    out_dir.mkdir(parents=True, exist_ok=True)
+    argv = [exe, "-v", "-aet", ae_title, "-od", str(out_dir), "-ta", "10", "-td", "30",
+            "-ts", "60", "-pdu", str(max_pdu), *(extra or []), str(port)]
+    peer = start_process(argv, port=port, log_dir=log_dir, name=f"dcmtk-storage-scp-{port}",
+                         ae_title=ae_title)
+    peer.accepted_pattern = DCMTK_STORESCP_ACCEPTED
+    peer.max_pdu = max_pdu
+    return peer
+
+
+def start_pynetdicom_storescp(log_dir: Path, out_dir: Path, *, ae_title: str = "PYNDSTORE",
+                              port: int | None = None,
+                              extra: list[str] | None = None) -> Peer:
+    """pynetdicom's ``storescp`` app (``python -m pynetdicom storescp -od out_dir``)."""
+    require_module("pynetdicom")
+    port = free_port() if port is None else port
+    out_dir.mkdir(parents=True, exist_ok=True)
+    argv = [PYTHON, "-m", "pynetdicom", "storescp", "-v", "-aet", ae_title, "-ba", HOST,
+            "-od", str(out_dir), "-ta", "10", "-td", "30", "-tn", "60",
+            *(extra or []), str(port)]
+    peer = start_process(argv, port=port, log_dir=log_dir, name=f"pynetdicom-storescp-{port}",
+                         ae_title=ae_title)
+    peer.accepted_pattern = PYNETDICOM_ECHOSCP_ACCEPTED
+    return peer
+
+
+def run_dcmtk_storescu(port: int, paths: list[Path], *, calling_ae: str = "STORESCU",
+                       called_ae: str = "ANY-SCP", host: str = HOST,
+                       extra: list[str] | None = None,
+                       timeout: float = CLIENT_RUN_TIMEOUT) -> tuple[int, str]:
+    """dcmtk ``storescu -v`` (folders scanned recursively: ``+sd +r``); (returncode, output)."""
+    exe = require_executable("storescu")
+    argv = [exe, "-v", "-aet", calling_ae, "-aec", called_ae, "-to", "10", "-ta", "10",
+            "-td", "30", "+sd", "+r", *(extra or []), host, str(port), *map(str, paths)]
+    return _run(argv, timeout)
+
+
+def run_pynetdicom_storescu(port: int, path: Path, *, calling_ae: str = "STORESCU",
+                            called_ae: str = "ANY-SCP", host: str = HOST,
+                            extra: list[str] | None = None,
+                            timeout: float = CLIENT_RUN_TIMEOUT) -> tuple[int, str]:
+    """``python -m pynetdicom storescu -v -r`` on one file or folder; (returncode, output).
+
+    Like its echoscu, it exits 0 even when a store failed: callers must read the output.
+    """
+    require_module("pynetdicom")
+    argv = [PYTHON, "-m", "pynetdicom", "storescu", "-v", "-r", "-aet", calling_ae,
+            "-aec", called_ae, "-ta", "10", "-td", "30", "-tn", "60", *(extra or []),
+            host, str(port), str(path)]
+    return _run(argv, timeout)
+
+
+# What dcmtk storescu (-v) and pynetdicom storescu (-v) print per C-STORE-RSP.
+DCMTK_STORE_SUCCESS = r"Received Store Response \(Success\)"
+PYNETDICOM_STORE_SUCCESS = r"Received Store Response \(Status: 0x0000 - Success\)"
+
+
+def peak_rss_kb_of(pid: int) -> int:
+    """Peak resident set size (VmHWM, KiB) of a running process, from /proc."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise PeerError(f"no VmHWM in /proc/{pid}/status")

@@ -497,3 +497,46 @@ class HandSCP:
         self._stop.set()
         self._thread.join(timeout=5)
         self._listener.close()
+
+
+# --- C-STORE by hand (PS3.7 9.3.1; data set fragments PS3.8 9.3.5.1) ----------------------
+
+def c_store_rq_command(sop_class: str, sop_instance: str, message_id: int = 1,
+                       priority: int = 0x0000) -> bytes:
+    """The command set of a C-STORE-RQ (with a data set), with its group length."""
+    body = (
+        _element(0x0000, 0x0002, _ui(sop_class))                    # Affected SOP Class UID
+        + _element(0x0000, 0x0100, struct.pack("<H", 0x0001))        # Command Field: C-STORE-RQ
+        + _element(0x0000, 0x0110, struct.pack("<H", message_id))    # Message ID
+        + _element(0x0000, 0x0700, struct.pack("<H", priority))      # Priority
+        + _element(0x0000, 0x0800, struct.pack("<H", 0x0000))        # a data set follows
+        + _element(0x0000, 0x1000, _ui(sop_instance))               # Affected SOP Instance UID
+    )
+    return _element(0x0000, 0x0000, struct.pack("<I", len(body))) + body
+
+
+def data_set_pdus(context_id: int, data: bytes, fragment: int = 4096) -> list[bytes]:
+    """The data set as P-DATA-TF PDUs of one PDV each, ``fragment`` bytes of data per PDV;
+    the last one carries the "last fragment" bit."""
+    pieces = [data[i:i + fragment] for i in range(0, len(data), fragment)] or [b""]
+    return [p_data(pdv_item(context_id, 0x02 if i == len(pieces) - 1 else 0x00, piece))
+            for i, piece in enumerate(pieces)]
+
+
+def read_c_store_rsp(sock: socket.socket, message_id: int, timeout: float = 10.0) -> int:
+    """Read a C-STORE-RSP to ``message_id`` (a one- or multi-fragment command) -> its status."""
+    command = b""
+    while True:
+        got = read_pdu(sock, timeout)
+        assert got.type == P_DATA_TF, f"expected P-DATA-TF, got {got.name} {got.body[:32]!r}"
+        done = False
+        for _ctx, ctrl, frag in parse_p_data(got.body):
+            assert ctrl & 0x01, "C-STORE-RSP must be a command with no data set"
+            command += frag
+            done = done or bool(ctrl & 0x02)
+        if done:
+            break
+    cmd = parse_command(command)
+    assert command_us(cmd, TAG_COMMAND_FIELD) == 0x8001, "not a C-STORE-RSP"
+    assert command_us(cmd, TAG_MESSAGE_ID_RESPONDED) == message_id
+    return command_us(cmd, TAG_STATUS)
