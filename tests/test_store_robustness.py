@@ -50,8 +50,14 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02) -> bool
         time.sleep(interval)
 
 
+INDEX_PREFIX = "fastdimse-index.sqlite"  # the Q/R index the SCP keeps in its storage folder
+
+
 def files_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+    """The files under ``folder``, without the SCP's own SQLite index files."""
+    if not folder.exists():
+        return []
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(INDEX_PREFIX))
 
 
 # --- peak memory ----------------------------------------------------------------------------

@@ -61,7 +61,8 @@ class DICOMSCP:
 
     - ``storage_sop_classes``: accepted storage SOP classes (default: every storage SOP
       class of the standard), each with any transfer syntax the peer proposes (its
-      first choice is taken, so instances are stored in the syntax they were sent in).
+      first choice is taken, so instances are stored in the syntax they were sent in),
+      or only ``storage_transfer_syntaxes`` when given (in that order of preference).
     - Each incoming data set streams into a temporary file in ``storage_dir`` and is
       renamed into place, as a Part-10 file, only once complete; a peer that aborts
       mid-instance leaves nothing behind.
@@ -110,6 +111,7 @@ class DICOMSCP:
         backend=None,
         known_entities=None,
         query_retrieve: bool | None = None,
+        storage_transfer_syntaxes: Sequence[str] | None = None,
     ):
         if not isinstance(entity, Entity):
             raise TypeError("DICOMSCP needs an Entity")
@@ -121,6 +123,7 @@ class DICOMSCP:
             list(storage_sop_classes) if storage_sop_classes is not None
             else (uids.storage_sop_classes() if storage_dir is not None else [])
         )
+        self.storage_transfer_syntaxes = list(storage_transfer_syntaxes) if storage_transfer_syntaxes else []
         self.layout = layout
         self.duplicates = duplicates
         self.on_stored = on_stored
@@ -179,7 +182,8 @@ class DICOMSCP:
             self._stopped.clear()
             contexts = [(a, list(self.transfer_syntaxes)) for a in self.supported_abstract_syntaxes]
             # Storage: any transfer syntax, the requestor's first choice (empty list).
-            contexts += [(c, []) for c in self.storage_sop_classes if c not in self.supported_abstract_syntaxes]
+            contexts += [(c, list(self.storage_transfer_syntaxes)) for c in self.storage_sop_classes
+                         if c not in self.supported_abstract_syntaxes]
             if self.query_retrieve:
                 from .query import _SOP
 
@@ -187,6 +191,7 @@ class DICOMSCP:
                              if uid not in self.supported_abstract_syntaxes]
             callback = self._make_stored_callback()
             index_tags = _index_tags() if self._indexes_on_store() else []
+            on_index = self._make_index_callback() if self._indexes_on_store() else None
             self._server = _core.Server(
                 self.entity.ip_address,
                 self.entity.port,
@@ -206,6 +211,7 @@ class DICOMSCP:
                 self.fsync,
                 _QRBridge(self) if self.query_retrieve else None,
                 index_tags,
+                on_index,
             )
             log.info("%s listening on %s:%d", self.entity.ae_title, self.entity.ip_address, self.port)
         if not keep_listener_running:
@@ -220,20 +226,39 @@ class DICOMSCP:
 
     def _make_stored_callback(self):
         user = self.on_stored
-        index = self.backend if self._indexes_on_store() else None
-        if user is None and index is None:
+        if user is None:
             return None
 
         def callback(info: dict) -> int | None:
-            attrs = info.pop("attributes", {}) or {}
-            stored = StoredInstance(**info)
-            if index is not None:
-                index.add_instance(stored.path, _attributes_dict(attrs, stored), stored.transfer_syntax)
-            if user is not None:
-                return user(stored)
-            return None
+            info.pop("attributes", None)
+            return user(StoredInstance(**info))
 
         return callback
+
+    def _make_index_callback(self):
+        """Batches of stored instances from the core's indexer thread -> the index."""
+        index = self.backend
+        add_many = getattr(index, "add_instances", None)
+
+        def on_index(batch: list[dict]) -> None:
+            items = []
+            for info in batch:
+                attrs = info.pop("attributes", {}) or {}
+                stored = StoredInstance(**info)
+                items.append((stored.path, _attributes_dict(attrs, stored), stored.transfer_syntax))
+            if add_many is not None:
+                bad = add_many(items)
+            else:
+                bad = []
+                for path, attrs, ts in items:
+                    try:
+                        index.add_instance(path, attrs, ts)
+                    except Exception as e:  # one bad instance must not stop the others
+                        bad.append((path, str(e)))
+            for path, why in bad:
+                log.warning("not indexed: %s: %s", path, why)
+
+        return on_index
 
     def import_folder(self, folder: str | os.PathLike, **kwargs):
         """Index the DICOM files under ``folder`` (they are served where they are)."""

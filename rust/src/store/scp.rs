@@ -377,9 +377,20 @@ impl StorageHandler {
                 return (status::OUT_OF_RESOURCES, Some(format!("cannot create {}: {e}", parent.display())));
             }
         }
+        // With "overwrite", the copy already stored is set aside until the new one is
+        // accepted (by the handler, if any), so a refused replacement loses nothing.
+        let mut previous: Option<PathBuf> = None;
         if final_path.exists() {
             match self.config.duplicates {
-                DuplicatePolicy::Overwrite => info!("replacing {}", final_path.display()),
+                DuplicatePolicy::Overwrite => {
+                    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+                    let aside = self.config.storage_dir.join(format!(".fastdimse-{}-{n}.replaced", std::process::id()));
+                    if let Err(e) = fs::rename(&final_path, &aside) {
+                        return (status::OUT_OF_RESOURCES, Some(format!("cannot replace {}: {e}", final_path.display())));
+                    }
+                    info!("replacing {}", final_path.display());
+                    previous = Some(aside);
+                }
                 DuplicatePolicy::Keep => {
                     info!("{instance} already stored at {}; new copy dropped", final_path.display());
                     return (st, comment);
@@ -389,7 +400,15 @@ impl StorageHandler {
                 }
             }
         }
+        let restore = |previous: &Option<PathBuf>| {
+            if let Some(p) = previous {
+                if let Err(e) = fs::rename(p, &final_path) {
+                    warn!("cannot put back the earlier copy of {}: {e}", final_path.display());
+                }
+            }
+        };
         if let Err(e) = fs::rename(&sink.tmp_path, &final_path) {
+            restore(&previous);
             return (status::OUT_OF_RESOURCES, Some(format!("cannot move the file into place: {e}")));
         }
         sink.committed = true;
@@ -407,26 +426,30 @@ impl StorageHandler {
             attributes: self.config.extra_tags.iter().filter_map(|t| raw.get(t).map(|v| (*t, v.clone()))).collect(),
         };
         debug!("stored {} ({} bytes)", final_path.display(), sink.written);
-        if let Some(ix) = &self.indexer {
-            ix.push(stored.clone());
-        }
+        let mut answer = (st, comment);
         if let Some(cb) = &self.on_stored {
             match cb(&stored) {
                 Ok(None) => {}
-                Ok(Some(s)) => {
-                    if status::is_failure(s) {
-                        let _ = fs::remove_file(&final_path);
-                    }
-                    return (s, None);
-                }
+                Ok(Some(s)) => answer = (s, None),
                 Err(e) => {
                     warn!("storage handler failed for {}: {e}", stored.sop_instance_uid);
-                    let _ = fs::remove_file(&final_path);
-                    return (status::PROCESSING_FAILURE, Some(e));
+                    answer = (status::PROCESSING_FAILURE, Some(e));
                 }
             }
         }
-        (st, comment)
+        if status::is_failure(answer.0) {
+            // Refused by the handler: the new copy goes, an earlier one comes back.
+            let _ = fs::remove_file(&final_path);
+            restore(&previous);
+            return answer;
+        }
+        if let Some(p) = previous {
+            let _ = fs::remove_file(p);
+        }
+        if let Some(ix) = &self.indexer {
+            ix.push(stored);
+        }
+        answer
     }
 }
 
