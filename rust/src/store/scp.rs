@@ -127,6 +127,13 @@ impl Indexer {
     }
 }
 
+impl Drop for Indexer {
+    /// Everything stored is indexed before the storage handler goes away.
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 /// Settings of the storage SCP.
 pub struct StorageConfig {
     pub storage_dir: PathBuf,
@@ -536,8 +543,7 @@ mod tests {
         let p = layout_path(DEFAULT_LAYOUT, &evil);
         assert!(p.components().all(|c| matches!(c, Component::Normal(_))), "{p:?}");
         assert_eq!(p.components().count(), 4);
-        let s = p.to_string_lossy();
-        assert!(!s.contains(".."), "{s}");
+        assert!(p.iter().all(|c| c != ".." && c != "." && !c.to_string_lossy().starts_with('.')), "{p:?}");
         assert_eq!(sanitize_component(""), "UNKNOWN");
         assert_eq!(sanitize_component("."), "_");
         assert_eq!(sanitize_component("1.2.3"), "1.2.3");
