@@ -137,6 +137,20 @@ def read_meta(path: str | os.PathLike) -> dict:
     return _core.codec_read_meta(os.fspath(path))
 
 
+def _read_value(f: Any, v: tuple, path: str) -> tuple:
+    tag, vr, length, value, tell = v
+    if value is None and length:
+        f.seek(tell)
+        value = f.read(length)
+        if len(value) != length:  # the file shrank since it was scanned
+            raise DatasetError(
+                f"truncated element ({tag >> 16:04X},{tag & 0xFFFF:04X}) at offset {tell} in {path}: "
+                f"length {length} runs past end of data",
+                offset=tell, tag=tag, path=path,
+            )
+    return tag, vr, length, value, tell
+
+
 def read_file(path: str | os.PathLike) -> FileDataset:
     """Read a Part-10 file into a :class:`~pydicom.dataset.FileDataset`.
 
@@ -145,6 +159,9 @@ def read_file(path: str | os.PathLike) -> FileDataset:
     """
     path = os.fspath(path)
     preamble, meta_elements, ts, values, implicit, little = _core.codec_read_file(path)
+    if any(v[3] is None and v[2] for v in values):
+        with open(path, "rb") as f:
+            values = [_read_value(f, v, path) for v in values]
     meta_dict: dict = {}
     for tag, vr, value, tell in meta_elements:
         t = BaseTag(tag)

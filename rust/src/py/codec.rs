@@ -217,12 +217,14 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
-/// Read a Part-10 file: meta group, then each top-level value read straight
-/// from the file into its own `bytes` (one copy, as pydicom's reader does).
-/// Lengths are checked against the file size before anything is allocated.
-/// Returns `(preamble, meta, transfer_syntax, elements, is_implicit_VR,
-/// is_little_endian)` with meta as in `codec_parse_meta` and elements as
-/// `(tag, VR, length, value, value_offset)`.
+/// Scan a Part-10 file: meta group, then the top-level element headers,
+/// seeking over defined-length values (their lengths checked against the file
+/// size). Returns `(preamble, meta, transfer_syntax, elements,
+/// is_implicit_VR, is_little_endian)` with meta as in `codec_parse_meta` and
+/// elements as `(tag, VR, length, value, value_offset)`, where `value` is
+/// `None` for a value the caller reads from the file at `value_offset` (one
+/// copy, as pydicom's reader does), or the bytes already read (after an
+/// undefined-length element, and for the deflated syntax).
 #[pyfunction]
 fn codec_read_file<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, PyTuple>> {
     use std::io::{BufReader, Seek, SeekFrom};
@@ -314,11 +316,10 @@ fn codec_read_file<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, PyTu
             }
             // the same unit-size check as split_elements
             dataset::check_value_length(h.tag, h.vr, h.length, 0).map_err(|e| err(e.shifted(pos)))?;
-            // the length is within the file: allocate and read it once
-            let value = PyBytes::new_with(py, h.length as usize, |buf| {
-                r.read_exact(buf).map_err(PyErr::from)
-            })?;
-            elements.append((h.tag, vr_str(h.vr), h.length, value, value_pos))?;
+            // The length is within the file. The value is read by the caller
+            // (Python's file.read allocates once, uninitialised, and reads).
+            r.seek_relative(h.length as i64).map_err(|e| err(io_err(pos)(e)))?;
+            elements.append((h.tag, vr_str(h.vr), h.length, py.None(), value_pos))?;
             pos = value_pos + h.length as u64;
         }
     }
