@@ -366,14 +366,18 @@ def write_file(path: str | os.PathLike | Any, ds: Dataset, transfer_syntax: str 
     differs from the file meta's, the file meta is updated. `path` may also be
     a writable binary file object.
     """
-    file_meta = FileMetaDataset(getattr(ds, "file_meta", None) or FileMetaDataset())
+    given_meta = getattr(ds, "file_meta", None)
+    file_meta = FileMetaDataset(given_meta or FileMetaDataset())
     if transfer_syntax is not None:
         file_meta.TransferSyntaxUID = transfer_syntax
     if "TransferSyntaxUID" in file_meta:
         syntax = str(file_meta.TransferSyntaxUID)
     elif None not in ds.original_encoding:
-        # like pydicom: the dataset's own encoding, file meta left as it is
+        # The dataset's own encoding. A file meta given without a transfer
+        # syntax is written as it is (as pydicom does); a new one names it.
         syntax = _uid_for(*ds.original_encoding)
+        if not given_meta:
+            file_meta.TransferSyntaxUID = syntax
     else:
         raise DatasetError("write_file: no transfer syntax (give one or set file_meta.TransferSyntaxUID)",
                            path=_path_str(path))
