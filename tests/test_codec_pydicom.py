@@ -354,3 +354,24 @@ def test_write_file_of_decoded_dataset_is_part10(tmp_path):
     again = pydicom.dcmread(io.BytesIO(buf.getvalue()))
     assert again.file_meta.TransferSyntaxUID == codec.IMPLICIT_VR_LE
     assert again.PatientName == ds.PatientName
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_bigendian.dcm", "JPEG2000.dcm", "rtplan.dcm", "image_dfl.dcm"])
+def test_defer_size_and_stop_before_pixels_like_pydicom(name):
+    path = pydicom.data.get_testdata_file(name)
+    ref = pydicom.dcmread(path)
+    ours = codec.read_file(path, defer_size="1 KB")
+    deferred = [t for t, e in ours._dict.items() if e.value is None and e.length > 1024]
+    full = codec.read_file(path)
+    big = [t for t, e in full._dict.items() if 1024 < getattr(e, "length", 0) != 0xFFFFFFFF]
+    if name == "image_dfl.dcm":  # deflated data is inflated in memory: nothing to defer
+        assert deferred == []
+    else:
+        assert sorted(deferred) == sorted(big)
+        if name in ("CT_small.dcm", "MR_small_bigendian.dcm"):
+            assert 0x7FE00010 in deferred
+    assert ours == ref  # deferred values are read from the file on access
+    ref_np = pydicom.dcmread(path, stop_before_pixels=True)
+    ours_np = codec.read_file(path, stop_before_pixels=True)
+    assert 0x7FE00010 not in ours_np
+    assert ours_np == ref_np

@@ -33,6 +33,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import correct_ambiguous_vr_element, write_data_element, write_dataset
 from pydicom.charset import convert_encodings, default_encoding
 from pydicom.dataelem import convert_raw_data_element
+from pydicom.misc import size_in_bytes
 from pydicom.tag import BaseTag
 
 from . import _core
@@ -103,6 +104,8 @@ def _dataset(values: list, implicit: bool, little: bool) -> Dataset:
             eager.append(t)
         if not length:
             value = empty_value_for_VR(vr, raw=True)
+        elif value is None and length != _UNDEFINED:
+            pass  # deferred: pydicom reads it from the file when accessed
         raw[t] = RawDataElement(t, vr, length, value, tell, implicit, little)
     ds = Dataset(raw)
     for tag in eager:
@@ -137,6 +140,9 @@ def read_meta(path: str | os.PathLike) -> dict:
     return _core.codec_read_meta(os.fspath(path))
 
 
+_DEFERRED = object()
+
+
 def _read_value(f: Any, v: tuple, path: str) -> tuple:
     tag, vr, length, value, tell = v
     if value is None and length:
@@ -151,17 +157,31 @@ def _read_value(f: Any, v: tuple, path: str) -> tuple:
     return tag, vr, length, value, tell
 
 
-def read_file(path: str | os.PathLike) -> FileDataset:
+def read_file(
+    path: str | os.PathLike,
+    *,
+    defer_size: int | str | float | None = None,
+    stop_before_pixels: bool = False,
+) -> FileDataset:
     """Read a Part-10 file into a :class:`~pydicom.dataset.FileDataset`.
 
-    Rust reads the meta group and splits the dataset, reading each top-level
-    value once from the file; values convert lazily on access.
+    Rust reads the meta group and splits the dataset; each top-level value is
+    read once from the file and converts lazily on access. As with
+    ``pydicom.dcmread``: values longer than `defer_size` (bytes, or a string
+    such as ``"512 KB"``) are not read until accessed, and
+    `stop_before_pixels` ends the dataset before the pixel data.
     """
     path = os.fspath(path)
-    preamble, meta_elements, ts, values, implicit, little = _core.codec_read_file(path)
+    preamble, meta_elements, ts, values, implicit, little = _core.codec_read_file(path, stop_before_pixels)
+    limit = size_in_bytes(defer_size)
+    if limit is not None:
+        # deferred values stay None: pydicom reads them from the file on access
+        values = [v if v[3] is not None or v[2] <= limit or v[0] == 0x00080005 else (*v[:3], _DEFERRED, v[4])
+                  for v in values]
     if any(v[3] is None and v[2] for v in values):
         with open(path, "rb") as f:
             values = [_read_value(f, v, path) for v in values]
+    values = [(*v[:3], None, v[4]) if v[3] is _DEFERRED else v for v in values]
     meta_dict: dict = {}
     for tag, vr, value, tell in meta_elements:
         t = BaseTag(tag)
