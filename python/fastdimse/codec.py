@@ -104,8 +104,8 @@ def _dataset(values: list, implicit: bool, little: bool) -> Dataset:
             eager.append(t)
         if not length:
             value = empty_value_for_VR(vr, raw=True)
-        elif value is None and length != _UNDEFINED:
-            pass  # deferred: pydicom reads it from the file when accessed
+        # (a None value with a length is deferred: pydicom reads it from the
+        # file when it is accessed)
         raw[t] = RawDataElement(t, vr, length, value, tell, implicit, little)
     ds = Dataset(raw)
     for tag in eager:
