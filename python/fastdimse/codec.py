@@ -351,8 +351,22 @@ def _encode_dataset(ds: Dataset, implicit: bool, little: bool, out: list, parent
         out.append(_write_pydicom(elem, implicit, little, encodings))
 
 
+_UNCOMPRESSED = frozenset({IMPLICIT_VR_LE, EXPLICIT_VR_LE, EXPLICIT_VR_BE, DEFLATED_EXPLICIT_VR_LE})
+
+
 def _encode_parts(ds: Dataset, transfer_syntax: str) -> list:
     implicit, little, deflated = _syntax(transfer_syntax)
+    pixels = ds._dict.get(0x7FE00010)
+    if (
+        pixels is not None
+        and str(transfer_syntax).rstrip("\0 ") in _UNCOMPRESSED
+        and (pixels.length == _UNDEFINED if type(pixels) is RawDataElement else pixels.is_undefined_length)
+    ):
+        raise DatasetError(
+            f"encapsulated (compressed) pixel data cannot be written in {transfer_syntax}: "
+            "decompress it first (the codec converts only between uncompressed syntaxes)",
+            tag=0x7FE00010,
+        )
     out: list = []
     _encode_dataset(ds, implicit, little, out, default_encoding)
     if deflated:
@@ -387,9 +401,10 @@ def write_file(path: str | os.PathLike | Any, ds: Dataset, transfer_syntax: str 
     a writable binary file object.
     """
     given_meta = getattr(ds, "file_meta", None)
-    file_meta = FileMetaDataset(given_meta or FileMetaDataset())
+    # a copy: the caller's file meta is left as it is
+    file_meta = FileMetaDataset(dict(given_meta._dict) if given_meta else {})
     if transfer_syntax is not None:
-        file_meta.TransferSyntaxUID = transfer_syntax
+        file_meta[0x00020010] = DataElement(0x00020010, "UI", transfer_syntax)
     if "TransferSyntaxUID" in file_meta:
         syntax = str(file_meta.TransferSyntaxUID)
     elif None not in ds.original_encoding:
@@ -397,16 +412,16 @@ def write_file(path: str | os.PathLike | Any, ds: Dataset, transfer_syntax: str 
         # syntax is written as it is (as pydicom does); a new one names it.
         syntax = _uid_for(*ds.original_encoding)
         if not given_meta:
-            file_meta.TransferSyntaxUID = syntax
+            file_meta[0x00020010] = DataElement(0x00020010, "UI", syntax)
     else:
         raise DatasetError("write_file: no transfer syntax (give one or set file_meta.TransferSyntaxUID)",
                            path=_path_str(path))
     if "FileMetaInformationVersion" not in file_meta:
-        file_meta.FileMetaInformationVersion = b"\x00\x01"
+        file_meta[0x00020001] = DataElement(0x00020001, "OB", b"\x00\x01")
     if "MediaStorageSOPClassUID" not in file_meta and "SOPClassUID" in ds:
-        file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+        file_meta[0x00020002] = DataElement(0x00020002, "UI", ds.SOPClassUID)
     if "MediaStorageSOPInstanceUID" not in file_meta and "SOPInstanceUID" in ds:
-        file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        file_meta[0x00020003] = DataElement(0x00020003, "UI", ds.SOPInstanceUID)
     if "ImplementationClassUID" not in file_meta:
         defaults = _core.codec_build_meta("", "", "")  # Rust's own values
         parsed = _core.codec_parse_meta(defaults)[1]
