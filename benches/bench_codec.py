@@ -240,7 +240,8 @@ def test_codec_benchmark(benchmark, name, op, which):
     fn = OPS[op][0 if which == "pydicom" else 1]
     arg = _arg(name, op, which)
     benchmark.group = f"{name} {op}"
-    rounds = 3 if name == "mf100" else 10
+    slow = name == "mf100" or op in ("decode+walk", "transcode") and name.startswith("rtss")
+    rounds = 3 if slow else 10
     benchmark.pedantic(fn, args=(arg,), rounds=rounds, iterations=1, warmup_rounds=1)
 
 
@@ -264,7 +265,8 @@ def main(argv: list[str]) -> None:
     for name, op in CASES:
         if quick and name == "mf100":
             continue
-        rounds = 3 if name == "mf100" else (5 if quick else 15)
+        slow = name == "mf100" or op in ("decode+walk", "transcode") and name.startswith("rtss")
+        rounds = 3 if slow else (5 if quick else 15)
         py_fn, fd_fn, _ = OPS[op]
         t_py = _best(py_fn, _arg(name, op, "pydicom"), rounds)
         t_fd = _best(fd_fn, _arg(name, op, "fastdimse"), rounds)

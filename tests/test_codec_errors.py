@@ -234,3 +234,19 @@ def test_random_mutations_raise_only_dataset_error(seed):
             call()
         except DatasetError as err:
             assert err.offset is not None
+
+
+def test_compressed_pixel_data_is_not_written_uncompressed(tmp_path):
+    ds = codec.read_file(pydicom.data.get_testdata_file("JPEG2000.dcm"))
+    own = ds.file_meta.TransferSyntaxUID
+    assert own.is_compressed
+    for ts in (ELE, ILE, codec.EXPLICIT_VR_BE, codec.DEFLATED_EXPLICIT_VR_LE):
+        with pytest.raises(DatasetError, match="encapsulated") as info:
+            codec.encode(ds, ts)
+        assert info.value.tag == 0x7FE00010
+    with pytest.raises(DatasetError):
+        codec.write_file(tmp_path / "x.dcm", ds, ELE)
+    assert ds.file_meta.TransferSyntaxUID == own  # the caller's file meta is untouched
+    # its own (encapsulated) syntax is fine
+    codec.write_file(tmp_path / "y.dcm", ds)
+    assert pydicom.dcmread(tmp_path / "y.dcm") == pydicom.dcmread(pydicom.data.get_testdata_file("JPEG2000.dcm"))

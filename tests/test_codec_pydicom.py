@@ -328,3 +328,50 @@ def test_values_stay_raw_until_read():
     # a sequence stays one raw value until read
     assert type(ds._dict[0x300A00B0]) is raw_type
     assert len(ds.BeamSequence) == ds.FractionGroupSequence[0].NumberOfBeams
+
+
+def test_write_file_of_decoded_dataset_is_part10(tmp_path):
+    """A dataset from decode() (no file meta) is written with a conformant meta group."""
+    path = pydicom.data.get_testdata_file("MR_small_bigendian.dcm")
+    meta = codec.read_meta(path)
+    with open(path, "rb") as f:
+        body = f.read()[meta["dataset_offset"]:]
+    ds = codec.decode(body, meta["transfer_syntax"])
+    out = tmp_path / "decoded.dcm"
+    codec.write_file(out, ds)
+    got = pydicom.dcmread(out)
+    assert got.file_meta.TransferSyntaxUID == codec.EXPLICIT_VR_BE
+    assert got.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+    assert got.file_meta.ImplementationClassUID == codec.read_meta(out)["implementation_class_uid"]
+    assert got.file_meta.ImplementationClassUID.startswith("2.25.")
+    assert got == pydicom.dcmread(path)
+    # group length is right
+    data = out.read_bytes()
+    assert codec.read_meta(out)["dataset_offset"] == 144 + int.from_bytes(data[140:144], "little")
+    # and to a file object, in another syntax
+    buf = io.BytesIO()
+    codec.write_file(buf, ds, codec.IMPLICIT_VR_LE)
+    again = pydicom.dcmread(io.BytesIO(buf.getvalue()))
+    assert again.file_meta.TransferSyntaxUID == codec.IMPLICIT_VR_LE
+    assert again.PatientName == ds.PatientName
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_bigendian.dcm", "JPEG2000.dcm", "rtplan.dcm", "image_dfl.dcm"])
+def test_defer_size_and_stop_before_pixels_like_pydicom(name):
+    path = pydicom.data.get_testdata_file(name)
+    ref = pydicom.dcmread(path)
+    ours = codec.read_file(path, defer_size="1 KB")
+    deferred = [t for t, e in ours._dict.items() if e.value is None and e.length > 1024]
+    full = codec.read_file(path)
+    big = [t for t, e in full._dict.items() if 1024 < getattr(e, "length", 0) != 0xFFFFFFFF]
+    if name == "image_dfl.dcm":  # deflated data is inflated in memory: nothing to defer
+        assert deferred == []
+    else:
+        assert sorted(deferred) == sorted(big)
+        if name in ("CT_small.dcm", "MR_small_bigendian.dcm"):
+            assert 0x7FE00010 in deferred
+    assert ours == ref  # deferred values are read from the file on access
+    ref_np = pydicom.dcmread(path, stop_before_pixels=True)
+    ours_np = codec.read_file(path, stop_before_pixels=True)
+    assert 0x7FE00010 not in ours_np
+    assert ours_np == ref_np

@@ -111,4 +111,10 @@ def codec_transcode_file(
     src: str, dst: str, transfer_syntax: str, source_ae_title: str | None = None
 ) -> int: ...
 
+def codec_read_file(
+    path: str, stop_before_pixels: bool = False
+) -> tuple[bytes, list[tuple[int, str, bytes, int]], str, list[tuple[int, str | None, int, bytes | None, int]], bool, bool]:
+    """(preamble, meta, transfer_syntax, [(tag, VR, length, value or None, value_offset)],
+    is_implicit_VR, is_little_endian); a None value is read by the caller at value_offset."""
+
 # ---- end dataset codec -------------------------------------------------------------------

@@ -33,6 +33,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import correct_ambiguous_vr_element, write_data_element, write_dataset
 from pydicom.charset import convert_encodings, default_encoding
 from pydicom.dataelem import convert_raw_data_element
+from pydicom.misc import size_in_bytes
 from pydicom.tag import BaseTag
 
 from . import _core
@@ -103,6 +104,8 @@ def _dataset(values: list, implicit: bool, little: bool) -> Dataset:
             eager.append(t)
         if not length:
             value = empty_value_for_VR(vr, raw=True)
+        # (a None value with a length is deferred: pydicom reads it from the
+        # file when it is accessed)
         raw[t] = RawDataElement(t, vr, length, value, tell, implicit, little)
     ds = Dataset(raw)
     for tag in eager:
@@ -137,14 +140,48 @@ def read_meta(path: str | os.PathLike) -> dict:
     return _core.codec_read_meta(os.fspath(path))
 
 
-def read_file(path: str | os.PathLike) -> FileDataset:
+_DEFERRED = object()
+
+
+def _read_value(f: Any, v: tuple, path: str) -> tuple:
+    tag, vr, length, value, tell = v
+    if value is None and length:
+        f.seek(tell)
+        value = f.read(length)
+        if len(value) != length:  # the file shrank since it was scanned
+            raise DatasetError(
+                f"truncated element ({tag >> 16:04X},{tag & 0xFFFF:04X}) at offset {tell} in {path}: "
+                f"length {length} runs past end of data",
+                offset=tell, tag=tag, path=path,
+            )
+    return tag, vr, length, value, tell
+
+
+def read_file(
+    path: str | os.PathLike,
+    *,
+    defer_size: int | str | float | None = None,
+    stop_before_pixels: bool = False,
+) -> FileDataset:
     """Read a Part-10 file into a :class:`~pydicom.dataset.FileDataset`.
 
-    Rust reads the meta group and splits the dataset, reading each top-level
-    value once from the file; values convert lazily on access.
+    Rust reads the meta group and splits the dataset; each top-level value is
+    read once from the file and converts lazily on access. As with
+    ``pydicom.dcmread``: values longer than `defer_size` (bytes, or a string
+    such as ``"512 KB"``) are not read until accessed, and
+    `stop_before_pixels` ends the dataset before the pixel data.
     """
     path = os.fspath(path)
-    preamble, meta_elements, ts, values, implicit, little = _core.codec_read_file(path)
+    preamble, meta_elements, ts, values, implicit, little = _core.codec_read_file(path, stop_before_pixels)
+    limit = size_in_bytes(defer_size)
+    if limit is not None:
+        # deferred values stay None: pydicom reads them from the file on access
+        values = [v if v[3] is not None or v[2] <= limit or v[0] == 0x00080005 else (*v[:3], _DEFERRED, v[4])
+                  for v in values]
+    if any(v[3] is None and v[2] for v in values):
+        with open(path, "rb") as f:
+            values = [_read_value(f, v, path) for v in values]
+    values = [(*v[:3], None, v[4]) if v[3] is _DEFERRED else v for v in values]
     meta_dict: dict = {}
     for tag, vr, value, tell in meta_elements:
         t = BaseTag(tag)
@@ -314,8 +351,22 @@ def _encode_dataset(ds: Dataset, implicit: bool, little: bool, out: list, parent
         out.append(_write_pydicom(elem, implicit, little, encodings))
 
 
+_UNCOMPRESSED = frozenset({IMPLICIT_VR_LE, EXPLICIT_VR_LE, EXPLICIT_VR_BE, DEFLATED_EXPLICIT_VR_LE})
+
+
 def _encode_parts(ds: Dataset, transfer_syntax: str) -> list:
     implicit, little, deflated = _syntax(transfer_syntax)
+    pixels = ds._dict.get(0x7FE00010)
+    if (
+        pixels is not None
+        and str(transfer_syntax).rstrip("\0 ") in _UNCOMPRESSED
+        and (pixels.length == _UNDEFINED if type(pixels) is RawDataElement else pixels.is_undefined_length)
+    ):
+        raise DatasetError(
+            f"encapsulated (compressed) pixel data cannot be written in {transfer_syntax}: "
+            "decompress it first (the codec converts only between uncompressed syntaxes)",
+            tag=0x7FE00010,
+        )
     out: list = []
     _encode_dataset(ds, implicit, little, out, default_encoding)
     if deflated:
@@ -349,23 +400,28 @@ def write_file(path: str | os.PathLike | Any, ds: Dataset, transfer_syntax: str 
     differs from the file meta's, the file meta is updated. `path` may also be
     a writable binary file object.
     """
-    file_meta = FileMetaDataset(getattr(ds, "file_meta", None) or FileMetaDataset())
+    given_meta = getattr(ds, "file_meta", None)
+    # a copy: the caller's file meta is left as it is
+    file_meta = FileMetaDataset(dict(given_meta._dict) if given_meta else {})
     if transfer_syntax is not None:
-        file_meta.TransferSyntaxUID = transfer_syntax
+        file_meta[0x00020010] = DataElement(0x00020010, "UI", transfer_syntax)
     if "TransferSyntaxUID" in file_meta:
         syntax = str(file_meta.TransferSyntaxUID)
     elif None not in ds.original_encoding:
-        # like pydicom: the dataset's own encoding, file meta left as it is
+        # The dataset's own encoding. A file meta given without a transfer
+        # syntax is written as it is (as pydicom does); a new one names it.
         syntax = _uid_for(*ds.original_encoding)
+        if not given_meta:
+            file_meta[0x00020010] = DataElement(0x00020010, "UI", syntax)
     else:
         raise DatasetError("write_file: no transfer syntax (give one or set file_meta.TransferSyntaxUID)",
                            path=_path_str(path))
     if "FileMetaInformationVersion" not in file_meta:
-        file_meta.FileMetaInformationVersion = b"\x00\x01"
+        file_meta[0x00020001] = DataElement(0x00020001, "OB", b"\x00\x01")
     if "MediaStorageSOPClassUID" not in file_meta and "SOPClassUID" in ds:
-        file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+        file_meta[0x00020002] = DataElement(0x00020002, "UI", ds.SOPClassUID)
     if "MediaStorageSOPInstanceUID" not in file_meta and "SOPInstanceUID" in ds:
-        file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        file_meta[0x00020003] = DataElement(0x00020003, "UI", ds.SOPInstanceUID)
     if "ImplementationClassUID" not in file_meta:
         defaults = _core.codec_build_meta("", "", "")  # Rust's own values
         parsed = _core.codec_parse_meta(defaults)[1]

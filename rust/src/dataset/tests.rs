@@ -286,6 +286,12 @@ fn dataset_encapsulated_pixel_data_passes_through() {
     let imp = transcode(&b.out, ELE, ILE).unwrap();
     let back = transcode(&imp, ILE, ELE).unwrap();
     assert_eq!(back, b.out);
+    // an undefined-length OB of another tag is fragments too, not a sequence
+    let mut p = B::new(Encoding::EXPLICIT_LE);
+    p.raw_header(0x0009_1010, b"OB", UNDEFINED_LENGTH).item(3);
+    p.out.extend_from_slice(&[9, 9, 9]);
+    p.seq_end();
+    assert_eq!(transcode(&transcode(&p.out, ELE, EBE).unwrap(), EBE, ELE).unwrap(), p.out);
     // identity on an encapsulated syntax copies bytes
     let jpeg = "1.2.840.10008.1.2.4.50";
     assert_eq!(transcode(&b.out, jpeg, jpeg).unwrap(), b.out);

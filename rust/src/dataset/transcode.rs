@@ -520,7 +520,13 @@ impl Transcoder {
         let te = self.te;
         let vr = src_vr.unwrap_or_else(|| explicit_vr_for(tag, &self.ctx));
         if length == UNDEFINED_LENGTH {
-            let fragments = tag == TAG_PIXEL_DATA && &vr != b"SQ" && &vr != b"UN";
+            // Items of an undefined-length OB/OW value (encapsulated pixel data,
+            // or any other OB/OW) are fragments; SQ, UN and implicit VR
+            // elements other than pixel data hold a sequence.
+            let fragments = match src_vr {
+                Some(v) => &v == b"OB" || &v == b"OW",
+                None => tag == TAG_PIXEL_DATA,
+            };
             // encapsulated pixel data is OB (PS3.5 A.4)
             let vr = if fragments && src_vr.is_none() { *b"OB" } else { vr };
             let (kind, out_vr) = if fragments { (Kind::Fragments, vr) } else { (Kind::Sequence, *b"SQ") };

@@ -217,14 +217,20 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
-/// Read a Part-10 file: meta group, then each top-level value read straight
-/// from the file into its own `bytes` (one copy, as pydicom's reader does).
-/// Lengths are checked against the file size before anything is allocated.
-/// Returns `(preamble, meta, transfer_syntax, elements, is_implicit_VR,
-/// is_little_endian)` with meta as in `codec_parse_meta` and elements as
-/// `(tag, VR, length, value, value_offset)`.
+/// Scan a Part-10 file: meta group, then the top-level element headers,
+/// seeking over defined-length values (their lengths checked against the file
+/// size). Returns `(preamble, meta, transfer_syntax, elements,
+/// is_implicit_VR, is_little_endian)` with meta as in `codec_parse_meta` and
+/// elements as `(tag, VR, length, value, value_offset)`, where `value` is
+/// `None` for a value the caller reads from the file at `value_offset` (one
+/// copy, as pydicom's reader does), or the bytes already read (after an
+/// undefined-length element, and for the deflated syntax).
+/// With `stop_before_pixels`, scanning ends at the first of (7FE0,0008),
+/// (7FE0,0009), (7FE0,0010), as pydicom's option does.
 #[pyfunction]
-fn codec_read_file<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, PyTuple>> {
+#[pyo3(signature = (path, stop_before_pixels=false))]
+fn codec_read_file<'py>(py: Python<'py>, path: &str, stop_before_pixels: bool) -> PyResult<Bound<'py, PyTuple>> {
+    let is_pixels = |tag: u32| stop_before_pixels && matches!(tag, 0x7FE0_0008 | 0x7FE0_0009 | 0x7FE0_0010);
     use std::io::{BufReader, Seek, SeekFrom};
     let err = |e: DatasetError| dataset_error(py, &e, Some(path));
     let io_err = |offset: u64| move |source: std::io::Error| DatasetError::Io { offset, source };
@@ -274,7 +280,7 @@ fn codec_read_file<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, PyTu
         let inflated = py.detach(|| inflate_all(&rest)).map_err(|e| err(e.shifted(offset)))?;
         enc = detect_encoding(&inflated, ts.encoding());
         let els = py.detach(|| dataset::split_elements(&inflated, enc)).map_err(err)?;
-        for el in els {
+        for el in els.into_iter().take_while(|el| !is_pixels(el.tag)) {
             let v = PyBytes::new(py, &inflated[el.value_start..el.value_end]);
             elements.append((el.tag, vr_str(el.vr), el.length, v, el.value_start))?;
         }
@@ -290,6 +296,9 @@ fn codec_read_file<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, PyTu
             if h.header_len < want {
                 r.seek_relative(h.header_len as i64 - want as i64).map_err(|e| err(io_err(pos)(e)))?;
             }
+            if is_pixels(h.tag) {
+                break;
+            }
             if h.length == dataset::UNDEFINED_LENGTH || h.tag >> 16 == 0xFFFE {
                 // Undefined length (sequence, encapsulated pixel data): walk
                 // the rest of the file in memory, as `codec_split` does.
@@ -297,7 +306,7 @@ fn codec_read_file<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, PyTu
                 r.seek(SeekFrom::Start(pos)).map_err(|e| err(io_err(pos)(e)))?;
                 r.read_to_end(&mut rest).map_err(|e| err(io_err(pos)(e)))?;
                 let els = py.detach(|| dataset::split_elements(&rest, enc)).map_err(|e| err(e.shifted(pos)))?;
-                for el in els {
+                for el in els.into_iter().take_while(|el| !is_pixels(el.tag)) {
                     let v = PyBytes::new(py, &rest[el.value_start..el.value_end]);
                     elements.append((el.tag, vr_str(el.vr), el.length, v, el.value_start + pos as usize))?;
                 }
@@ -314,11 +323,10 @@ fn codec_read_file<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, PyTu
             }
             // the same unit-size check as split_elements
             dataset::check_value_length(h.tag, h.vr, h.length, 0).map_err(|e| err(e.shifted(pos)))?;
-            // the length is within the file: allocate and read it once
-            let value = PyBytes::new_with(py, h.length as usize, |buf| {
-                r.read_exact(buf).map_err(PyErr::from)
-            })?;
-            elements.append((h.tag, vr_str(h.vr), h.length, value, value_pos))?;
+            // The length is within the file. The value is read by the caller
+            // (Python's file.read allocates once, uninitialised, and reads).
+            r.seek_relative(h.length as i64).map_err(|e| err(io_err(pos)(e)))?;
+            elements.append((h.tag, vr_str(h.vr), h.length, py.None(), value_pos))?;
             pos = value_pos + h.length as u64;
         }
     }
