@@ -8,9 +8,9 @@ use super::dictionary::{self, DictVr};
 use super::{has_long_length, is_vr, write_element_header, DatasetError, Encoding};
 
 /// fastdimse's Implementation Class UID (a 2.25 UUID-derived UID, PS3.5 B.2).
-pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.197376519530429414452307442462331290331";
+pub const IMPLEMENTATION_CLASS_UID: &str = crate::ul::DEFAULT_IMPLEMENTATION_CLASS_UID;
 /// Implementation Version Name (at most 16 characters).
-pub const IMPLEMENTATION_VERSION_NAME: &str = concat!("FASTDIMSE_", env!("CARGO_PKG_VERSION"));
+pub const IMPLEMENTATION_VERSION_NAME: &str = crate::ul::DEFAULT_IMPLEMENTATION_VERSION_NAME;
 
 /// One file meta element as stored (value bytes with their padding).
 #[derive(Clone, Debug, PartialEq, Eq)]
