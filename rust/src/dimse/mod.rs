@@ -54,6 +54,7 @@ pub fn fragment(context_id: u8, is_command: bool, data: &[u8], peer_max_pdu: u32
 
 /// What the reassembler saw in one PDV.
 #[derive(Debug, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // transient, one per PDV
 pub enum DimseEvent<'a> {
     /// A complete command set arrived. If `command.has_dataset`, data fragments follow.
     Command { context_id: u8, command: Command },

@@ -63,6 +63,7 @@ impl MessageData {
 }
 
 /// What `Association::receive` returns.
+#[allow(clippy::large_enum_variant)] // one per message; boxing the command buys nothing
 pub enum Received {
     /// A complete DIMSE message: its command and its data set.
     Message { context_id: u8, command: Command, data: MessageData },
@@ -370,7 +371,7 @@ impl Association {
         command: &Command,
         source: &mut dyn std::io::Read,
         len: Option<u64>,
-        mut transcoder: Option<&mut crate::dataset::Transcoder>,
+        transcoder: Option<&mut crate::dataset::Transcoder>,
     ) -> Result<u64, NetError> {
         if !self.sm.can_send_data() || self.closed {
             return Err(NetError::NotEstablished(if self.closed { "closed" } else { "not established" }));
@@ -387,7 +388,7 @@ impl Association {
             self.wbuf = out;
             return Err(e);
         }
-        let result = match (len, transcoder.as_deref_mut()) {
+        let result = match (len, transcoder) {
             (Some(total), None) => self.stream_known(context_id, source, total, max, &mut out),
             (_, t) => self.stream_unknown(context_id, source, t, max, &mut out),
         };

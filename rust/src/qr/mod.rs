@@ -278,7 +278,7 @@ impl QrHandler {
                     }
                 }
             });
-            drop(state);
+            let _ = state.into_inner();
             if let Err(e) = result {
                 warn!("C-MOVE: cannot associate with {dest_ae}: {e}");
                 refused = Some(format!("cannot associate with move destination {dest_ae}: {e}"));
@@ -400,21 +400,6 @@ pub fn failed_uid_list(uids: &[String], ts: &str) -> Vec<u8> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn failed_list_is_one_ui_element() {
-        let d = failed_uid_list(&["1.2".into(), "1.2.3".into()], "1.2.840.10008.1.2");
-        assert_eq!(&d[..4], &[0x08, 0, 0x58, 0]);
-        assert_eq!(u32::from_le_bytes(d[4..8].try_into().unwrap()), 10);
-        assert_eq!(&d[8..], b"1.2\\1.2.3\0");
-        let e = failed_uid_list(&["1.2".into()], "1.2.840.10008.1.2.1");
-        assert_eq!(&e[4..6], b"UI");
-    }
-}
-
 /// C-GET as SCU: send the request, store every C-STORE sub-operation that comes back
 /// on this association through `storage` (streamed to files), report each pending
 /// C-GET-RSP to `on_pending`, and return the final response and its data set.
@@ -452,5 +437,20 @@ pub fn get_scu(
                 return Err(NetError::Closed("(it asked to release during C-GET)"));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_list_is_one_ui_element() {
+        let d = failed_uid_list(&["1.2".into(), "1.2.3".into()], "1.2.840.10008.1.2");
+        assert_eq!(&d[..4], &[0x08, 0, 0x58, 0]);
+        assert_eq!(u32::from_le_bytes(d[4..8].try_into().unwrap()), 10);
+        assert_eq!(&d[8..], b"1.2\\1.2.3\0");
+        let e = failed_uid_list(&["1.2".into()], "1.2.840.10008.1.2.1");
+        assert_eq!(&e[4..6], b"UI");
     }
 }

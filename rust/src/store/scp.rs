@@ -68,6 +68,7 @@ pub type OnStored = dyn Fn(&StoredInstance) -> Result<Option<u16>, String> + Sen
 /// Receives stored instances in batches, on the indexer thread (see [`Indexer`]).
 pub type OnIndex = dyn Fn(Vec<StoredInstance>) + Send + Sync;
 
+#[allow(clippy::large_enum_variant)] // one per stored instance
 enum IndexMsg {
     Item(StoredInstance),
     Flush(std::sync::mpsc::Sender<()>),

@@ -1504,7 +1504,7 @@ mod tests {
         const ABSTRACTS: [&str; 4] = [VERIFICATION, CT_STORAGE, MR_STORAGE, FIND];
         const SYNTAXES: [&str; 3] = [IMPLICIT, EXPLICIT, JPEG_LOSSLESS];
 
-        fn pick<'a>(from: &[&'a str], mask: u8) -> Vec<String> {
+        fn pick(from: &[&str], mask: u8) -> Vec<String> {
             from.iter()
                 .enumerate()
                 .filter(|(i, _)| mask & (1 << i) != 0)
