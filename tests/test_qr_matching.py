@@ -19,23 +19,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 
-def _load_qr():
-    """``fastdimse.qr`` from the package when ``fastdimse`` imports (built core);
-    otherwise the pure-Python ``qr`` package alone, loaded from its folder, so
-    these tests also run in a checkout where the Rust extension is not built."""
-    try:
-        import fastdimse  # noqa: F401
-    except ImportError:
-        name = "fastdimse_qr_standalone"
-        if name not in sys.modules:
-            pkg = Path(__file__).resolve().parents[1] / "python" / "fastdimse" / "qr"
-            spec = importlib.util.spec_from_file_location(
-                name, pkg / "__init__.py", submodule_search_locations=[str(pkg)])
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            spec.loader.exec_module(module)
-        return sys.modules[name]
-    return importlib.import_module("fastdimse.qr")
+from qrload import load_qr as _load_qr  # noqa: E402
 
 
 qr = _load_qr()

@@ -254,6 +254,18 @@ pub struct PyAssociation {
 }
 
 impl PyAssociation {
+    /// Take the association out (later calls see it gone) and end it with `how`.
+    fn end(&self, py: Python<'_>, how: fn(&mut net::Association) -> Result<(), NetError>) -> PyResult<()> {
+        let r = py.detach(|| {
+            let taken = self.inner.lock().unwrap_or_else(|p| p.into_inner()).take();
+            match taken {
+                Some(mut a) => how(&mut a),
+                None => Ok(()),
+            }
+        });
+        r.map_err(|e| net_error(py, e))
+    }
+
     fn with<R: Send>(
         &self,
         py: Python<'_>,
@@ -436,26 +448,12 @@ impl PyAssociation {
 
     /// Orderly release. Safe to call twice.
     fn release(&self, py: Python<'_>) -> PyResult<()> {
-        let r = py.detach(|| {
-            let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-            match g.take() {
-                Some(mut a) => a.release(),
-                None => Ok(()),
-            }
-        });
-        r.map_err(|e| net_error(py, e))
+        self.end(py, net::Association::release)
     }
 
     /// A-ABORT. Safe to call twice.
     fn abort(&self, py: Python<'_>) -> PyResult<()> {
-        let r = py.detach(|| {
-            let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-            match g.take() {
-                Some(mut a) => a.abort(),
-                None => Ok(()),
-            }
-        });
-        r.map_err(|e| net_error(py, e))
+        self.end(py, net::Association::abort)
     }
 
     #[getter]
