@@ -450,13 +450,20 @@ fn send_one(a: &mut Association, opts: &StoreOptions, p: &Planned) -> StoreResul
     };
     r.sent_transfer_syntax = Some(ts.clone());
     let sent = match &p.source {
+        Source::File { path, offset, len } if !transcode => match File::open(path) {
+            Ok(f) => a.send_message_from_file(ctx, &cmd, &f, *offset, *len),
+            Err(e) => {
+                r.sent_transfer_syntax = None;
+                r.reason = Some(format!("cannot open {}: {e}", path.display()));
+                return r;
+            }
+        },
         Source::File { path, offset, len } => {
             let f = File::open(path).and_then(|mut f| f.seek(SeekFrom::Start(*offset)).map(|_| f));
             match f {
                 Ok(mut f) => {
-                    let known = if transcode { None } else { Some(*len) };
                     let mut limited = (&mut f).take(*len);
-                    a.send_message_from(ctx, &cmd, &mut limited, known, transcoder.as_mut())
+                    a.send_message_from(ctx, &cmd, &mut limited, None, transcoder.as_mut())
                 }
                 Err(e) => {
                     r.sent_transfer_syntax = None;
