@@ -348,7 +348,42 @@ def _encode_dataset(ds: Dataset, implicit: bool, little: bool, out: list, parent
             src = _header(tag, elem.VR, len(elem.value), False, src_little) + elem.value
             out.append(_core.codec_transcode(src, _uid_for(False, src_little), _uid_for(implicit, little)))
             continue
+        fast = _text_value(elem)
+        if fast is not None:
+            out.append(_header(tag, elem.VR, len(fast), implicit, little))
+            out.append(fast)
+            continue
         out.append(_write_pydicom(elem, implicit, little, encodings))
+
+
+# Text VRs whose ASCII values encode the same in every character set, padded with a
+# space (UI: NUL) to even length, values joined by backslash: the bytes pydicom writes.
+_TEXT_VR = frozenset({"AE", "AS", "CS", "DA", "DT", "LO", "LT", "SH", "ST", "TM", "UC", "UI", "UR", "UT", "PN"})
+_SINGLE_VALUED = frozenset({"LT", "ST", "UR", "UT"})
+
+
+def _text_value(elem: DataElement) -> bytes | None:
+    """The value bytes of a plain ASCII text element, or None (pydicom writes it)."""
+    vr = elem.VR
+    if vr not in _TEXT_VR:
+        return None
+    value = elem.value
+    if value is None or value == "":
+        return b""
+    if isinstance(value, str):  # str and pydicom's UID
+        text = str(value)
+    elif vr == "PN" and type(value).__name__ == "PersonName" and value.original_string is None:
+        text = str(value)
+    elif vr not in _SINGLE_VALUED and type(value).__name__ == "MultiValue" and all(isinstance(v, str) for v in value):
+        text = "\\".join(value)
+    else:
+        return None
+    if not text.isascii():
+        return None
+    data = text.encode("ascii")
+    if len(data) % 2:
+        data += b"\0" if vr == "UI" else b" "
+    return data
 
 
 _UNCOMPRESSED = frozenset({IMPLICIT_VR_LE, EXPLICIT_VR_LE, EXPLICIT_VR_BE, DEFLATED_EXPLICIT_VR_LE})

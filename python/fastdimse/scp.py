@@ -349,6 +349,9 @@ class _QRBridge:
 
         def encode_all():
             for m in matches:
+                # Built by the back end from decoded (str) values: its character set is
+                # the one it holds, not one to convert from.
+                m._read_charset = m._character_set
                 yield codec.encode(m, ts)
 
         return encode_all()
