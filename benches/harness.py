@@ -96,6 +96,7 @@ class Child:
         self.returncode: int | None = None
         self.wall_s: float | None = None
         self._hwm: int | None = None
+        self.timed_out = False
         self.t0 = time.perf_counter()
         self.proc = subprocess.Popen(cmd, env=full_env, cwd=cwd, stdin=subprocess.DEVNULL,
                                      stdout=self._log_file, stderr=subprocess.STDOUT,
@@ -137,7 +138,7 @@ class Child:
 
     def wait(self, timeout: float) -> int:
         """Block until the child exits (killing it after ``timeout`` s); return its code."""
-        timer = threading.Timer(timeout, self._kill)
+        timer = threading.Timer(timeout, self._on_timeout)
         timer.daemon = True
         timer.start()
         try:
@@ -152,6 +153,10 @@ class Child:
         self.returncode = rc
         _live.pop(self.proc.pid, None)
         self._log_file.close()
+
+    def _on_timeout(self) -> None:
+        self.timed_out = True
+        self._kill()
 
     def _kill(self) -> None:
         pid = self.target_pid(timeout=0.2)

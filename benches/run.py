@@ -89,6 +89,8 @@ def _worker_json(child: Child) -> dict:
 
 def _check_worker(child: Child, rc: int) -> dict:
     doc = _worker_json(child)
+    if child.timed_out:
+        raise CaseFailed(f"{child.name} timed out")
     if rc == UNAVAILABLE or "unavailable" in doc:
         raise NotAvailable(doc.get("unavailable", "unavailable"))
     if rc != 0 or "error" in doc:
@@ -138,6 +140,8 @@ def _storescu(port: int, ds: DataSet, called: str, cfg: RunConfig) -> Child:
     argv = [a.replace("{called}", called) for a in storescu_argv(port, ds.directory)]
     scu = Child(argv, name="storescu", env=DCMTK_ENV)
     rc = scu.wait(cfg.timeout)
+    if scu.timed_out:
+        raise CaseFailed(f"storescu timed out after {cfg.timeout:.0f} s")
     if rc != 0:
         raise CaseFailed(f"storescu exited {rc}: {scu.tail(5)}")
     return scu
@@ -165,11 +169,12 @@ def store_dcmtk_dcmtk(ds: DataSet, cfg: RunConfig) -> Result:
         shutil.rmtree(out, ignore_errors=True)
 
 
-def store_pynetdicom(ds: DataSet, cfg: RunConfig) -> Result:
+def store_pynetdicom(ds: DataSet, cfg: RunConfig, nodelay: bool = False) -> Result:
     out, port = scratch_dir("pynetdicom"), free_port()
     try:
         argv = [PY, WORKERS, "pynetdicom-store", "--port", str(port), "--dir", ds.directory,
                 "--out", out] + [x for uid in ds.sop_classes for x in ("--sop-class", uid)]
+        argv += ["--nodelay"] if nodelay else []
         with Child(argv, name="pynetdicom-store") as w:
             doc = _check_worker(w, w.wait(cfg.timeout))
         if doc.get("ok") != ds.files:
@@ -227,7 +232,7 @@ def echo_dcmtk(cfg: RunConfig) -> Result:
             for reps in (1, n):
                 c = Child(["echoscu", "-aec", "DCMSCP", "-pdu", PDU, "--repeat", str(reps),
                            "127.0.0.1", str(port)], name="echoscu", env=DCMTK_ENV)
-                if c.wait(cfg.timeout) != 0:
+                if c.wait(cfg.timeout) != 0 or c.timed_out:
                     raise CaseFailed(f"echoscu exited {c.returncode}: {c.tail(5)}")
                 walls[reps] = c.wall_s
         loop = walls[n] - walls[1]
@@ -264,6 +269,10 @@ FD_FD = "fastdimse -> fastdimse"
 STORE_CASES: list[tuple[str, str, Callable[[DataSet, RunConfig], Result], bool, bool]] = [
     (REF_DCMTK, "dcmtk", store_dcmtk_dcmtk, False, False),
     (REF_PYNETDICOM, "pynetdicom", store_pynetdicom, False, False),
+    # Not a reference for the ratios: shows how much of pynetdicom's time on small
+    # instances is Nagle + delayed ACK (pynetdicom never sets TCP_NODELAY).
+    ("pynetdicom -> pynetdicom (in-process, TCP_NODELAY patched in)", "pynetdicom",
+     lambda ds, cfg: store_pynetdicom(ds, cfg, nodelay=True), False, False),
     (FD_FD, "fastdimse", store_fastdimse_fastdimse, True, True),
     ("fastdimse -> dcmtk storescp", "fastdimse", store_fastdimse_dcmtk, True, False),
     ("dcmtk storescu -> fastdimse", "fastdimse", store_dcmtk_fastdimse, True, False),
@@ -386,7 +395,8 @@ def _version(cmd: list[str]) -> str:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=20).stdout
     except (OSError, subprocess.SubprocessError):
         return "?"
-    return out.strip().splitlines()[-1] if out.strip() else "?"
+    lines = out.strip().splitlines()
+    return next((ln for ln in lines if "dcmtk" in ln), lines[-1] if lines else "?")
 
 
 def conditions(args, started: float) -> str:
@@ -417,7 +427,8 @@ def conditions(args, started: float) -> str:
         "Loopback (127.0.0.1), every SCP writes to /dev/shm, max PDU 131072 on every side, one association "
         "per case. dcmtk with TCP_NODELAY=1: `storescp -pdu 131072 +B` (bit-preserving: streams to file), "
         "`storescu -pdu 131072 -R -nh +sd +r DIR`. pynetdicom: SCU and SCP in one process, `send_c_store(path)`, "
-        "the SCP handler writes `event.encoded_dataset()`.",
+        "the SCP handler writes `event.encoded_dataset()`; pynetdicom never sets TCP_NODELAY, the "
+        "\"TCP_NODELAY patched in\" row sets it on its sockets (not used for the ratios).",
         "",
         "wall s: storescu from process start to exit; Python workers (pynetdicom, fastdimse SCU) from just "
         "after imports to the release of the association. C-ECHO: the echo loop only (dcmtk: "
@@ -451,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     rows = run(args)
     table = render(rows)
-    doc = conditions(args, started) + table + "\n"
+    doc = conditions(args, started) + "\n" + table + "\n"
     out = args.out or HERE / ("results-quick.md" if args.quick else "results.md")
     out.write_text(doc)
     print(table)

@@ -74,6 +74,31 @@ def _wait_for_sigterm() -> None:
 
 # --------------------------------------------------------------------- pynetdicom
 
+def _set_nodelay_everywhere() -> None:
+    """Set TCP_NODELAY on every TCP socket this process connects or accepts.
+
+    pynetdicom has no option for it; this is the benchmark's own patch of the standard
+    library socket class, used only by the "TCP_NODELAY patched" pynetdicom row.
+    """
+    import socket
+
+    orig_connect, orig_accept = socket.socket.connect, socket.socket.accept
+
+    def connect(self, address):
+        orig_connect(self, address)
+        if self.type == socket.SOCK_STREAM and self.family in (socket.AF_INET, socket.AF_INET6):
+            self.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def accept(self):
+        conn, addr = orig_accept(self)
+        if conn.family in (socket.AF_INET, socket.AF_INET6):
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn, addr
+
+    socket.socket.connect = connect
+    socket.socket.accept = accept
+
+
 def _pynetdicom_scp(port: int, out: str | None, sop_classes: list[str]):
     from pynetdicom import AE, evt
     from pynetdicom.sop_class import Verification
@@ -107,6 +132,8 @@ def pynetdicom_store(args) -> None:
         from pynetdicom import AE
     except ImportError as e:
         unavailable(f"pynetdicom: {e}")
+    if args.nodelay:
+        _set_nodelay_everywhere()
     files = _files(args.dir)
     server, counter = _pynetdicom_scp(args.port, args.out, args.sop_class)
     try:
@@ -140,6 +167,8 @@ def pynetdicom_echo(args) -> None:
         from pynetdicom.sop_class import Verification
     except ImportError as e:
         unavailable(f"pynetdicom: {e}")
+    if args.nodelay:
+        _set_nodelay_everywhere()
     server, _ = _pynetdicom_scp(args.port, None, [])
     try:
         ae = AE(ae_title="PYSCU")
@@ -276,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sop-class", action="append", default=[])
     ap.add_argument("--aet", default="FDSCP")
     ap.add_argument("--called", default="FDSCP", help="called AE title")
+    ap.add_argument("--nodelay", action="store_true", help="pynetdicom: set TCP_NODELAY (patch)")
     ap.add_argument("--n", type=int, default=1000, help="echoes")
     args = ap.parse_args(argv)
     {
