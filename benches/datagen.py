@@ -7,6 +7,8 @@ Three sets, written once to a cache directory (default under /dev/shm) and reuse
 - ``b``: one large multi-frame instance, Multi-frame Grayscale Word Secondary
   Capture, 512x512 16-bit frames (512 frames = 256 MiB of pixel data at full size).
 - ``c``: small instances of a few KB, Secondary Capture Image Storage, 48x48 16-bit.
+- ``d``: the Q/R archive: small instances like ``c`` (10,000 at full size) all in ONE
+  patient, study and series, so that one image-level C-FIND returns all of them.
 
 Everything is a function of the profile (sizes) and fixed seeds: the same profile
 gives byte-identical files on every run and machine (same pydicom version). UIDs are
@@ -33,7 +35,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 DEFAULT_CACHE = Path("/dev/shm/fastdimse-bench-data") if Path("/dev/shm").is_dir() else None
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -49,10 +51,11 @@ class Profile:
     n_ct: int        # set a
     mf_frames: int   # set b (512x512x2 bytes per frame)
     n_small: int     # set c
+    n_query: int     # set d
 
 
-FULL = Profile("full", n_ct=400, mf_frames=512, n_small=2000)
-QUICK = Profile("quick", n_ct=40, mf_frames=32, n_small=200)
+FULL = Profile("full", n_ct=400, mf_frames=512, n_small=2000, n_query=10000)
+QUICK = Profile("quick", n_ct=40, mf_frames=32, n_small=200, n_query=1000)
 
 
 @dataclass
@@ -238,19 +241,24 @@ def gen_multiframe(directory: Path, frames: int) -> tuple[int, int]:
     return _write(ds, directory / "multiframe.dcm")
 
 
-def gen_small(directory: Path, n: int) -> tuple[int, int]:
-    """Set c: n Secondary Capture instances of 48x48 16-bit (about 5.6 KB each)."""
+def gen_small(directory: Path, n: int, *, tag: str = "c", one_series: bool = False) -> tuple[int, int]:
+    """Set c (and d): n Secondary Capture instances of 48x48 16-bit (about 5.6 KB each).
+
+    Set c spreads over 5 patients x 4 series; with ``one_series`` (set d) all instances
+    are in one patient, study and series.
+    """
     import numpy as np
     from pydicom.dataset import Dataset
 
-    rng = np.random.default_rng(20240117)
+    rng = np.random.default_rng(20240117 if tag == "c" else 20240118)
     total_file = total_ds = 0
     for i in range(n):
-        patient, series = i % 5, (i // 5) % 4
+        patient, series = (0, 0) if one_series else (i % 5, (i // 5) % 4)
         ds = Dataset()
-        _base(ds, sop_class=SECONDARY_CAPTURE, sop_uid=_uid("c-inst", i), patient=patient + 10,
-              study_uid=_uid("c-study", patient), series_uid=_uid("c-series", patient, series),
-              series_no=series + 1, instance_no=i // 20 + 1, modality="OT")
+        _base(ds, sop_class=SECONDARY_CAPTURE, sop_uid=_uid(f"{tag}-inst", i),
+              patient=patient + (20 if one_series else 10),
+              study_uid=_uid(f"{tag}-study", patient), series_uid=_uid(f"{tag}-series", patient, series),
+              series_no=series + 1, instance_no=(i + 1) if one_series else i // 20 + 1, modality="OT")
         ds.ConversionType = "WSD"
         ds.SamplesPerPixel = 1
         ds.PhotometricInterpretation = "MONOCHROME2"
@@ -261,7 +269,7 @@ def gen_small(directory: Path, n: int) -> tuple[int, int]:
         ds.HighBit = 11
         ds.PixelRepresentation = 0
         ds.PixelData = rng.integers(0, 4096, size=(48, 48), dtype=np.uint16).astype("<u2").tobytes()
-        fb, db = _write(ds, directory / f"sc{i:05d}.dcm")
+        fb, db = _write(ds, directory / f"{tag}{i:05d}.dcm")
         total_file += fb
         total_ds += db
     return total_file, total_ds
@@ -272,6 +280,8 @@ SETS = {
     "a": ("a: CT 512x512x16", [CT_IMAGE_STORAGE], gen_ct, "n_ct"),
     "b": ("b: multi-frame", [MF_GRAYSCALE_WORD_SC], gen_multiframe, "mf_frames"),
     "c": ("c: small SC", [SECONDARY_CAPTURE], gen_small, "n_small"),
+    "d": ("d: Q/R archive, one series", [SECONDARY_CAPTURE],
+          lambda d, n: gen_small(d, n, tag="d", one_series=True), "n_query"),
 }
 
 

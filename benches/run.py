@@ -32,6 +32,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import datagen  # noqa: E402
+import qr  # noqa: E402
 from datagen import DataSet  # noqa: E402
 from harness import (RSS_METHOD, Child, ChildFailed, count_files, free_port, log,  # noqa: E402
                      scratch_dir, wait_listening)
@@ -57,6 +58,9 @@ class RunConfig:
     timeout: float
     echo_n: int
     echo_n_pynetdicom: int
+    sets: dict = field(default_factory=dict)   # key -> DataSet
+    qr_root: Path | None = None                # cached Q/R archives
+    memo: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -68,6 +72,7 @@ class Result:
     receiver_rss_kb: int | None
     same_process: bool = False  # sender and receiver in one process (one RSS figure)
     note: str = ""
+    unit: str = "instances"     # what count and rate count: instances, echoes, matches
 
     @property
     def rate(self) -> float:
@@ -125,8 +130,10 @@ def storescu_argv(port: int, directory: str) -> list[str]:
             "+sd", "+r", "127.0.0.1", str(port), directory]
 
 
-def fastdimse_scp_argv(port: int, out: str | None) -> list[str]:
-    argv = [PY, WORKERS, "fastdimse-scp", "--port", str(port), "--aet", "FDSCP"]
+def fastdimse_scp_argv(port: int, out: str | None, aet: str = "FDSCP",
+                       known: list[str] = ()) -> list[str]:
+    argv = [PY, WORKERS, "fastdimse-scp", "--port", str(port), "--aet", aet]
+    argv += [x for k in known for x in ("--known", k)]
     return argv + (["--out", out] if out else [])
 
 
@@ -242,7 +249,7 @@ def echo_dcmtk(cfg: RunConfig) -> Result:
                 walls[reps] = c.wall_s
         loop = walls[n] - walls[1]
         return Result(loop * n / (n - 1), n, 0, c.peak_rss_kb(), scp.peak_rss_kb(),
-                      note=f"echoscu --repeat {n} minus --repeat 1")
+                      note=f"echoscu --repeat {n} minus --repeat 1", unit="echoes")
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
@@ -253,7 +260,7 @@ def _echo_worker(kind: str, n: int, cfg: RunConfig) -> Result:
     if doc.get("ok") != n:
         raise CaseFailed(f"{doc.get('ok')} of {n} echoes succeeded")
     rss = w.peak_rss_kb()
-    return Result(doc["elapsed"], n, 0, rss, rss, same_process=True)
+    return Result(doc["elapsed"], n, 0, rss, rss, same_process=True, unit="echoes")
 
 
 def echo_pynetdicom(cfg: RunConfig) -> Result:
@@ -262,6 +269,154 @@ def echo_pynetdicom(cfg: RunConfig) -> Result:
 
 def echo_fastdimse(cfg: RunConfig) -> Result:
     return _echo_worker("fastdimse-echo", cfg.echo_n, cfg)
+
+
+# ----------------------------------------------------------------- Q/R cases (issue 5)
+
+FIND_KEYS = ["-k", "QueryRetrieveLevel=IMAGE", "-k", "PatientID", "-k", "SOPInstanceUID",
+             "-k", "SOPClassUID", "-k", "InstanceNumber"]
+
+
+def _find_uids(cfg: RunConfig) -> tuple[str, str]:
+    """Study and series UID of set d (all its instances are in one series)."""
+    if "find" not in cfg.memo:
+        import pydicom
+
+        d = cfg.sets["d"].directory
+        ds = pydicom.dcmread(os.path.join(d, sorted(os.listdir(d))[0]), stop_before_pixels=True)
+        cfg.memo["find"] = (str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID))
+    return cfg.memo["find"]
+
+
+def _move_studies(cfg: RunConfig) -> list[str]:
+    if "move" not in cfg.memo:
+        cfg.memo["move"] = qr._uids(cfg.sets["a"].directory, "StudyInstanceUID")
+    return cfg.memo["move"]
+
+
+def _dcmqrscp_areas(cfg: RunConfig) -> dict[str, str]:
+    if "areas" not in cfg.memo:
+        cfg.memo["areas"] = qr.dcmqrscp_archive(cfg.qr_root, cfg.sets, cfg.timeout)
+    return cfg.memo["areas"]
+
+
+def _load_by_storescu(port: int, called: str, ds: DataSet, cfg: RunConfig) -> None:
+    try:
+        qr._store_into(port, called, ds.directory, cfg.timeout)
+    except RuntimeError as e:
+        raise CaseFailed(str(e)) from None
+
+
+def find_dcmtk(cfg: RunConfig) -> Result:
+    """findscu -> dcmqrscp. Timed run with -q; a second, untimed run counts the matches."""
+    n = cfg.sets["d"].files
+    study, series = _find_uids(cfg)
+    areas = _dcmqrscp_areas(cfg)
+    tmp, port = scratch_dir("dcmqrscp-find"), free_port()
+    keys = FIND_KEYS + ["-k", f"StudyInstanceUID={study}", "-k", f"SeriesInstanceUID={series}"]
+    argv = ["findscu", "-S", "-aec", qr.DCMQR_D, "-pdu", PDU, *keys, "127.0.0.1", str(port)]
+    try:
+        conf = qr.dcmqrscp_config(os.path.join(tmp, "qr.cfg"), port, areas)
+        with _start_server(["dcmqrscp", "-c", conf, str(port)], "dcmqrscp", port, DCMTK_ENV):
+            timed = Child(argv[:2] + ["-q"] + argv[2:], name="findscu", env=DCMTK_ENV)
+            if timed.wait(cfg.timeout) != 0 or timed.timed_out:
+                raise CaseFailed(f"findscu exited {timed.returncode}: {timed.tail(5)}")
+            check = Child(argv, name="findscu-count", env=DCMTK_ENV)
+            check.wait(cfg.timeout)
+        got = check.output().count("(Pending)")
+        if got != n:
+            raise CaseFailed(f"findscu received {got} of {n} matches")
+        return Result(timed.wall_s, n, 0, None, timed.peak_rss_kb(), unit="matches")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def find_pynetdicom(cfg: RunConfig) -> Result:
+    """pynetdicom SCU (send_c_find) -> pynetdicom's qrscp app on its SQLite index."""
+    n = cfg.sets["d"].files
+    study, series = _find_uids(cfg)
+    db = qr.pynetdicom_archive(cfg.qr_root, cfg.sets, PY, WORKERS, cfg.timeout)
+    tmp, port = scratch_dir("qrscp"), free_port()
+    try:
+        ini = os.path.join(tmp, "qrscp.ini")
+        Path(ini).write_text(
+            "[DEFAULT]\nae_title: QRSCP\nport: %d\nmax_pdu: 131072\nacse_timeout: 30\n"
+            "dimse_timeout: 30\nnetwork_timeout: 30\nbind_address: 127.0.0.1\n"
+            "instance_location: %s\ndatabase_location: %s\nlog_identifier: False\n"
+            % (port, cfg.sets["d"].directory, db))
+        with _start_server([PY, "-m", "pynetdicom", "qrscp", "-q", "-c", ini], "qrscp", port) as srv:
+            w = Child([PY, WORKERS, "pynetdicom-find", "--port", str(port), "--called", "QRSCP",
+                       "--study", study, "--series", series], name="pynetdicom-find")
+            doc = _check_worker(w, w.wait(cfg.timeout))
+        if doc.get("matches") != n:
+            raise CaseFailed(f"pynetdicom received {doc.get('matches')} of {n} matches")
+        return Result(doc["elapsed"], n, 0, srv.peak_rss_kb(), w.peak_rss_kb(), unit="matches")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def find_fastdimse(cfg: RunConfig) -> Result:
+    """fastdimse SCU find() -> fastdimse SCP, its index filled by storescu (not timed)."""
+    d = cfg.sets["d"]
+    study, series = _find_uids(cfg)
+    out, port = scratch_dir("fastdimse-qr"), free_port()
+    try:
+        with _start_server(fastdimse_scp_argv(port, out), "fastdimse-scp", port) as srv:
+            _load_by_storescu(port, "FDSCP", d, cfg)
+            w = Child([PY, WORKERS, "fastdimse-find", "--port", str(port), "--called", "FDSCP",
+                       "--study", study, "--series", series], name="fastdimse-find")
+            doc = _check_worker(w, w.wait(cfg.timeout))
+        if doc.get("matches") != d.files:
+            raise CaseFailed(f"fastdimse received {doc.get('matches')} of {d.files} matches")
+        return Result(doc["elapsed"], d.files, 0, srv.peak_rss_kb(), w.peak_rss_kb(), unit="matches",
+                      note="SCP RSS includes loading the archive by C-STORE")
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def move_dcmtk(cfg: RunConfig) -> Result:
+    """movescu -> dcmqrscp -> storescp (catcher), the studies of set a as one UID list."""
+    a = cfg.sets["a"]
+    areas = _dcmqrscp_areas(cfg)
+    catch, tmp = scratch_dir("catcher"), scratch_dir("dcmqrscp-move")
+    cport, qport = free_port(), free_port()
+    try:
+        conf = qr.dcmqrscp_config(os.path.join(tmp, "qr.cfg"), qport, areas, {"CATCHER": cport})
+        with _start_server(storescp_argv(cport, catch), "catcher", cport, DCMTK_ENV) as catcher, \
+                _start_server(["dcmqrscp", "-c", conf, str(qport)], "dcmqrscp", qport, DCMTK_ENV):
+            mv = Child(["movescu", "-S", "-aec", qr.DCMQR_A, "-aem", "CATCHER", "-pdu", PDU,
+                        "-k", "QueryRetrieveLevel=STUDY",
+                        "-k", "StudyInstanceUID=" + "\\".join(_move_studies(cfg)),
+                        "127.0.0.1", str(qport)], name="movescu", env=DCMTK_ENV)
+            if mv.wait(cfg.timeout) != 0 or mv.timed_out:
+                raise CaseFailed(f"movescu exited {mv.returncode}: {mv.tail(5)}")
+        _expect_all(a, catch)
+        return Result(mv.wall_s, a.files, a.dataset_bytes, None, catcher.peak_rss_kb())
+    finally:
+        shutil.rmtree(catch, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def move_fastdimse(cfg: RunConfig) -> Result:
+    """fastdimse SCU move() -> fastdimse Q/R SCP -> fastdimse SCP (catcher)."""
+    a = cfg.sets["a"]
+    catch, store = scratch_dir("fastdimse-catcher"), scratch_dir("fastdimse-qr")
+    cport, qport = free_port(), free_port()
+    try:
+        with _start_server(fastdimse_scp_argv(cport, catch, aet="CATCHER"), "catcher", cport) as catcher, \
+                _start_server(fastdimse_scp_argv(qport, store, known=[f"CATCHER:{cport}"]),
+                              "fastdimse-qr", qport) as qrscp:
+            _load_by_storescu(qport, "FDSCP", a, cfg)
+            w = Child([PY, WORKERS, "fastdimse-move", "--port", str(qport), "--called", "FDSCP",
+                       "--dest", "CATCHER", "--study", "\\".join(_move_studies(cfg))],
+                      name="fastdimse-move")
+            doc = _check_worker(w, w.wait(cfg.timeout))
+        _expect_all(a, catch, ".dcm")
+        return Result(doc["elapsed"], a.files, a.dataset_bytes, qrscp.peak_rss_kb(), catcher.peak_rss_kb(),
+                      note="Q/R SCP RSS includes loading the archive by C-STORE")
+    finally:
+        shutil.rmtree(catch, ignore_errors=True)
+        shutil.rmtree(store, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------ the run
@@ -288,6 +443,19 @@ ECHO_CASES: list[tuple[str, str, Callable[[RunConfig], Result], bool, bool]] = [
     (ECHO_REF_DCMTK, "dcmtk", echo_dcmtk, False, False),
     (ECHO_REF_PYNETDICOM, "pynetdicom", echo_pynetdicom, False, False),
     ("fastdimse -> fastdimse (in-process)", "fastdimse", echo_fastdimse, True, True),
+]
+
+FIND_REF_DCMTK = "dcmtk findscu -> dcmqrscp"
+FIND_REF_PYNETDICOM = "pynetdicom -> pynetdicom qrscp app"
+MOVE_REF_DCMTK = "dcmtk movescu -> dcmqrscp -> storescp"
+QR_CASES: list[tuple[str, str, str, Callable[[RunConfig], Result], str | None, str | None]] = [
+    # (group, row label, family, function, dcmtk reference row, pynetdicom reference row)
+    ("find", FIND_REF_DCMTK, "dcmtk", find_dcmtk, None, None),
+    ("find", FIND_REF_PYNETDICOM, "pynetdicom", find_pynetdicom, None, None),
+    ("find", "fastdimse -> fastdimse", "fastdimse", find_fastdimse, FIND_REF_DCMTK, FIND_REF_PYNETDICOM),
+    ("move", MOVE_REF_DCMTK, "dcmtk", move_dcmtk, None, None),
+    ("move", "fastdimse -> fastdimse Q/R SCP -> fastdimse SCP", "fastdimse", move_fastdimse,
+     MOVE_REF_DCMTK, None),
 ]
 
 
@@ -344,6 +512,9 @@ def run(args) -> list[Row]:
                     echo_n_pynetdicom=min(args.echo_n or 10**9, 200 if args.quick else 1000))
     log(f"profile {profile.name}: generating or reusing data")
     sets = datagen.ensure_data(profile, args.cache_dir, log=log)
+    cfg.sets = sets
+    cfg.qr_root = Path(sets["d"].directory).parent / "qr"
+    cfg.qr_root.mkdir(exist_ok=True)
     families = set(args.cases.split(","))
     rows: list[Row] = []
     for key in args.sets.split(","):
@@ -376,16 +547,33 @@ def run(args) -> list[Row]:
             if vs_py:
                 row.ratio_pynetdicom = _ratio(row, by_label.get(ECHO_REF_PYNETDICOM))
             rows.append(row)
+    if not args.no_qr:
+        d, a = sets["d"], sets["a"]
+        groups = {"find": f"C-FIND, d: {d.files:,} image-level matches",
+                  "move": f"C-MOVE, a: {a.files} CT to a catcher"}
+        by_label = {}
+        for group, name, family, fn, ref_dcmtk, ref_py in QR_CASES:
+            row = Row(groups[group], name)
+            if family in families:
+                row.result, row.status = _measure(lambda: fn(cfg), args.repeat, f"{group} {name}")
+            else:
+                row.status = "not run (--cases)"
+            by_label[name] = row
+            if ref_dcmtk:
+                row.ratio_dcmtk = _ratio(row, by_label.get(ref_dcmtk))
+            if ref_py:
+                row.ratio_pynetdicom = _ratio(row, by_label.get(ref_py))
+            rows.append(row)
     return rows
 
 
 def _mib(kb: int | None) -> str:
-    return "?" if kb is None else f"{kb / 1024:.0f}"
+    return "—" if kb is None else f"{kb / 1024:.0f}"
 
 
 def render(rows: list[Row]) -> str:
     head = ("| data | case | instances | MB | wall s | instances/s | MB/s | sender peak RSS MiB "
-            "| receiver peak RSS MiB | x dcmtk->dcmtk | x pynetdicom |")
+            "| receiver peak RSS MiB | x dcmtk | x pynetdicom |")
     lines = [head, "|" + "---|" * 11]
     for row in rows:
         r = row.result
@@ -393,12 +581,13 @@ def render(rows: list[Row]) -> str:
             cells = [row.group, row.label, row.status, "", "", "", "", "", "",
                      row.ratio_dcmtk, row.ratio_pynetdicom]
         else:
-            echo = r.dataset_bytes == 0
+            nobytes = r.dataset_bytes == 0
+            unit = "" if r.unit == "instances" else " " + r.unit
             recv = "(same process)" if r.same_process else _mib(r.receiver_rss_kb)
-            cells = [row.group, row.label, f"{r.count:,}" + (" echoes" if echo else ""),
-                     "—" if echo else f"{r.dataset_bytes / 1e6:,.1f}", f"{r.wall_s:.3f}",
-                     _rate(r.rate) + (" echoes/s" if echo else ""),
-                     "—" if echo else f"{r.dataset_bytes / 1e6 / r.wall_s:,.1f}",
+            cells = [row.group, row.label, f"{r.count:,}{unit}",
+                     "—" if nobytes else f"{r.dataset_bytes / 1e6:,.1f}", f"{r.wall_s:.3f}",
+                     _rate(r.rate) + (f"{unit}/s" if unit else ""),
+                     "—" if nobytes else f"{r.dataset_bytes / 1e6 / r.wall_s:,.1f}",
                      _mib(r.sender_rss_kb), recv, row.ratio_dcmtk, row.ratio_pynetdicom]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -448,8 +637,13 @@ def conditions(args, started: float) -> str:
         "after imports to the release of the association. C-ECHO: the echo loop only (dcmtk: "
         "`echoscu --repeat N` minus `--repeat 1`). MB = 10^6 bytes of data set (file minus preamble and "
         f"meta group). Peak RSS: {RSS_METHOD}; pynetdicom rows are one process for both roles. "
-        f"Each figure is the median of {args.repeat} run(s) (one run for a case over {LONG_CASE_S:.0f} s). Ratios compare instances/s (or echoes/s) on "
-        "the same data in this run.",
+        "Sender/receiver: who sends the data (C-FIND: the Q/R SCP sends, the SCU receives; C-MOVE: "
+        "the Q/R SCP sends, the catcher receives); dcmqrscp runs in fork mode, its RSS is not reported. "
+        "C-FIND and C-MOVE time the SCU (findscu -q / movescu: process start to exit; Python: "
+        "associate to release); the archives are loaded beforehand, untimed. "
+        f"Each figure is the median of {args.repeat} run(s) (one run for a case over {LONG_CASE_S:.0f} s). "
+        "Ratios: a fastdimse row's rate over the rate of the dcmtk (x dcmtk) or default pynetdicom "
+        "(x pynetdicom) row of its group, same data, same run.",
         "",
     ])
 
@@ -464,6 +658,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"whose first run takes over {LONG_CASE_S:.0f} s runs once)")
     ap.add_argument("--echo-n", type=int, default=0, help="echoes per C-ECHO case (default 5000, quick 500)")
     ap.add_argument("--no-echo", action="store_true", help="skip the C-ECHO rows")
+    ap.add_argument("--no-qr", action="store_true", help="skip the C-FIND / C-MOVE rows (issue 5)")
     ap.add_argument("--out", type=Path, default=None, help="Markdown output (default benches/results.md)")
     ap.add_argument("--cache-dir", type=Path, default=None, help="data cache (default /dev/shm/fastdimse-bench-data)")
     ap.add_argument("--clean-cache", action="store_true", help="delete the data cache at the end")

@@ -12,6 +12,10 @@ Kinds:
   fastdimse-scp      a fastdimse storage SCP writing to --out, until SIGTERM
   fastdimse-store    fastdimse SCU sending --dir to a remote SCP
   fastdimse-echo     C-ECHO loop, fastdimse SCU -> fastdimse SCP in this process
+  fastdimse-find     image-level C-FIND (issue 5 API), counts the matches
+  fastdimse-move     study-level C-MOVE to --dest (issue 5 API)
+  pynetdicom-qr-load fill the SQLite index of pynetdicom's qrscp app from --dir
+  pynetdicom-find    image-level C-FIND with pynetdicom, counts the matches
   probe              which fastdimse APIs exist (JSON), never fails
 
 Timing inside a worker starts after imports (it measures the library, not the
@@ -190,6 +194,64 @@ def pynetdicom_echo(args) -> None:
     emit({"elapsed": elapsed, "n": args.n, "ok": ok})
 
 
+def pynetdicom_qr_load(args) -> None:
+    """Fill the SQLite index of pynetdicom's qrscp app with the files of --dir."""
+    try:
+        import pydicom
+        from pynetdicom.apps.qrscp import db
+        from sqlalchemy.orm import sessionmaker
+    except ImportError as e:
+        unavailable(f"pynetdicom qrscp app (needs sqlalchemy): {e}")
+    engine = db.create(f"sqlite:///{args.db}")
+    session = sessionmaker(bind=engine)()
+    n = 0
+    for path in _files(args.dir):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        db.add_instance(ds, session, os.path.abspath(path))
+        n += 1
+    session.close()
+    emit({"loaded": n})
+
+
+def _find_identifier(args):
+    from pydicom.dataset import Dataset
+
+    ident = Dataset()
+    ident.QueryRetrieveLevel = "IMAGE"
+    ident.PatientID = ""
+    ident.StudyInstanceUID = args.study
+    ident.SeriesInstanceUID = args.series
+    ident.SOPInstanceUID = ""
+    ident.SOPClassUID = ""
+    ident.InstanceNumber = ""
+    return ident
+
+
+def pynetdicom_find(args) -> None:
+    try:
+        from pynetdicom import AE
+        from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as FIND
+    except ImportError as e:
+        unavailable(f"pynetdicom: {e}")
+    ident = _find_identifier(args)
+    ae = AE(ae_title="PYFINDSCU")
+    ae.maximum_pdu_size = PDU
+    ae.add_requested_context(FIND)
+    t0 = time.perf_counter()
+    assoc = ae.associate("127.0.0.1", args.port, ae_title=args.called, max_pdu=PDU)
+    if not assoc.is_established:
+        emit({"error": "association not established"})
+        sys.exit(1)
+    matches = final = 0
+    for status, _identifier in assoc.send_c_find(ident, FIND):
+        if status and status.Status in (0xFF00, 0xFF01):
+            matches += 1
+        elif status:
+            final = status.Status
+    assoc.release()
+    emit({"elapsed": time.perf_counter() - t0, "matches": matches, "final_status": final})
+
+
 # ---------------------------------------------------------------------- fastdimse
 # The API of issue 4 (C-STORE) and of the Foundation issue (associate/echo). Anything
 # missing -> "unavailable"; nothing here fakes a figure.
@@ -226,7 +288,13 @@ def fastdimse_scp(args) -> None:
             unavailable(why)
     try:
         entity = fd.Entity(args.aet, "127.0.0.1", args.port)
-        scp = fd.DICOMSCP(entity, storage_dir=args.out) if args.out else fd.DICOMSCP(entity)
+        kw = {"storage_dir": args.out} if args.out else {}
+        if args.known:
+            # Issue 5: the SCP's table of known entities (move destinations). The keyword
+            # is this harness's assumption; a TypeError here reads as "not implemented".
+            kw["known_entities"] = [fd.Entity(ae, "127.0.0.1", int(port))
+                                    for ae, port in (k.split(":") for k in args.known)]
+        scp = fd.DICOMSCP(entity, **kw)
         scp.listen_for_incoming_associations()
     except _MISSING as e:
         unavailable(f"DICOMSCP: {type(e).__name__}: {e}")
@@ -254,6 +322,42 @@ def fastdimse_store(args) -> None:
     reasons = sorted({str(getattr(r, "reason", "")) for r in results if getattr(r, "status", None) != 0x0000})
     emit({"elapsed": elapsed, "sent": len(results), "ok": ok, "failed": len(results) - ok,
           "reasons": reasons[:3]})
+
+
+def fastdimse_find(args) -> None:
+    fd = _fastdimse()
+    if not callable(getattr(fd.DICOMSCU, "find", None)):
+        unavailable("DICOMSCU.find is missing")
+    ident = _find_identifier(args)
+    try:
+        t0 = time.perf_counter()
+        scu = fd.DICOMSCU(fd.Entity("FDSCU", "127.0.0.1", 0))
+        matches = sum(1 for _ in scu.find(fd.Entity(args.called, "127.0.0.1", args.port), ident,
+                                          level="IMAGE", root="study"))
+        elapsed = time.perf_counter() - t0
+    except _MISSING as e:
+        unavailable(f"DICOMSCU.find: {type(e).__name__}: {e}")
+    emit({"elapsed": elapsed, "matches": matches})
+
+
+def fastdimse_move(args) -> None:
+    fd = _fastdimse()
+    if not callable(getattr(fd.DICOMSCU, "move", None)):
+        unavailable("DICOMSCU.move is missing")
+    from pydicom.dataset import Dataset
+
+    ident = Dataset()
+    ident.QueryRetrieveLevel = "STUDY"
+    ident.StudyInstanceUID = args.study.split("\\")
+    try:
+        t0 = time.perf_counter()
+        scu = fd.DICOMSCU(fd.Entity("FDSCU", "127.0.0.1", 0))
+        rsp = scu.move(fd.Entity(args.called, "127.0.0.1", args.port), ident, args.dest, level="STUDY")
+        elapsed = time.perf_counter() - t0
+    except _MISSING as e:
+        unavailable(f"DICOMSCU.move: {type(e).__name__}: {e}")
+    emit({"elapsed": elapsed, "status": getattr(rsp, "status", None),
+          "completed": getattr(rsp, "completed", None), "failed": getattr(rsp, "failed", None)})
 
 
 def fastdimse_echo(args) -> None:
@@ -295,27 +399,38 @@ def probe(args) -> None:
     emit(res)
 
 
+KINDS = {
+    "pynetdicom-store": pynetdicom_store,
+    "pynetdicom-echo": pynetdicom_echo,
+    "pynetdicom-qr-load": pynetdicom_qr_load,
+    "pynetdicom-find": pynetdicom_find,
+    "fastdimse-scp": fastdimse_scp,
+    "fastdimse-store": fastdimse_store,
+    "fastdimse-echo": fastdimse_echo,
+    "fastdimse-find": fastdimse_find,
+    "fastdimse-move": fastdimse_move,
+    "probe": probe,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="benchmark peers")
-    ap.add_argument("kind", choices=["pynetdicom-store", "pynetdicom-echo", "fastdimse-scp",
-                                     "fastdimse-store", "fastdimse-echo", "probe"])
+    ap.add_argument("kind", choices=sorted(KINDS))
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--dir", help="files to send")
     ap.add_argument("--out", help="storage folder of the SCP")
     ap.add_argument("--sop-class", action="append", default=[])
     ap.add_argument("--aet", default="FDSCP")
     ap.add_argument("--called", default="FDSCP", help="called AE title")
+    ap.add_argument("--known", action="append", default=[], help="AE:port a fastdimse SCP may move to")
+    ap.add_argument("--study", help="StudyInstanceUID (find), or UIDs joined by \\ (move)")
+    ap.add_argument("--series", help="SeriesInstanceUID (find)")
+    ap.add_argument("--dest", help="move destination AE title")
+    ap.add_argument("--db", help="SQLite file of pynetdicom's qrscp (pynetdicom-qr-load)")
     ap.add_argument("--nodelay", action="store_true", help="pynetdicom: set TCP_NODELAY (patch)")
     ap.add_argument("--n", type=int, default=1000, help="echoes")
     args = ap.parse_args(argv)
-    {
-        "pynetdicom-store": pynetdicom_store,
-        "pynetdicom-echo": pynetdicom_echo,
-        "fastdimse-scp": fastdimse_scp,
-        "fastdimse-store": fastdimse_store,
-        "fastdimse-echo": fastdimse_echo,
-        "probe": probe,
-    }[args.kind](args)
+    KINDS[args.kind](args)
     return 0
 
 
