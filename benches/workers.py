@@ -33,6 +33,7 @@ import signal
 import sys
 import threading
 import time
+from typing import NoReturn
 
 UNAVAILABLE = 3
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
@@ -56,7 +57,7 @@ def _hwm() -> int | None:
     return None
 
 
-def unavailable(why: str) -> "NoReturn":  # noqa: F821
+def unavailable(why: str) -> NoReturn:
     emit({"unavailable": why})
     sys.exit(UNAVAILABLE)
 
@@ -151,8 +152,12 @@ def pynetdicom_store(args) -> None:
             emit({"error": "association not established"})
             sys.exit(1)
         ok = bad = 0
-        for path in files:
-            status = assoc.send_c_store(path)
+        for i, path in enumerate(files):
+            try:
+                status = assoc.send_c_store(path)
+            except RuntimeError as e:  # the association went away under us
+                emit({"error": f"association lost after {i} instances, {time.perf_counter() - t0:.1f} s: {e}"})
+                sys.exit(1)
             if status and getattr(status, "Status", None) == 0x0000:
                 ok += 1
             else:
@@ -184,8 +189,12 @@ def pynetdicom_echo(args) -> None:
             sys.exit(1)
         ok = 0
         t0 = time.perf_counter()
-        for _ in range(args.n):
-            st = assoc.send_c_echo()
+        for i in range(args.n):
+            try:
+                st = assoc.send_c_echo()
+            except RuntimeError as e:  # the association went away under us
+                emit({"error": f"association lost after {i} echoes, {time.perf_counter() - t0:.1f} s: {e}"})
+                sys.exit(1)
             ok += bool(st) and st.Status == 0x0000
         elapsed = time.perf_counter() - t0
         assoc.release()
