@@ -104,6 +104,21 @@ def _set_nodelay_everywhere() -> None:
     socket.socket.accept = accept
 
 
+class _Warnings:
+    """Keeps pynetdicom's warnings and errors, to explain a lost association."""
+
+    def __init__(self) -> None:
+        import logging
+
+        self.seen: list[str] = []
+        handler = logging.Handler(logging.WARNING)
+        handler.emit = lambda record: self.seen.append(record.getMessage())
+        logging.getLogger("pynetdicom").addHandler(handler)
+
+    def __str__(self) -> str:
+        return "; ".join(dict.fromkeys(self.seen))[:300] or "no pynetdicom warning"
+
+
 def _pynetdicom_scp(port: int, out: str | None, sop_classes: list[str]):
     from pynetdicom import AE, evt
     from pynetdicom.sop_class import Verification
@@ -139,6 +154,7 @@ def pynetdicom_store(args) -> None:
         unavailable(f"pynetdicom: {e}")
     if args.nodelay:
         _set_nodelay_everywhere()
+    warnings = _Warnings()
     files = _files(args.dir)
     server, counter = _pynetdicom_scp(args.port, args.out, args.sop_class)
     try:
@@ -155,8 +171,8 @@ def pynetdicom_store(args) -> None:
         for i, path in enumerate(files):
             try:
                 status = assoc.send_c_store(path)
-            except RuntimeError as e:  # the association went away under us
-                emit({"error": f"association lost after {i} instances, {time.perf_counter() - t0:.1f} s: {e}"})
+            except RuntimeError:  # the association went away under us
+                emit({"error": f"association lost after {i} instances, {time.perf_counter() - t0:.1f} s ({warnings})"})
                 sys.exit(1)
             if status and getattr(status, "Status", None) == 0x0000:
                 ok += 1
@@ -178,6 +194,7 @@ def pynetdicom_echo(args) -> None:
         unavailable(f"pynetdicom: {e}")
     if args.nodelay:
         _set_nodelay_everywhere()
+    warnings = _Warnings()
     server, _ = _pynetdicom_scp(args.port, None, [])
     try:
         ae = AE(ae_title="PYSCU")
@@ -192,8 +209,8 @@ def pynetdicom_echo(args) -> None:
         for i in range(args.n):
             try:
                 st = assoc.send_c_echo()
-            except RuntimeError as e:  # the association went away under us
-                emit({"error": f"association lost after {i} echoes, {time.perf_counter() - t0:.1f} s: {e}"})
+            except RuntimeError:  # the association went away under us
+                emit({"error": f"association lost after {i} echoes, {time.perf_counter() - t0:.1f} s ({warnings})"})
                 sys.exit(1)
             ok += bool(st) and st.Status == 0x0000
         elapsed = time.perf_counter() - t0
