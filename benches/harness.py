@@ -47,6 +47,17 @@ GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
 RSS_METHOD = "wait4 via /usr/bin/time" if GNU_TIME else "VmHWM sampled every 5 ms"
 
 _live: dict[int, "Child"] = {}
+_log_dir: str | None = None
+KEEP_LOGS = os.environ.get("FASTDIMSE_BENCH_KEEP_LOGS") == "1"
+
+
+def run_log_dir() -> str:
+    """This run's directory for the peers' logs; removed at exit unless
+    FASTDIMSE_BENCH_KEEP_LOGS=1."""
+    global _log_dir
+    if _log_dir is None:
+        _log_dir = tempfile.mkdtemp(prefix="fastdimse-bench-logs-")
+    return _log_dir
 
 
 def log(msg: str) -> None:
@@ -84,9 +95,9 @@ class Child:
                  log_dir: str | None = None, cwd: str | None = None):
         self.name = name
         self.argv = list(argv)
-        fd, self.log_path = tempfile.mkstemp(prefix=f"{_slug(name)}-", suffix=".log", dir=log_dir)
+        fd, self.log_path = tempfile.mkstemp(prefix=f"{_slug(name)}-", suffix=".log", dir=log_dir or run_log_dir())
         os.close(fd)
-        fd, self._rss_path = tempfile.mkstemp(prefix=f"{_slug(name)}-", suffix=".rss")
+        fd, self._rss_path = tempfile.mkstemp(prefix=f"{_slug(name)}-", suffix=".rss", dir=run_log_dir())
         os.close(fd)
         full_env = dict(os.environ)
         full_env.update(env or {})
@@ -231,6 +242,13 @@ def _stop_all() -> None:
             child.stop(grace=2.0)
         except Exception:
             pass
+    if _log_dir is not None:
+        if KEEP_LOGS:
+            print(f"[bench] peer logs kept in {_log_dir}", file=sys.stderr)
+        else:
+            import shutil
+
+            shutil.rmtree(_log_dir, ignore_errors=True)
 
 
 def free_port() -> int:
