@@ -37,6 +37,25 @@ pub enum DataSink {
 /// A writer that can be handed back to its creator (who knows its concrete type).
 pub trait Sink: Write + Send {
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any>;
+
+    /// A file descriptor that data may be spliced into directly (after anything buffered
+    /// has been flushed), or None (the default) to get every byte through `write`.
+    fn splice_fd(&mut self) -> Option<i32> {
+        None
+    }
+
+    /// `n` bytes were spliced into `splice_fd` behind the writer's back.
+    fn spliced(&mut self, _n: u64) {}
+}
+
+/// Data PDVs at least this large are spliced from the socket into a file sink (Linux).
+const SPLICE_MIN: u32 = 32 * 1024;
+
+/// Zero-copy receive is on unless FASTDIMSE_NO_SPLICE is set (for comparison, or for a
+/// file system that does not support splice).
+fn splice_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("FASTDIMSE_NO_SPLICE").is_none())
 }
 
 /// The data set of a received message.
@@ -108,6 +127,11 @@ pub struct Association {
     peer: String,
     /// The A-ASSOCIATE-RJ we sent, if any (for the log and the error).
     sent_reject: Option<AssociateRj>,
+    /// Set by `receive_with` while a data set streams into a sink that can take spliced
+    /// data: large data PDVs are then not read into the receive buffer.
+    splice_ready: bool,
+    /// The pipe used to splice socket -> file (Linux), made on first use.
+    pipe: Option<(i32, i32)>,
 }
 
 impl Association {
@@ -130,6 +154,8 @@ impl Association {
             next_message_id: 1,
             peer,
             sent_reject: None,
+            splice_ready: false,
+            pipe: None,
         }
     }
 
@@ -300,7 +326,34 @@ impl Association {
                     Ok(None) => {}
                 }
             }
-            match self.next_step(deadline, what)? {
+            self.splice_ready = cfg!(target_os = "linux")
+                && splice_enabled()
+                && rx.sink_error.is_none()
+                && matches!(rx.sink.as_mut().map(|s| match s { DataSink::Writer(w) => w.splice_fd().is_some(), _ => false }), Some(true));
+            let step = self.next_step(deadline, what);
+            self.splice_ready = false;
+            match step? {
+                Step::PDataStream { context_id, control, len } => {
+                    match self.reasm.push_ref(context_id, control, &[]) {
+                        Ok(Some(DimseEvent::Data { .. })) => {}
+                        Ok(_) => return Err(self.fail_dimse(NetError::Protocol("data PDV out of place".into()))),
+                        Err(e) => return Err(self.fail_dimse(e.into())),
+                    }
+                    if let Err(e) = self.stream_into_sink(&mut rx, len) {
+                        return Err(e);
+                    }
+                    if control & Pdv::LAST != 0 {
+                        let (context_id, command) = rx
+                            .current
+                            .take()
+                            .ok_or_else(|| NetError::Protocol("data set without a command".into()))?;
+                        let data = match rx.sink.take() {
+                            Some(DataSink::Writer(sink)) => MessageData::Sink { sink, error: rx.sink_error.take() },
+                            _ => MessageData::Discarded,
+                        };
+                        return Ok(Received::Message { context_id, command, data });
+                    }
+                }
                 Step::PData(range) => {
                     let mut items = pdu::pdv_items(&self.rbuf[range.clone()]);
                     let mut count = 0usize;
@@ -588,6 +641,149 @@ impl Association {
         Ok(sent)
     }
 
+    /// Move `len` data bytes of a streamed PDV into the message's sink: first what is
+    /// already in the receive buffer, then the rest spliced from the socket (Linux).
+    fn stream_into_sink(&mut self, rx: &mut Rx, len: usize) -> Result<(), NetError> {
+        let have = (self.rend - self.rpos).min(len);
+        let Some(DataSink::Writer(sink)) = rx.sink.as_mut() else {
+            return Err(NetError::Protocol("streamed data without a sink".into()));
+        };
+        if have > 0 {
+            if let Err(e) = sink.write_all(&self.rbuf[self.rpos..self.rpos + have]) {
+                rx.sink_error.get_or_insert(e);
+            }
+            self.rpos += have;
+        }
+        let mut rest = len - have;
+        if rest == 0 {
+            return Ok(());
+        }
+        let fd = sink.splice_fd();
+        #[cfg(target_os = "linux")]
+        if let (Some(fd), None) = (fd, rx.sink_error.as_ref()) {
+            match self.splice_to(fd, rest) {
+                Ok(()) => {
+                    sink.spliced(rest as u64);
+                    return Ok(());
+                }
+                Err((moved, e)) => {
+                    sink.spliced(moved as u64);
+                    if let SpliceError::Sink(err) = e {
+                        // The file could not take it: read the rest the ordinary way.
+                        rx.sink_error.get_or_insert(err);
+                        rest -= moved;
+                    } else {
+                        let SpliceError::Socket(err) = e else { unreachable!() };
+                        let _ = self.sm.handle(Event::TransportClosed);
+                        self.close();
+                        return Err(err);
+                    }
+                }
+            }
+        }
+        let _ = fd;
+        // Fallback: read the remaining bytes through the buffer, into the sink or away.
+        let mut buf = vec![0u8; rest.min(256 * 1024)];
+        let _ = self.stream.set_read_timeout(self.timeouts.network);
+        while rest > 0 {
+            let k = rest.min(buf.len());
+            match self.stream.read(&mut buf[..k]) {
+                Ok(0) => {
+                    let _ = self.sm.handle(Event::TransportClosed);
+                    self.close();
+                    return Err(NetError::Closed("in the middle of a data set"));
+                }
+                Ok(n) => {
+                    if rx.sink_error.is_none() {
+                        if let Some(DataSink::Writer(w)) = rx.sink.as_mut() {
+                            if let Err(e) = w.write_all(&buf[..n]) {
+                                rx.sink_error = Some(e);
+                            }
+                        }
+                    }
+                    rest -= n;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.close();
+                    return Err(self.send_error(e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// splice(2) `len` bytes socket -> pipe -> `fd`. On error: how many reached `fd`.
+    #[cfg(target_os = "linux")]
+    fn splice_to(&mut self, fd: i32, len: usize) -> Result<(), (usize, SpliceError)> {
+        use std::os::fd::AsRawFd;
+        let (pr, pw) = match self.pipe {
+            Some(p) => p,
+            None => {
+                let mut fds = [0i32; 2];
+                // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+                if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+                    return Err((0, SpliceError::Sink(std::io::Error::last_os_error())));
+                }
+                // SAFETY: fds[1] is the pipe we just made; a failure only keeps the default size.
+                unsafe { libc::fcntl(fds[1], libc::F_SETPIPE_SZ, 1 << 20) };
+                self.pipe = Some((fds[0], fds[1]));
+                (fds[0], fds[1])
+            }
+        };
+        let sock = self.stream.as_raw_fd();
+        let _ = self.stream.set_read_timeout(self.timeouts.network);
+        let mut done = 0usize;
+        while done < len {
+            // SAFETY: valid descriptors; null offsets mean "current position".
+            let n = unsafe {
+                libc::splice(sock, std::ptr::null_mut(), pw, std::ptr::null_mut(), len - done, libc::SPLICE_F_MOVE)
+            };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err((done, SpliceError::Socket(self.send_error(e))));
+            }
+            if n == 0 {
+                return Err((done, SpliceError::Socket(NetError::Closed("in the middle of a data set"))));
+            }
+            let mut k = 0usize;
+            while k < n as usize {
+                // SAFETY: as above.
+                let m = unsafe {
+                    libc::splice(pr, std::ptr::null_mut(), fd, std::ptr::null_mut(), n as usize - k, libc::SPLICE_F_MOVE)
+                };
+                if m <= 0 {
+                    let e = if m == 0 { std::io::Error::new(ErrorKind::WriteZero, "file took no bytes") } else { std::io::Error::last_os_error() };
+                    if e.kind() == ErrorKind::Interrupted {
+                        continue;
+                    }
+                    // Bytes stuck in the pipe are lost for the file; drain them and read the rest normally.
+                    self.drain_pipe(pr, n as usize - k);
+                    return Err((done + k, SpliceError::Sink(e)));
+                }
+                k += m as usize;
+            }
+            done += n as usize;
+        }
+        Ok(())
+    }
+
+    #[cfg(target_os = "linux")]
+    fn drain_pipe(&mut self, pr: i32, mut n: usize) {
+        let mut buf = [0u8; 65536];
+        while n > 0 {
+            // SAFETY: reading into our own buffer from our pipe.
+            let r = unsafe { libc::read(pr, buf.as_mut_ptr().cast(), n.min(buf.len())) };
+            if r <= 0 {
+                break;
+            }
+            n -= r as usize;
+        }
+    }
+
     fn fail_dimse(&mut self, e: NetError) -> NetError {
         warn!("{}: {}; aborting", self.peer, e);
         let _ = self.abort_provider(6);
@@ -773,6 +969,7 @@ impl Association {
     fn next_indications(&mut self, deadline: Option<Instant>, what: &'static str) -> Result<Vec<Indication>, NetError> {
         match self.next_step(deadline, what)? {
             Step::Indications(i) => Ok(i),
+            Step::PDataStream { .. } => Err(NetError::Protocol("streamed P-DATA outside a receive".into())),
             Step::PData(range) => {
                 // Outside receive(): decode it the slow way.
                 let mut pdvs = Vec::new();
@@ -795,6 +992,15 @@ impl Association {
             let limit = self.receive_limit();
             let ev = match self.read_pdu(deadline, limit) {
                 Ok(Incoming::Pdu(p)) => Event::from_pdu(p),
+                Ok(Incoming::PDataStream { context_id, control, len }) => {
+                    let inds = self.step(Event::PDataReceived(crate::pdu::PData { pdvs: Vec::new() }))?;
+                    if inds.iter().any(|i| matches!(i, Indication::PData(_))) {
+                        return Ok(Step::PDataStream { context_id, control, len });
+                    }
+                    // Not acceptable here: the state machine aborted; nothing more to read.
+                    self.close();
+                    return Err(NetError::Protocol(format!("unexpected P-DATA-TF ({what})")));
+                }
                 Ok(Incoming::PData(range)) => {
                     let inds = self.step(Event::PDataReceived(crate::pdu::PData { pdvs: Vec::new() }))?;
                     if inds.iter().any(|i| matches!(i, Indication::PData(_))) {
@@ -903,6 +1109,16 @@ impl Association {
                 if limit != 0 && len > limit {
                     return Err(ReadError::Pdu(pdu::PduError::TooLong { declared: len, limit }));
                 }
+                if self.splice_ready && len >= SPLICE_MIN && self.rend - self.rpos >= 12 {
+                    let h = &self.rbuf[self.rpos..self.rpos + 12];
+                    let item_len = u32::from_be_bytes([h[6], h[7], h[8], h[9]]);
+                    let (ctx, control) = (h[10], h[11]);
+                    // Exactly one data PDV filling the PDU: stream it.
+                    if item_len == len.saturating_sub(4) && control & Pdv::COMMAND == 0 {
+                        self.rpos += 12;
+                        return Ok(Incoming::PDataStream { context_id: ctx, control, len: (item_len - 2) as usize });
+                    }
+                }
                 let end = self.rpos + pdu::PDU_HEADER_LEN + len as usize;
                 if self.rend >= end {
                     let body = self.rpos + pdu::PDU_HEADER_LEN..end;
@@ -1006,6 +1222,13 @@ impl Association {
 
 impl Drop for Association {
     fn drop(&mut self) {
+        if let Some((r, w)) = self.pipe.take() {
+            // SAFETY: our own pipe, closed once.
+            unsafe {
+                libc::close(r);
+                libc::close(w);
+            }
+        }
         if !self.closed && self.sm.is_established() {
             let _ = self.abort();
         }
@@ -1015,13 +1238,25 @@ impl Drop for Association {
 
 enum Incoming {
     Pdu(Pdu),
+    /// A P-DATA-TF holding one data PDV, whose 12 header bytes were consumed; its
+    /// `len` data bytes follow (partly in the receive buffer, the rest on the socket).
+    PDataStream { context_id: u8, control: u8, len: usize },
     /// The body of a P-DATA-TF, as a range of the receive buffer.
     PData(std::ops::Range<usize>),
 }
 
 enum Step {
     Indications(Vec<Indication>),
+    PDataStream { context_id: u8, control: u8, len: usize },
     PData(std::ops::Range<usize>),
+}
+
+#[cfg(target_os = "linux")]
+enum SpliceError {
+    /// Reading the socket failed: the association is gone.
+    Socket(NetError),
+    /// Writing the file failed: the rest of the data set is read and dropped.
+    Sink(std::io::Error),
 }
 
 enum StreamError {

@@ -293,6 +293,19 @@ impl Sink for TempFileSink {
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
         self
     }
+
+    fn splice_fd(&mut self) -> Option<i32> {
+        use std::os::fd::AsRawFd;
+        let f = self.file.as_mut()?;
+        if f.flush().is_err() {
+            return None;
+        }
+        Some(f.get_ref().as_raw_fd())
+    }
+
+    fn spliced(&mut self, n: u64) {
+        self.written += n;
+    }
 }
 
 impl Drop for TempFileSink {
