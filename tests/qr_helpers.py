@@ -227,30 +227,47 @@ def dicom_files(folder: str | os.PathLike) -> list[Path]:
     return sorted(out)
 
 
-def received_by_uid(folder: str | os.PathLike) -> dict[str, bytes]:
-    """SOPInstanceUID -> data set bytes of every Part-10 file under ``folder``. Fails on
-    a duplicate (the same instance received twice)."""
-    out: dict[str, bytes] = {}
+def transfer_syntax_of(path: str | os.PathLike) -> str:
+    import pydicom
+
+    return str(pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID)
+
+
+def received_files(folder: str | os.PathLike) -> dict[str, Path]:
+    """SOPInstanceUID -> path of every Part-10 file under ``folder``. Fails on a
+    duplicate (the same instance received twice)."""
+    out: dict[str, Path] = {}
     for p in dicom_files(folder):
         uid = sop_uid_of(p)
-        assert uid not in out, f"{uid} received twice (second copy {p})"
-        out[uid] = dataset_bytes(p)
+        assert uid not in out, f"{uid} received twice ({out[uid]} and {p})"
+        out[uid] = p
     return out
 
 
-def assert_holds_exactly(folder: str | os.PathLike, expected: Iterable[Instance]) -> None:
+def assert_holds_exactly(folder: str | os.PathLike, expected: Iterable[Instance], *,
+                         allow_transcoded: bool = False) -> None:
     """``folder`` holds exactly the ``expected`` instances, each data set byte-identical
-    to its source file."""
+    to its source file. With ``allow_transcoded``, an instance received in another
+    transfer syntax than its source's (the sender's choice) must instead decode to the
+    same elements and values."""
+    import pydicom
+
     expected = list(expected)
-    got = received_by_uid(folder)
+    got = received_files(folder)
     want = {i.SOPInstanceUID: i for i in expected}
     missing = sorted(set(want) - set(got))
     extra = sorted(set(got) - set(want))
     assert not missing and not extra, f"missing {missing}, unexpected {extra}"
     for uid, inst in want.items():
-        src = dataset_bytes(inst.path)
-        assert got[uid] == src, f"{uid}: received data set differs from the source " \
-                                f"({len(got[uid])} vs {len(src)} bytes)"
+        src_ts, got_ts = transfer_syntax_of(inst.path), transfer_syntax_of(got[uid])
+        if src_ts != got_ts:
+            assert allow_transcoded, f"{uid}: received in {got_ts}, source is {src_ts}"
+            a, b = pydicom.dcmread(inst.path), pydicom.dcmread(got[uid])
+            assert [(e.tag, e.value) for e in a] == [(e.tag, e.value) for e in b], uid
+            continue
+        src, received = dataset_bytes(inst.path), dataset_bytes(got[uid])
+        assert received == src, f"{uid}: received data set differs from the source " \
+                                f"({len(received)} vs {len(src)} bytes, both {got_ts})"
 
 
 # --- C-FIND cases: each matching rule at each level, with the expected answer ------------
@@ -402,16 +419,22 @@ def cases_for(cases: list[FindCase], unsupported: Iterable[str]) -> list[FindCas
 
 
 def check_find_answer(case: FindCase, answers: list, truth: list[Instance],
-                      unsupported: Iterable[str] = ()) -> None:
+                      unsupported: Iterable[str] = (), *, one_per_instance: bool = False) -> None:
     """Compare the C-FIND answers (pydicom Datasets) with the truth: exactly the
     expected entities, each once, and each requested return key of the query level or
     above holding the stored value. Return keys in ``unsupported`` (attributes the peer
     does not hold, which PS3.4 C.2.2.1.3 lets it leave out) may be absent, but if
-    present must be right."""
+    present must be right. ``one_per_instance``: the peer answers once per stored
+    instance below each matching entity (pynetdicom's qrscp app does), so the answer is
+    compared as a set and the number of answers with the number of instances."""
     unsupported = set(unsupported)
     key = UNIQUE_KEYS[case.level]
     got = [str(a.get(key, "")) for a in answers]
     expected = case.expected(truth)
+    if one_per_instance:
+        n_instances = sum(1 for i in truth if case.select(i))
+        assert len(got) == n_instances, f"{case.id}: {len(got)} answers for {n_instances} instances"
+        got = sorted(set(got))
     assert sorted(got) == sorted(expected), (
         f"{case.id}: expected {len(expected)} match(es) {sorted(expected)}, got {len(got)} {sorted(got)}")
     rank = LEVELS.index(case.level)

@@ -250,9 +250,10 @@ def test_our_move_from_dcmqrscp_unknown_destination(dcmqrscp, archive, fd_catche
     assert qh.dicom_files(out) == [] if out.exists() else True
 
 
-def _retrieve_target(archive, level):
+def _retrieve_target(archive, level, uid_list=True):
     """(instances, study-root identifier) for a retrieve at ``level`` (PAT001's first study,
-    its first series, two images of that series)."""
+    its first series, two images of that series as a UID list, or only the first image
+    without ``uid_list``)."""
     study = _study(archive, "PAT001")
     in_study = [i for i in archive if i.StudyInstanceUID == study]
     if level == "STUDY":
@@ -261,6 +262,87 @@ def _retrieve_target(archive, level):
     in_series = [i for i in in_study if i.SeriesInstanceUID == series]
     if level == "SERIES":
         return in_series, {"StudyInstanceUID": study, "SeriesInstanceUID": series}
-    two = in_series[:2]
+    two = in_series[:2] if uid_list else in_series[:1]
     return two, {"StudyInstanceUID": study, "SeriesInstanceUID": series,
-                 "SOPInstanceUID": [i.SOPInstanceUID for i in two]}
+                 "SOPInstanceUID": [i.SOPInstanceUID for i in two] if uid_list else two[0].SOPInstanceUID}
+
+
+# --- 5. our SCU against pynetdicom's qrscp app -------------------------------------------
+#
+# What pynetdicom 3.0.4's qrscp app does differently (its limitations, not ours):
+# - it answers a C-FIND once per stored *instance* under each matching entity (a study
+#   of 5 images is 5 responses), so answers are compared as a set;
+# - a UID list (multi-valued unique key) makes its SQL fail (sqlite3.ProgrammingError:
+#   type 'MultiValue' is not supported) and it answers 0xC320 / 0xC4xx: no list cases;
+# - its index has no StudyDescription, SeriesDescription, PatientBirthDate, PatientSex
+#   (neither matched nor returned) and it returns no SOPClassUID;
+# - it re-encodes what it stores (save_as(write_like_original=False)), so retrieved
+#   data sets are compared with the files it holds, not with our source files.
+
+PYQR_AE = "PYQRSCP"
+PYQR_UNSUPPORTED = {"SeriesDescription", "SOPClassUID", "StudyDescription", "PatientBirthDate",
+                    "PatientSex"}
+PYQR_CASES = [c for c in qh.cases_for(CASES, PYQR_UNSUPPORTED) if c.rule != "list"]
+
+
+@pytest.fixture(scope="module")
+def pynetdicom_qrscp(tmp_path_factory, archive, fd_catcher_port):
+    """``python -m pynetdicom qrscp`` with a config written here (FDCATCHER as its move
+    destination), filled by dcmtk storescu; stopped by pid. Yields (peer, remote, the
+    archive as the peer holds it: same truth, paths of the peer's own files)."""
+    from dataclasses import replace
+
+    from fastdimse import Entity
+
+    base = tmp_path_factory.mktemp("pyqrscp")
+    work = base / "work"
+    peer = qh.start_pynetdicom_qrscp(base, work, {FD_CATCHER_AE: (HOST, fd_catcher_port)},
+                                     ae_title=PYQR_AE)
+    try:
+        rc, out = qh.run_storescu(peer.port, PYQR_AE, [i.path for i in archive])
+        assert rc == 0 and out.count("Received Store Response (Success)") == len(archive), \
+            out + peer.log()
+        held = [replace(i, path=str(work / "instances" / i.SOPInstanceUID)) for i in archive]
+        assert all(Path(i.path).is_file() for i in held), sorted(p.name for p in (work / "instances").iterdir())
+        yield peer, Entity(PYQR_AE, HOST, peer.port), held
+    finally:
+        peer.stop()
+
+
+@pytest.mark.parametrize("case", PYQR_CASES, ids=[c.id for c in PYQR_CASES])
+def test_our_find_against_pynetdicom_qrscp(case, pynetdicom_qrscp, archive):
+    peer, remote, _held = pynetdicom_qrscp
+    answers = list(make_scu().find(remote, case.identifier(), level=case.level, root=case.root))
+    qh.check_find_answer(case, answers, archive, PYQR_UNSUPPORTED, one_per_instance=True)
+
+
+@pytest.mark.parametrize("level", ["STUDY", "SERIES", "IMAGE"])
+def test_our_move_from_pynetdicom_qrscp(level, pynetdicom_qrscp, fd_catcher):
+    peer, remote, held = pynetdicom_qrscp
+    scp, out = fd_catcher
+    want, ident = _retrieve_target(held, level, uid_list=False)
+    rsp = make_scu().move(remote, ident, FD_CATCHER_AE, level=level, root="study")
+    assert rsp.status == 0x0000, rsp
+    assert (rsp.completed, rsp.failed, rsp.warning) == (len(want), 0, 0), rsp
+    qh.assert_holds_exactly(out, want)
+
+
+@pytest.mark.parametrize("level", ["STUDY", "IMAGE"])
+def test_our_get_from_pynetdicom_qrscp(level, pynetdicom_qrscp, tmp_path):
+    peer, remote, held = pynetdicom_qrscp
+    want, ident = _retrieve_target(held, level, uid_list=False)
+    rsp = make_scu().get(remote, ident, tmp_path / "got", level=level, root="study")
+    assert rsp.status == 0x0000, rsp
+    assert (rsp.completed, rsp.failed, rsp.warning) == (len(want), 0, 0), rsp
+    # pynetdicom, acceptor of the storage contexts of a C-GET, picks its own first
+    # transfer syntax (implicit VR LE) and re-encodes: same elements, other bytes.
+    qh.assert_holds_exactly(tmp_path / "got", want, allow_transcoded=True)
+
+
+def test_our_move_from_pynetdicom_qrscp_unknown_destination(pynetdicom_qrscp, fd_catcher):
+    peer, remote, held = pynetdicom_qrscp
+    scp, out = fd_catcher
+    _want, ident = _retrieve_target(held, "STUDY")
+    rsp = make_scu().move(remote, ident, "NOWHERE", level="STUDY", root="study")
+    assert rsp.status == 0xA801, rsp
+    assert not out.exists() or qh.dicom_files(out) == []
