@@ -612,3 +612,124 @@ def start_pynetdicom_qrscp(log_dir: Path, workdir: Path, destinations: dict[str,
     return start_process(argv, port=port, log_dir=log_dir, name=f"pynetdicom-qrscp-{port}",
                          ae_title=ae_title, cwd=workdir)
 
+
+
+# --- our own SCPs -------------------------------------------------------------------------
+
+def start_our_qr(ae_title: str, *, storage_dir=None, backend=None, known_entities=(), **kwargs):
+    """Our DICOMSCP as a Q/R SCP on a free loopback port, answering; returns
+    (scp, remote Entity). The caller stops it (``scp.stop()``)."""
+    from fastdimse import DICOMSCP, Entity
+
+    from peers import wait_for_port
+
+    scp = DICOMSCP(Entity(ae_title, HOST, 0), storage_dir=storage_dir, backend=backend,
+                   known_entities=list(known_entities), **kwargs)
+    scp.listen_for_incoming_associations(keep_listener_running=True)
+    try:
+        wait_for_port(HOST, scp.port, timeout=10.0)
+    except BaseException:
+        scp.stop()
+        raise
+    return scp, Entity(ae_title, HOST, scp.port)
+
+
+# --- a custom Q/R back end (the QRBackend interface, not the SQLite index) ----------------
+
+def _matches(value: str, key) -> bool:
+    """PS3.4 C.2.2.2 matching of one stored value against one key value, for the rules
+    the memory back end implements: universal, single value, wildcard, UID list, and
+    date range (YYYYMMDD-YYYYMMDD, open ends)."""
+    if isinstance(key, (list, tuple)) or type(key).__name__ == "MultiValue":  # a list of UIDs
+        return value in [str(k) for k in key]
+    key = "" if key is None else str(key)
+    if key == "":
+        return True
+    if "\\" in key:
+        return value in key.split("\\")
+    if "*" in key or "?" in key:
+        pattern = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in key)
+        return re.fullmatch(pattern, value, re.DOTALL) is not None
+    if re.fullmatch(r"(\d{8})?-(\d{8})?", key):
+        lo, _, hi = key.partition("-")
+        return (not lo or value >= lo) and (not hi or value <= hi)
+    return value == key
+
+
+class MemoryBackend:
+    """A Q/R back end over a list of :class:`Instance` (no SQL): what a user plugs in
+    with ``DICOMSCP(backend=...)``. Records every call; ``find_delay`` slows each match
+    (to watch C-CANCEL); counts how many matches the SCP pulled."""
+
+    def __init__(self, instances: Iterable[Instance], find_delay: float = 0.0):
+        import threading
+
+        self.instances = list(instances)
+        self.find_delay = find_delay
+        self.calls: list[tuple[str, str | None, str]] = []
+        self.added: list[str] = []
+        self.pulled = 0
+        self.finished = False  # a find generator ran to its end
+        self.closed = threading.Event()  # a find generator was closed
+        self._lock = threading.Lock()
+
+    def _selected(self, identifier, level: str) -> list[Instance]:
+        rank = LEVELS.index(level)
+        out = []
+        for inst in self.instances:
+            ok = True
+            for elem in identifier:
+                kw = elem.keyword
+                lv = LEVEL_OF.get(kw)
+                if lv is None or LEVELS.index(lv) > rank:
+                    continue
+                if not _matches(inst.value(kw), elem.value):
+                    ok = False
+                    break
+            if ok:
+                out.append(inst)
+        return out
+
+    def find(self, identifier, level, root):
+        import time
+
+        from pydicom.dataset import Dataset
+
+        level = level or str(identifier.QueryRetrieveLevel)
+        self.calls.append(("find", level, root))
+        key = UNIQUE_KEYS[level]
+        entities = list({i.value(key): i for i in self._selected(identifier, level)}.values())
+
+        def gen():
+            try:
+                for inst in entities:
+                    ds = Dataset()
+                    ds.QueryRetrieveLevel = level
+                    for elem in identifier:
+                        if elem.keyword in ("QueryRetrieveLevel", "SpecificCharacterSet"):
+                            continue
+                        lv = LEVEL_OF.get(elem.keyword)
+                        ok = lv is not None and LEVELS.index(lv) <= LEVELS.index(level)
+                        setattr(ds, elem.keyword, inst.value(elem.keyword) if ok else "")
+                    setattr(ds, key, inst.value(key))
+                    with self._lock:
+                        self.pulled += 1
+                    yield ds
+                    if self.find_delay:
+                        time.sleep(self.find_delay)
+                self.finished = True
+            finally:
+                self.closed.set()
+
+        return gen()
+
+    def locate(self, identifier, level, root):
+        from fastdimse.qr import InstanceRef
+
+        level = level or str(identifier.QueryRetrieveLevel)
+        self.calls.append(("locate", level, root))
+        for inst in self._selected(identifier, level):
+            yield InstanceRef(inst.SOPClassUID, inst.SOPInstanceUID, EXPLICIT_VR_LE, inst.path)
+
+    def add(self, path, dataset=None, transfer_syntax=None):
+        self.added.append(str(path))
