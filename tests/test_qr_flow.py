@@ -8,9 +8,9 @@ Every SCP a test starts is stopped by it; the truth is in tests/qr_helpers.py.
 
 from __future__ import annotations
 
-import logging
 import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -259,6 +259,10 @@ def test_find_cancelled_early_stops_and_association_goes_on(tmp_path, fastdimse_
             count += 1
             break
         assert count == 1
+        # ended cleanly: released, never aborted, on either side
+        msgs = [r.getMessage() for r in fastdimse_log.records]
+        assert not [m for m in msgs if "abort" in m.lower()], [m for m in msgs if "abort" in m.lower()]
+        assert sum("released" in m for m in msgs) >= 4, msgs
         backend.find_delay = 0.0
         assert make_scu().echo(remote).status == 0
         assert len(list(scu.find(remote, {**ident, "SOPInstanceUID": truth[7].SOPInstanceUID},
@@ -445,3 +449,50 @@ def test_get_with_only_some_storage_classes_negotiated(qr, archive, tmp_path):
     assert (rsp.completed, rsp.failed) == (len(ct), len(mr)), rsp
     assert sorted(rsp.failed_sop_instance_uids) == sorted(i.SOPInstanceUID for i in mr), rsp
     qh.assert_holds_exactly(tmp_path / "got", ct)
+
+
+# --- the checks themselves can fail --------------------------------------------------------
+
+def test_find_checker_rejects_wrong_answers(archive):
+    """check_find_answer (used by every C-FIND test) fails on a missing match, an extra
+    match, a duplicate and a wrong return value."""
+    from pydicom.dataset import Dataset
+
+    case = next(c for c in CASES if c.id == "S-STUDY-single-PatientID")
+    good = []
+    for uid in sorted(case.expected(archive)):
+        inst = next(i for i in archive if i.StudyInstanceUID == uid)
+        ds = Dataset()
+        ds.QueryRetrieveLevel = "STUDY"
+        for kw in case.identifier():
+            setattr(ds, kw, inst.value(kw))
+        good.append(ds)
+    qh.check_find_answer(case, good, archive)
+    extra = Dataset()
+    extra.QueryRetrieveLevel = "STUDY"
+    extra.StudyInstanceUID = next(i.StudyInstanceUID for i in archive if i.PatientID == "PAT002")
+    wrong = Dataset()
+    wrong.update(good[0])
+    wrong.StudyDate = "19000101"
+    for bad in (good[:1], good + [extra], good + good[:1], [wrong] + good[1:]):
+        with pytest.raises(AssertionError):
+            qh.check_find_answer(case, bad, archive)
+
+
+def test_holds_exactly_rejects_changed_bytes(archive, tmp_path):
+    """assert_holds_exactly fails on a missing instance and on one changed byte."""
+    import shutil
+
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    for i in archive[:3]:
+        shutil.copy(i.path, folder)
+    qh.assert_holds_exactly(folder, archive[:3])
+    with pytest.raises(AssertionError):
+        qh.assert_holds_exactly(folder, archive[:4])
+    victim = folder / Path(archive[0].path).name
+    data = bytearray(victim.read_bytes())
+    data[-1] ^= 0x01  # last pixel byte
+    victim.write_bytes(bytes(data))
+    with pytest.raises(AssertionError):
+        qh.assert_holds_exactly(folder, archive[:3])
