@@ -33,7 +33,7 @@ def archive(tmp_path_factory) -> list[qh.Instance]:
 
 @pytest.fixture
 def catcher(tmp_path):
-    """A second fastdimse DICOMSCP (storage only... and its own index) as CATCHER."""
+    """A second fastdimse DICOMSCP as CATCHER: it stores what it receives under caught/."""
     scp, remote = qh.start_our_qr(CATCHER_AE, storage_dir=tmp_path / "caught")
     try:
         yield scp, remote, tmp_path / "caught"
