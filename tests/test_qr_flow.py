@@ -86,10 +86,6 @@ def test_find_failure_status_is_raised(qr_module):
     assert info.value.status == 0xA900
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "surprise (design): a C-FIND answered with a failure status raises QueryFailed inside "
-    "DICOMSCU.find's `with associate()`, whose __exit__ then sends A-ABORT; the exchange "
-    "was complete and valid, so an A-RELEASE is expected"))
 def test_find_failure_status_releases_the_association(qr_module, fastdimse_log):
     from fastdimse.query import QueryFailed
 
@@ -361,11 +357,7 @@ def test_custom_backend_find_and_move(archive, catcher, tmp_path, fastdimse_log)
 
 
 @pytest.mark.parametrize("with_storage_dir", [
-    pytest.param(False, marks=pytest.mark.xfail(strict=True, reason=(
-        "bug: without storage_dir, DICOMSCP accepts no storage SOP class, so the C-GET "
-        "association's storage contexts (SCP role) are all rejected ('accepted: 1 of 84 "
-        "context(s)') and every C-GET sub-operation fails: 0xA702, no comment, no log line "
-        "saying why"))),
+    False,
     True,
 ])
 def test_custom_backend_get(with_storage_dir, archive, tmp_path):
@@ -382,9 +374,6 @@ def test_custom_backend_get(with_storage_dir, archive, tmp_path):
         scp.stop()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: DICOMSCP indexes stored instances only when the back end has add_instance() "
-    "(scp.py _indexes_on_store / _make_stored_callback); QRBackend documents add()"))
 def test_custom_backend_add_called_on_store(archive, tmp_path):
     """QRBackend's contract: ``add(path, dataset, transfer_syntax)`` indexes each instance
     the C-STORE SCP stores. A custom back end given with a storage_dir must see it."""
@@ -444,10 +433,6 @@ def test_move_with_a_file_missing_from_the_archive(qr, catcher, archive):
     qh.assert_holds_exactly(catcher[2], [i for i in study if i is not gone])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: rust/src/qr/mod.rs retrieve() counts an unreadable/missing file as failed but "
-    "does not put its SOP Instance UID in the Failed SOP Instance UID List (only "
-    "C-STORE failures are listed)"))
 def test_move_with_a_file_missing_lists_its_uid(qr, catcher, archive):
     rsp, gone, _study = _move_with_a_file_missing(qr, catcher, archive)
     assert rsp.failed_sop_instance_uids == [gone.SOPInstanceUID], rsp

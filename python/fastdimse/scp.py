@@ -119,9 +119,13 @@ class DICOMSCP:
             raise ValueError(f"duplicates must be 'overwrite', 'keep' or 'reject', not {duplicates!r}")
         self.entity = entity
         self.storage_dir = os.fspath(storage_dir) if storage_dir is not None else None
+        # Storage contexts are accepted when storing, and also for a Q/R SCP without a
+        # storage folder: C-GET sends its sub-operations on them (C-STORE to such an
+        # SCP is refused with 0x0122).
+        wants_storage = storage_dir is not None or backend is not None or bool(query_retrieve)
         self.storage_sop_classes = (
             list(storage_sop_classes) if storage_sop_classes is not None
-            else (uids.storage_sop_classes() if storage_dir is not None else [])
+            else (uids.storage_sop_classes() if wants_storage else [])
         )
         self.storage_transfer_syntaxes = list(storage_transfer_syntaxes) if storage_transfer_syntaxes else []
         self.layout = layout
@@ -222,7 +226,8 @@ class DICOMSCP:
                 self.stop()
 
     def _indexes_on_store(self) -> bool:
-        return self.storage_dir is not None and hasattr(self.backend, "add_instance")
+        return self.storage_dir is not None and any(
+            hasattr(self.backend, m) for m in ("add_instances", "add_instance", "add"))
 
     def _make_stored_callback(self):
         user = self.on_stored
@@ -239,6 +244,7 @@ class DICOMSCP:
         """Batches of stored instances from the core's indexer thread -> the index."""
         index = self.backend
         add_many = getattr(index, "add_instances", None)
+        add_one = getattr(index, "add_instance", None)
 
         def on_index(batch: list[dict]) -> None:
             items = []
@@ -252,7 +258,10 @@ class DICOMSCP:
                 bad = []
                 for path, attrs, ts in items:
                     try:
-                        index.add_instance(path, attrs, ts)
+                        if add_one is not None:
+                            add_one(path, attrs, ts)
+                        else:  # the QRBackend protocol's add(path, dataset, transfer_syntax)
+                            index.add(path, _as_dataset(attrs), ts)
                     except Exception as e:  # one bad instance must not stop the others
                         bad.append((path, str(e)))
             for path, why in bad:
@@ -322,6 +331,20 @@ def _attributes_dict(attrs: dict, stored: StoredInstance) -> dict:
     return out
 
 
+def _as_dataset(attrs: dict):
+    """Header values (keyword -> str) as a pydicom Dataset, for a back end's add()."""
+    from pydicom import Dataset
+
+    ds = Dataset()
+    for k, v in attrs.items():
+        if k != "TransferSyntaxUID":
+            try:
+                setattr(ds, k, v)
+            except Exception:  # a value pydicom refuses is left out, not fatal
+                log.debug("not passing %s=%r to the back end", k, v)
+    return ds
+
+
 class _QRBridge:
     """What the Rust Q/R SCP calls: identifiers in and out as bytes in the context's
     transfer syntax, files as paths. Exceptions carry a ``status`` (else 0xC000)."""
@@ -356,9 +379,10 @@ class _QRBridge:
 
         return encode_all()
 
-    def locate(self, sop_class: str, identifier: bytes, ts: str, calling_ae: str) -> list[str]:
+    def locate(self, sop_class: str, identifier: bytes, ts: str, calling_ae: str) -> list[tuple[str, str | None]]:
         ds, root = self._ident(sop_class, identifier, ts)
-        return [os.fspath(ref.path) for ref in self.scp.backend.locate(ds, None, root)]
+        return [(os.fspath(ref.path), getattr(ref, "sop_instance_uid", None) or None)
+                for ref in self.scp.backend.locate(ds, None, root)]
 
     def destination(self, ae_title: str) -> str | None:
         e = self.scp.known_entities.get(ae_title.strip())

@@ -126,8 +126,11 @@ class Association:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        # A generator closed early (a C-FIND stopped by the caller) ends cleanly.
-        if exc_type is None or issubclass(exc_type, GeneratorExit):
+        # A generator closed early (a C-FIND stopped by the caller) and a DIMSE failure
+        # status (the association itself is fine) end with a release, not an abort.
+        from .query import QueryFailed
+
+        if exc_type is None or issubclass(exc_type, (GeneratorExit, QueryFailed)):
             self.release()
         else:
             self.abort()

@@ -41,7 +41,7 @@ fn storage_config(dir: std::path::PathBuf, layout: Option<String>, duplicates: &
 
 /// The Q/R back end implemented in Python: an object with
 /// `find(sop_class, identifier, transfer_syntax, calling_ae) -> iterable of bytes`,
-/// `locate(...) -> list of paths` and `destination(ae_title) -> "host:port" | None`.
+/// `locate(...) -> list of (path, SOP instance UID or None)` and `destination(ae_title) -> "host:port" | None`.
 /// An exception with a `status` attribute answers that status (else 0xC000).
 struct PyQrProvider(Py<PyAny>);
 
@@ -91,11 +91,11 @@ impl QrProvider for PyQrProvider {
         })
     }
 
-    fn locate(&self, rq: &QrRequest) -> Result<Vec<std::path::PathBuf>, Failure> {
+    fn locate(&self, rq: &QrRequest) -> Result<Vec<(std::path::PathBuf, Option<String>)>, Failure> {
         Python::attach(|py| {
             self.0
                 .call_method1(py, "locate", (rq.sop_class_uid, pyo3::types::PyBytes::new(py, rq.identifier), rq.transfer_syntax, rq.calling_ae_title))
-                .and_then(|v| v.extract::<Vec<std::path::PathBuf>>(py))
+                .and_then(|v| v.extract::<Vec<(std::path::PathBuf, Option<String>)>>(py))
                 .map_err(|e| failure(py, e))
         })
     }

@@ -67,8 +67,9 @@ pub type FindResults = Box<dyn Iterator<Item = Result<Vec<u8>, Failure>> + Send>
 /// What the Q/R SCP asks of its back end.
 pub trait QrProvider: Send + Sync {
     fn find(&self, rq: &QrRequest) -> Result<FindResults, Failure>;
-    /// The files of the matching instances (C-MOVE, C-GET).
-    fn locate(&self, rq: &QrRequest) -> Result<Vec<PathBuf>, Failure>;
+    /// The files of the matching instances (C-MOVE, C-GET), each with its SOP Instance
+    /// UID when known (so that a missing file can be listed as failed).
+    fn locate(&self, rq: &QrRequest) -> Result<Vec<(PathBuf, Option<String>)>, Failure>;
     /// "host:port" of a known move destination, None if unknown.
     fn destination(&self, ae_title: &str) -> Option<String>;
 }
@@ -103,6 +104,11 @@ impl ServiceHandler for QrHandler {
         match (command.command_field, provider) {
             (field::C_STORE_RQ, _) if self.storage.is_some() => {
                 self.storage.as_ref().expect("checked").on_message(assoc, ctx, command, data)
+            }
+            (field::C_STORE_RQ, _) => {
+                let mut rsp = Command::response_to(&command, store_status::SOP_CLASS_NOT_SUPPORTED);
+                rsp.error_comment = Some("this SCP does not store instances".into());
+                assoc.send_message(ctx, &rsp, None)
             }
             (field::C_FIND_RQ, Some(p)) => self.find(p.as_ref(), assoc, ctx, &command, data),
             (field::C_MOVE_RQ, Some(p)) => self.retrieve(p.as_ref(), assoc, ctx, &command, data, false),
@@ -217,11 +223,13 @@ impl QrHandler {
                 }
             }
         };
-        let paths = match p.locate(&QrRequest { sop_class_uid: &class, calling_ae_title: &calling, transfer_syntax: &ts, identifier: ident }) {
+        let located = match p.locate(&QrRequest { sop_class_uid: &class, calling_ae_title: &calling, transfer_syntax: &ts, identifier: ident }) {
             Ok(p) => p,
             Err(f) => return send_final(assoc, ctx, command, f.status, Some(&f.comment), None, None),
         };
-        let (planned, unreadable) = plan_files(paths);
+        let uid_of: std::collections::HashMap<PathBuf, String> =
+            located.iter().filter_map(|(p, u)| u.clone().map(|u| (p.clone(), u))).collect();
+        let (planned, unreadable) = plan_files(located.into_iter().map(|(p, _)| p).collect());
         let total = planned.len() + unreadable.len();
         let mut counts = Counts { remaining: clamp16(total), ..Default::default() };
         let mut failed_uids: Vec<String> = Vec::new();
@@ -229,6 +237,9 @@ impl QrHandler {
             counts.failed += 1;
             counts.remaining = counts.remaining.saturating_sub(1);
             warn!("{what}: cannot send {:?}: {}", r.path, r.reason.as_deref().unwrap_or(""));
+            if let Some(uid) = r.path.as_ref().and_then(|p| uid_of.get(p)) {
+                failed_uids.push(uid.clone());
+            }
         }
         let cancel = Arc::new(AtomicBool::new(false));
         let tally = |counts: &mut Counts, failed_uids: &mut Vec<String>, r: &StoreResult| {
@@ -283,7 +294,13 @@ impl QrHandler {
                 warn!("C-MOVE: cannot associate with {dest_ae}: {e}");
                 refused = Some(format!("cannot associate with move destination {dest_ae}: {e}"));
                 counts = Counts { remaining: 0, completed: 0, failed: clamp16(total), warning: 0 };
-                failed_uids = planned.iter().map(|p| p.sop_instance_uid().to_string()).collect();
+                // Each instance was already reported as failed through the progress
+                // callback; list any that were not, once.
+                for p in &planned {
+                    if !failed_uids.iter().any(|u| u == p.sop_instance_uid()) {
+                        failed_uids.push(p.sop_instance_uid().to_string());
+                    }
+                }
             }
         }
         if !assoc.is_established() {
