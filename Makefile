@@ -7,8 +7,9 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: all venv build peers test cargo-test pytest demo bench fuzz clean
+.PHONY: all venv build peers test cargo-test pytest demo bench clean
 
 all: build
 
@@ -40,7 +41,10 @@ demo: build peers
 	$(PY) examples/demo.py
 
 bench: build peers
-	$(PY) benches/run.py
+	$(PIP) install -q numpy "sqlalchemy>=2"
+	@[ -x /usr/bin/time ] || ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq time )
+	$(PY) benches/run.py $(BENCH_ARGS)
+	$(PY) benches/bench_codec.py
 
 clean:
 	rm -rf target $(VENV) python/fastdimse/*.so

@@ -315,6 +315,9 @@ def fastdimse_scp(args) -> None:
     try:
         entity = fd.Entity(args.aet, "127.0.0.1", args.port)
         kw = {"storage_dir": args.out} if args.out else {}
+        if args.out and not args.known:
+            # A plain storage SCP, like storescp: no Q/R index to keep up to date.
+            kw["query_retrieve"] = False
         if args.known:
             # Issue 5: the SCP's table of known entities (move destinations). The keyword
             # is this harness's assumption; a TypeError here reads as "not implemented".

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -307,9 +308,11 @@ class DICOMSCU:
         :class:`~fastdimse.errors.NetworkError` only when no association at all could be
         established.
         """
-        import pydicom
-
-        if isinstance(items, (str, os.PathLike, pydicom.Dataset)):
+        # A pydicom Dataset can only be here if pydicom is imported: paths alone never
+        # pay for importing it.
+        pydicom = sys.modules.get("pydicom")
+        single = (str, os.PathLike) + ((pydicom.Dataset,) if pydicom is not None else ())
+        if isinstance(items, single):
             items = [items]
         prepared = [_store_item(i) for i in items]
         progress = None
