@@ -133,8 +133,10 @@ def storescu_argv(port: int, directory: str) -> list[str]:
 
 
 def fastdimse_scp_argv(port: int, out: str | None, aet: str = "FDSCP",
-                       known: list[str] = ()) -> list[str]:
+                       known: list[str] = (), plain: bool = False) -> list[str]:
+    """A fastdimse SCP worker; `plain`: storage only (no Q/R index), like storescp."""
     argv = [PY, WORKERS, "fastdimse-scp", "--port", str(port), "--aet", aet]
+    argv += ["--plain"] if plain else []
     argv += [x for k in known for x in ("--known", k)]
     return argv + (["--out", out] if out else [])
 
@@ -203,7 +205,7 @@ def store_pynetdicom(ds: DataSet, cfg: RunConfig, nodelay: bool = False) -> Resu
 def store_fastdimse_fastdimse(ds: DataSet, cfg: RunConfig) -> Result:
     out, port = scratch_dir("fastdimse-scp"), free_port()
     try:
-        with _start_server(fastdimse_scp_argv(port, out), "fastdimse-scp", port) as scp:
+        with _start_server(fastdimse_scp_argv(port, out, plain=True), "fastdimse-scp", port) as scp:
             scu, doc = _fastdimse_store(port, ds, "FDSCP", cfg)
         _expect_all(ds, out, ".dcm")
         return Result(doc["elapsed"], ds.files, ds.dataset_bytes, scu.peak_rss_kb(), scp.peak_rss_kb())
@@ -225,7 +227,7 @@ def store_fastdimse_dcmtk(ds: DataSet, cfg: RunConfig) -> Result:
 def store_dcmtk_fastdimse(ds: DataSet, cfg: RunConfig) -> Result:
     out, port = scratch_dir("fastdimse-scp"), free_port()
     try:
-        with _start_server(fastdimse_scp_argv(port, out), "fastdimse-scp", port) as scp:
+        with _start_server(fastdimse_scp_argv(port, out, plain=True), "fastdimse-scp", port) as scp:
             scu = _storescu(port, ds, "FDSCP", cfg)
         _expect_all(ds, out, ".dcm")
         return Result(scu.wall_s, ds.files, ds.dataset_bytes, scu.peak_rss_kb(), scp.peak_rss_kb())
@@ -405,7 +407,7 @@ def move_fastdimse(cfg: RunConfig) -> Result:
     catch, store = scratch_dir("fastdimse-catcher"), scratch_dir("fastdimse-qr")
     cport, qport = free_port(), free_port()
     try:
-        with _start_server(fastdimse_scp_argv(cport, catch, aet="CATCHER"), "catcher", cport) as catcher, \
+        with _start_server(fastdimse_scp_argv(cport, catch, aet="CATCHER", plain=True), "catcher", cport) as catcher, \
                 _start_server(fastdimse_scp_argv(qport, store, known=[f"CATCHER:{cport}"]),
                               "fastdimse-qr", qport) as qrscp:
             _load_by_storescu(qport, "FDSCP", a, cfg)

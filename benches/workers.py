@@ -315,7 +315,7 @@ def fastdimse_scp(args) -> None:
     try:
         entity = fd.Entity(args.aet, "127.0.0.1", args.port)
         kw = {"storage_dir": args.out} if args.out else {}
-        if args.out and not args.known:
+        if args.out and args.plain:
             # A plain storage SCP, like storescp: no Q/R index to keep up to date.
             kw["query_retrieve"] = False
         if args.known:
@@ -452,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--aet", default="FDSCP")
     ap.add_argument("--called", default="FDSCP", help="called AE title")
     ap.add_argument("--known", action="append", default=[], help="AE:port a fastdimse SCP may move to")
+    ap.add_argument("--plain", action="store_true", help="storage only, no Q/R index")
     ap.add_argument("--study", help="StudyInstanceUID (find), or UIDs joined by \\ (move)")
     ap.add_argument("--series", help="SeriesInstanceUID (find)")
     ap.add_argument("--dest", help="move destination AE title")

@@ -1157,7 +1157,11 @@ impl Association {
                         None => None,
                     };
                     self.stream.set_read_timeout(timeout).map_err(ReadError::Io)?;
-                    let r = self.stream.read(&mut self.rbuf[self.rend..]);
+                    // While a data set streams into a file, read only up to the next PDU's
+                    // and PDV's headers: the data itself is spliced, never copied in here.
+                    let buffered = self.rend - self.rpos;
+                    let cap = if self.splice_ready && buffered < 12 { 12 - buffered } else { self.rbuf.len() - self.rend };
+                    let r = self.stream.read(&mut self.rbuf[self.rend..self.rend + cap]);
                     match r {
                         Ok(0) => {
                             return Err(ReadError::Closed);
