@@ -386,6 +386,36 @@ def _text_value(elem: DataElement) -> bytes | None:
     return data
 
 
+def encode_text_elements(elements, transfer_syntax: str) -> bytes | None:
+    """Encode a flat data set of ASCII text elements, given as (tag, VR, value) with
+    str / list-of-str / None values, without building a pydicom Dataset. Returns None
+    when an element is anything else (the caller then uses :func:`encode`)."""
+    implicit, little, deflated = _syntax(transfer_syntax)
+    if deflated:
+        return None
+    out = []
+    for tag, vr, value in sorted(elements, key=lambda e: e[0]):
+        if vr not in _TEXT_VR:
+            return None
+        if value is None or value == "" or value == []:
+            data = b""
+        else:
+            if isinstance(value, str):
+                text = value
+            elif isinstance(value, (list, tuple)) and vr not in _SINGLE_VALUED and all(isinstance(v, str) for v in value):
+                text = "\\".join(value)
+            else:
+                return None
+            if not text.isascii():
+                return None
+            data = text.encode("ascii")
+            if len(data) % 2:
+                data += b"\0" if vr == "UI" else b" "
+        out.append(_header(tag, vr, len(data), implicit, little))
+        out.append(data)
+    return b"".join(out)
+
+
 _UNCOMPRESSED = frozenset({IMPLICIT_VR_LE, EXPLICIT_VR_LE, EXPLICIT_VR_BE, DEFLATED_EXPLICIT_VR_LE})
 
 

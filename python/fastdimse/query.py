@@ -149,20 +149,21 @@ def find(assoc: "Association", identifier, level: str = "STUDY", root: str = "st
     finished = False
     try:
         while True:
-            _, cmd, data = assoc._core.receive()
-            if cmd.get("MessageIDBeingRespondedTo") != mid:
-                log.warning("ignoring a response to message %s during C-FIND %s", cmd.get("MessageIDBeingRespondedTo"), mid)
-                continue
-            status = cmd.get("Status", 0xC000)
-            if status in PENDING:
-                yield codec.decode(data, ts) if data else Dataset()
-                continue
-            finished = True
-            if status in (0x0000, CANCEL):
-                return
-            comment = cmd.get("ErrorComment")
-            raise QueryFailed(f"C-FIND failed with status 0x{status:04X}" + (f": {comment}" if comment else ""),
-                              status, comment)
+            for _, cmd, data in assoc._core.receive_batch():
+                if cmd.get("MessageIDBeingRespondedTo") != mid:
+                    log.warning("ignoring a response to message %s during C-FIND %s",
+                                cmd.get("MessageIDBeingRespondedTo"), mid)
+                    continue
+                status = cmd.get("Status", 0xC000)
+                if status in PENDING:
+                    yield codec.decode(data, ts) if data else Dataset()
+                    continue
+                finished = True
+                if status in (0x0000, CANCEL):
+                    return
+                comment = cmd.get("ErrorComment")
+                raise QueryFailed(f"C-FIND failed with status 0x{status:04X}" + (f": {comment}" if comment else ""),
+                                  status, comment)
     finally:
         if not finished and assoc.is_established:
             _cancel_and_drain(assoc, ctx, mid)

@@ -368,7 +368,28 @@ class _QRBridge:
 
         ds, root = self._ident(sop_class, identifier, ts)
         log.info("C-FIND from %s at level %s", calling_ae, ds.get("QueryRetrieveLevel", "?"))
-        matches = self.scp.backend.find(ds, None, root)
+        backend = self.scp.backend
+        if hasattr(backend, "find_elements"):
+            # Fast path: plain ASCII answers are encoded straight from the index rows.
+            rows = backend.find_elements(ds, None, root)
+
+            def encode_rows():
+                from pydicom import Dataset
+
+                for charset, elements in rows:
+                    data = codec.encode_text_elements(elements, ts) if charset is None else None
+                    if data is None:
+                        m = Dataset()
+                        if charset is not None:
+                            m.SpecificCharacterSet = charset
+                        for tag, vr, value in elements:
+                            m.add_new(tag, vr, value)
+                        m._read_charset = m._character_set
+                        data = codec.encode(m, ts)
+                    yield data
+
+            return encode_rows()
+        matches = backend.find(ds, None, root)
 
         def encode_all():
             for m in matches:

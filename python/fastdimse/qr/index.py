@@ -696,21 +696,33 @@ class SQLiteIndex:
                + f" ORDER BY {order}")
         request_charset = identifier.get("SpecificCharacterSet", None)
         log.debug("C-FIND %s level %s: %s %r", root_name, level, sql, params)
+        if getattr(self, "_elements_only", False):
+            return self._find_elements(sql, params, plan, level, first_charset, request_charset)
         return self._find_rows(sql, params, plan, level, first_charset, request_charset)
 
     def _find_rows(self, sql: str, params: list, plan: list, level: str,
                    first_charset: int, request_charset: Any) -> Iterator[Dataset]:
+        for charset, elements in self._find_elements(sql, params, plan, level, first_charset,
+                                                     request_charset):
+            ds = Dataset()
+            if charset is not None:
+                ds.SpecificCharacterSet = charset
+            for tag, vr, value in elements:
+                ds.add_new(tag, vr, value)
+            yield ds
+
+    def _find_elements(self, sql: str, params: list, plan: list, level: str,
+                       first_charset: int, request_charset: Any) -> Iterator[tuple[Any, list]]:
+        """Each match as (SpecificCharacterSet or None, [(tag, VR, value)]), the
+        QueryRetrieveLevel included, in plan order."""
         try:
             cur = self._conn().execute(sql, params)
         except sqlite3.Error as exc:
             raise UnableToProcess(f"index query failed: {exc}") from exc
         try:
             for row in cur:
-                ds = Dataset()
                 charset = _response_charset(row[first_charset:], request_charset)
-                if charset is not None:
-                    ds.SpecificCharacterSet = charset
-                ds.QueryRetrieveLevel = level
+                elements = [(0x00080052, "CS", level)]
                 for tag, vr, attr, idx in plan:
                     value = None if idx is None else row[idx]
                     if value is not None and attr is not None:
@@ -719,8 +731,8 @@ class SQLiteIndex:
                             value = value[0] if len(value) == 1 else value
                     if vr == "SQ":
                         value = []
-                    ds.add_new(tag, vr, value)
-                yield ds
+                    elements.append((tag, vr, value))
+                yield charset, elements
         except sqlite3.Error as exc:
             raise UnableToProcess(f"index query failed: {exc}") from exc
         finally:
@@ -728,6 +740,21 @@ class SQLiteIndex:
                 cur.close()
             except sqlite3.ProgrammingError:  # the index was closed meanwhile
                 pass
+
+    def find_elements(self, identifier: Any, level: str | None, root: str) -> Iterator[tuple[Any, list]]:
+        """As :meth:`find`, but each match as (SpecificCharacterSet or None,
+        [(tag, VR, value)]): what the Q/R SCP encodes without building Datasets."""
+        if self._closed:
+            raise UnableToProcess(f"the index {self.db_path} is closed")
+        try:
+            self._elements_only = True
+            return self._prepare_find(self._as_dataset(identifier), level, root)
+        except IdentifierError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            raise IdentifierError(f"cannot decode the identifier: {exc}") from exc
+        finally:
+            self._elements_only = False
 
     def locate(self, identifier: Any, level: str | None, root: str) -> Iterator[InstanceRef]:
         """C-MOVE / C-GET: the instances under the entities selected by the unique

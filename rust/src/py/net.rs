@@ -402,6 +402,47 @@ impl PyAssociation {
         Ok((ctx, super::dimse::to_dict(py, &command)?, data.map(|d| pyo3::types::PyBytes::new(py, &d))))
     }
 
+    /// Like `receive`, but after the first message also returns, without waiting, every
+    /// further complete message already arrived (up to `max`): a C-FIND answered by
+    /// thousands of pending responses costs one call per batch, not per match.
+    #[pyo3(signature = (timeout=None, max=256))]
+    fn receive_batch<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+        max: usize,
+    ) -> PyResult<Vec<(u8, Bound<'py, pyo3::types::PyDict>, Option<Bound<'py, pyo3::types::PyBytes>>)>> {
+        let t = match timeout {
+            Some(_) => secs(timeout)?,
+            None => self.timeouts.dimse,
+        };
+        let msgs = self.with(py, move |a| {
+            let mut out = Vec::new();
+            let mut next = Some(a.receive(t, "waiting for a DIMSE response (DIMSE timeout)")?);
+            while let Some(m) = next.take() {
+                match m {
+                    Received::Message { context_id, command, data } => out.push((context_id, command, data.into_bytes())),
+                    Received::ReleaseRequested => {
+                        let _ = a.release_response();
+                        if out.is_empty() {
+                            return Err(NetError::Closed("(it asked to release)"));
+                        }
+                        break;
+                    }
+                }
+                if out.len() < max && a.is_established() {
+                    next = a.poll_message()?;
+                }
+            }
+            Ok(out)
+        })?;
+        msgs.into_iter()
+            .map(|(ctx, command, data)| {
+                Ok((ctx, super::dimse::to_dict(py, &command)?, data.map(|d| pyo3::types::PyBytes::new(py, &d))))
+            })
+            .collect()
+    }
+
     /// C-GET: send the request with `identifier`, store the instances that come back
     /// under `storage_dir`, call `on_pending(command dict)` for each pending response.
     /// Returns (final command dict, data set bytes or None).
