@@ -140,6 +140,8 @@ _PATTERN = st.text(alphabet="abAB[]^=.é1*?", min_size=1, max_size=8)
 @given(values=st.lists(_TEXT, min_size=1, max_size=12), pattern=_PATTERN,
        vr=st.sampled_from(["LO", "SH", "PN", "CS"]))
 @example(values=["1"], pattern="?=", vr="PN")
+@example(values=[""], pattern="*=", vr="PN")
+@example(values=["="], pattern="?", vr="PN")
 def test_wildcard_sql_and_python_agree_with_fnmatch(values, pattern, vr):
     assume("*" in pattern or "?" in pattern)
     stored = [m.normalize_for_match(v, vr) for v in values]
@@ -149,7 +151,7 @@ def test_wildcard_sql_and_python_agree_with_fnmatch(values, pattern, vr):
     # key as in the stored value, so the truth compares canonical forms.
     canon = m._pn_canonical if ci else (lambda x: x)
     truth = {i for i, v in enumerate(values)
-             if set(pattern) == {"*"} or _truth_wild(canon(pattern), canon(v.strip(" ")) or None, ci)}
+             if set(canon(pattern)) == {"*"} or _truth_wild(canon(pattern), canon(v.strip(" ")) or None, ci)}
     assert _sql_matches(cond, stored) == truth
     assert _py_matches(cond, stored) == truth
 
