@@ -83,11 +83,20 @@ pub fn scan_values<R: Read>(r: R, enc: Encoding, wanted: &[u32]) -> (HashMap<u32
 /// As [`scan_values`], but the values as raw bytes (character set not applied;
 /// trailing padding removed).
 pub fn scan_raw<R: Read>(r: R, enc: Encoding, wanted: &[u32]) -> (HashMap<u32, Vec<u8>>, Option<ScanError>) {
+    let (found, _, err) = scan_raw_until(r, enc, wanted);
+    (found, err)
+}
+
+/// As [`scan_raw`], also telling whether the scan got past the last wanted tag (so
+/// that more data could not add anything): true when a later top-level tag was seen.
+pub fn scan_raw_until<R: Read>(r: R, enc: Encoding, wanted: &[u32]) -> (HashMap<u32, Vec<u8>>, bool, Option<ScanError>) {
     let mut found = HashMap::new();
     let stop = wanted.iter().copied().max().unwrap_or(0);
     let mut c = Counting { inner: r, pos: 0 };
-    let err = scan(&mut c, enc, wanted, stop, &mut found).err();
-    (found, err)
+    match scan(&mut c, enc, wanted, stop, &mut found) {
+        Ok(passed) => (found, passed, None),
+        Err(e) => (found, false, Some(e)),
+    }
 }
 
 fn scan<R: Read>(
@@ -96,7 +105,7 @@ fn scan<R: Read>(
     wanted: &[u32],
     stop: u32,
     found: &mut HashMap<u32, Vec<u8>>,
-) -> Result<(), ScanError> {
+) -> Result<bool, ScanError> {
     // depth counts open undefined-length sequences and items.
     let mut depth = 0usize;
     let mut enc = enc;
@@ -108,7 +117,7 @@ fn scan<R: Read>(
         let start = c.pos;
         let mut h = [0u8; 8];
         if !c.fill(&mut h)? {
-            return Ok(());
+            return Ok(false);
         }
         let tag = (u32::from(u16_of([h[0], h[1]])) << 16) | u32::from(u16_of([h[2], h[3]]));
         // Items and delimiters have no VR in any encoding.
@@ -127,7 +136,7 @@ fn scan<R: Read>(
             continue;
         }
         if depth == 0 && tag > stop {
-            return Ok(());
+            return Ok(true);
         }
         // Some writers put implicit VR data under an explicit VR transfer syntax; like
         // other readers we follow what the first element shows.

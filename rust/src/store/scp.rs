@@ -234,13 +234,30 @@ pub struct TempFileSink {
     written: u64,
     open_error: Option<io::Error>,
     committed: bool,
+    /// The first bytes of the data set, kept while they come through `write` (spliced
+    /// data is not seen): the header values are read from here, not from the file.
+    prefix: Vec<u8>,
+    /// False once a byte reached the file without passing through `prefix`.
+    prefix_contiguous: bool,
 }
+
+/// How much of each data set's start is kept to read its header values from.
+const PREFIX_MAX: usize = 64 * 1024;
 
 impl TempFileSink {
     fn create(dir: &Path, meta: &FileMeta) -> TempFileSink {
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let tmp_path = dir.join(format!(".fastdimse-{}-{n}.part", std::process::id()));
-        let mut sink = TempFileSink { file: None, tmp_path, meta_len: 0, written: 0, open_error: None, committed: false };
+        let mut sink = TempFileSink {
+            file: None,
+            tmp_path,
+            meta_len: 0,
+            written: 0,
+            open_error: None,
+            committed: false,
+            prefix: Vec::new(),
+            prefix_contiguous: true,
+        };
         let r = (|| -> io::Result<()> {
             let f = File::create(&sink.tmp_path)?;
             // Small buffer: the meta group is buffered, PDV-sized data writes go straight through.
@@ -274,6 +291,10 @@ impl Write for TempFileSink {
         match self.file.as_mut() {
             Some(f) => {
                 let n = f.write(buf)?;
+                if self.prefix_contiguous && self.prefix.len() < PREFIX_MAX {
+                    let take = n.min(PREFIX_MAX - self.prefix.len());
+                    self.prefix.extend_from_slice(&buf[..take]);
+                }
                 self.written += n as u64;
                 Ok(n)
             }
@@ -304,6 +325,9 @@ impl Sink for TempFileSink {
     }
 
     fn spliced(&mut self, n: u64) {
+        if n > 0 && self.prefix.len() < PREFIX_MAX {
+            self.prefix_contiguous = false;
+        }
         self.written += n;
     }
 }
@@ -324,6 +348,8 @@ pub struct StorageHandler {
     pub config: StorageConfig,
     pub on_stored: Option<Arc<OnStored>>,
     pub indexer: Option<Indexer>,
+    /// Folders already made (saves a create_dir_all walk per instance).
+    known_dirs: Mutex<std::collections::HashSet<PathBuf>>,
 }
 
 impl StorageHandler {
@@ -340,7 +366,7 @@ impl StorageHandler {
                 }
             }
         }
-        Ok(StorageHandler { config, on_stored, indexer: None })
+        Ok(StorageHandler { config, on_stored, indexer: None, known_dirs: Mutex::new(Default::default()) })
     }
 
     /// Finish one received instance: returns (status, error comment).
@@ -363,7 +389,17 @@ impl StorageHandler {
         // Read the keys the layout needs from the file just written.
         let mut wanted = vec![TAG_SOP_CLASS_UID, TAG_SOP_INSTANCE_UID, TAG_PATIENT_ID, TAG_STUDY_INSTANCE_UID, TAG_SERIES_INSTANCE_UID];
         wanted.extend(self.config.extra_tags.iter().copied());
-        let raw = match read_keys(&sink.tmp_path, sink.meta_len, ts, &wanted) {
+        let from_prefix = if sink.prefix_contiguous && !TransferSyntax::from_uid(ts).is_deflated() {
+            let (found, passed, err) =
+                super::header::scan_raw_until(&sink.prefix[..], TransferSyntax::from_uid(ts).encoding(), &wanted);
+            // Final when the scan got past the wanted tags, or the prefix is the whole data
+            // set (and something could be read from it; else the file gives the error).
+            let whole = sink.prefix.len() as u64 == sink.written && !(found.is_empty() && err.is_some());
+            (passed || whole).then_some(found)
+        } else {
+            None
+        };
+        let raw = match from_prefix.map(Ok).unwrap_or_else(|| read_keys(&sink.tmp_path, sink.meta_len, ts, &wanted)) {
             Ok(v) => v,
             Err(e) => {
                 warn!("cannot read the data set of {instance}: {e}");
@@ -394,8 +430,17 @@ impl StorageHandler {
         };
         let final_path = self.config.storage_dir.join(layout_path(&self.config.layout, &get));
         if let Some(parent) = final_path.parent() {
-            if let Err(e) = fs::create_dir_all(parent) {
-                return (status::OUT_OF_RESOURCES, Some(format!("cannot create {}: {e}", parent.display())));
+            let known = self.known_dirs.lock().map(|d| d.contains(parent)).unwrap_or(false);
+            if !known || !parent.is_dir() {
+                if let Err(e) = fs::create_dir_all(parent) {
+                    return (status::OUT_OF_RESOURCES, Some(format!("cannot create {}: {e}", parent.display())));
+                }
+                if let Ok(mut d) = self.known_dirs.lock() {
+                    if d.len() > 10_000 {
+                        d.clear();
+                    }
+                    d.insert(parent.to_path_buf());
+                }
             }
         }
         // With "overwrite", the copy already stored is set aside until the new one is
