@@ -395,12 +395,14 @@ def encode_text_elements(elements, transfer_syntax: str) -> bytes | None:
         return None
     out = []
     for tag, vr, value in sorted(elements, key=lambda e: e[0]):
-        if vr not in _TEXT_VR:
+        if vr not in _TEXT_VR and vr not in ("IS", "DS"):
             return None
         if value is None or value == "" or value == []:
             data = b""
         else:
-            if isinstance(value, str):
+            if vr == "IS" and type(value) is int:
+                text = str(value)
+            elif isinstance(value, str):
                 text = value
             elif isinstance(value, (list, tuple)) and vr not in _SINGLE_VALUED and all(isinstance(v, str) for v in value):
                 text = "\\".join(value)
