@@ -377,7 +377,12 @@ class _QRBridge:
                 from pydicom import Dataset
 
                 for charset, elements in rows:
-                    data = codec.encode_text_elements(elements, ts) if charset is None else None
+                    # ASCII text is the same bytes in every DICOM character set, so the
+                    # fast path holds whatever SpecificCharacterSet says (it falls back
+                    # to pydicom's writer at the first non-ASCII value).
+                    if charset is not None:
+                        elements = elements + [(0x00080005, "CS", charset)]
+                    data = codec.encode_text_elements(elements, ts)
                     if data is None:
                         m = Dataset()
                         if charset is not None:
