@@ -479,3 +479,30 @@ def test_parallel_store_of_200_instances(fastdimse_scp_factory, fastdimse_log, t
     how = sd.assert_received(sources, storage, source_ae=SCU_AE)
     assert set(how.values()) == {"identical"}
     assert sd.leftover_temp_files(storage) == []
+
+
+# --- damaged files are not passed on ----------------------------------------------------------
+
+@pytest.mark.timeout(60)
+def test_truncated_file_is_not_sent_and_the_others_are(fastdimse_scp_factory, tmp_path):
+    """A file cut short (a copy interrupted, a disk error) is refused by our SCU with a
+    reason naming the file, the element and the offset; the other instances go."""
+    storage = tmp_path / "store"
+    scp = fastdimse_scp_factory(storage_dir=storage)
+    good = tmp_path / "src" / "good.dcm"
+    cut = tmp_path / "src" / "cut.dcm"
+    ds_good = sd.make_image(sd.CT_IMAGE, rows=16, columns=16, seed=3)
+    ds_cut = sd.make_image(sd.CT_IMAGE, rows=16, columns=16, seed=4)
+    sd.write_instance(ds_good, good, sd.EXPLICIT_VR_LE)
+    sd.write_instance(ds_cut, cut, sd.EXPLICIT_VR_LE)
+    data = cut.read_bytes()
+    cut.write_bytes(data[: len(data) - 100])  # inside the pixel data
+    results = make_scu().store(scp.remote(), [cut, good])
+    by_name = {Path(r.path).name: r for r in results}
+    bad = by_name["cut.dcm"]
+    assert bad.status is None and not bad.is_success, bad
+    assert "truncated" in bad.reason and "cut.dcm" in bad.reason and "(7FE0,0010)" in bad.reason, bad.reason
+    assert re.search(r"offset \d+", bad.reason), bad.reason
+    assert by_name["good.dcm"].status == 0x0000
+    stored = files_under(storage)
+    assert len(stored) == 1 and sd.dataset_bytes(stored[0]) == sd.dataset_bytes(good)

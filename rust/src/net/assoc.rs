@@ -339,9 +339,7 @@ impl Association {
                         Ok(_) => return Err(self.fail_dimse(NetError::Protocol("data PDV out of place".into()))),
                         Err(e) => return Err(self.fail_dimse(e.into())),
                     }
-                    if let Err(e) = self.stream_into_sink(&mut rx, len) {
-                        return Err(e);
-                    }
+                    self.stream_into_sink(&mut rx, len)?;
                     if control & Pdv::LAST != 0 {
                         let (context_id, command) = rx
                             .current

@@ -246,6 +246,9 @@ fn timeouts(connect: Option<f64>, acse: Option<f64>, dimse: Option<f64>, network
     Ok(Timeouts { connect: secs(connect)?, acse: secs(acse)?, dimse: secs(dimse)?, network: secs(network)? })
 }
 
+/// One received message for Python: (context id, command dict, data set bytes).
+type PyMessage<'py> = (u8, Bound<'py, pyo3::types::PyDict>, Option<Bound<'py, pyo3::types::PyBytes>>);
+
 /// An association we requested. Methods block with the GIL released.
 #[pyclass(name = "Association", module = "fastdimse._core")]
 pub struct PyAssociation {
@@ -411,7 +414,7 @@ impl PyAssociation {
         py: Python<'py>,
         timeout: Option<f64>,
         max: usize,
-    ) -> PyResult<Vec<(u8, Bound<'py, pyo3::types::PyDict>, Option<Bound<'py, pyo3::types::PyBytes>>)>> {
+    ) -> PyResult<Vec<PyMessage<'py>>> {
         let t = match timeout {
             Some(_) => secs(timeout)?,
             None => self.timeouts.dimse,

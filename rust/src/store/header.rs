@@ -243,3 +243,146 @@ mod tests {
         assert!(matches!(err, Some(ScanError::TooDeep(_))));
     }
 }
+
+/// Check, without reading values, that a data set of `len` bytes in encoding `enc`
+/// is complete: every element's value, every item and every undefined-length
+/// sequence end inside it. Values are skipped with seeks, so a large file costs a few
+/// small reads. Returns a description of the first problem, naming its offset
+/// (relative to the data set's start) and tag. A tail of zero bytes shorter than one
+/// element header (padding some writers leave) is accepted.
+pub fn check_complete<R: Read + std::io::Seek>(r: &mut R, len: u64, enc: Encoding, base: u64) -> Result<(), String> {
+    use std::io::SeekFrom;
+    let start = r.stream_position().map_err(|e| format!("cannot read the data set: {e}"))?;
+    let le = enc.little_endian;
+    let mut implicit = enc.implicit_vr;
+    let u16_of = |b: [u8; 2]| if le { u16::from_le_bytes(b) } else { u16::from_be_bytes(b) };
+    let u32_of = |b: [u8; 4]| if le { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) };
+    let mut pos = 0u64;
+    let mut depth = 0usize;
+    let mut first = true;
+    let fmt = |t: u32| format!("({:04X},{:04X})", t >> 16, t & 0xFFFF);
+    loop {
+        if pos == len {
+            break;
+        }
+        if len - pos < 8 {
+            let mut tail = vec![0u8; (len - pos) as usize];
+            r.read_exact(&mut tail).map_err(|e| format!("cannot read offset {}: {e}", base + pos))?;
+            if depth == 0 && tail.iter().all(|b| *b == 0) {
+                break; // zero padding shorter than a header, left by some writers
+            }
+            return Err(format!("truncated: the data set ends at offset {} inside an element header", base + len));
+        }
+        let mut h = [0u8; 8];
+        r.read_exact(&mut h).map_err(|e| format!("cannot read offset {}: {e}", base + pos))?;
+        let tag = (u32::from(u16_of([h[0], h[1]])) << 16) | u32::from(u16_of([h[2], h[3]]));
+        let mut hlen = 8u64;
+        let vlen: u32;
+        if tag == TAG_ITEM || tag == TAG_ITEM_DELIMITER || tag == TAG_SEQUENCE_DELIMITER {
+            vlen = u32_of([h[4], h[5], h[6], h[7]]);
+            match tag {
+                TAG_ITEM if vlen == UNDEFINED_LENGTH => {
+                    depth += 1;
+                    pos += 8;
+                    continue;
+                }
+                TAG_ITEM => {}
+                _ => {
+                    if depth == 0 {
+                        return Err(format!("a delimiter {} at offset {} closes nothing", fmt(tag), base + pos));
+                    }
+                    depth -= 1;
+                    pos += 8;
+                    continue;
+                }
+            }
+        } else {
+            if first && !implicit && !crate::dataset::is_vr([h[4], h[5]]) && le {
+                implicit = true;
+            }
+            first = false;
+            if implicit {
+                vlen = u32_of([h[4], h[5], h[6], h[7]]);
+            } else {
+                let vr = [h[4], h[5]];
+                if crate::dataset::has_long_length(vr) {
+                    let mut l = [0u8; 4];
+                    r.read_exact(&mut l).map_err(|_| format!("truncated: element {} at offset {} has no length", fmt(tag), base + pos))?;
+                    hlen = 12;
+                    vlen = u32_of(l);
+                } else {
+                    vlen = u32::from(u16_of([h[6], h[7]]));
+                }
+            }
+            if vlen == UNDEFINED_LENGTH {
+                depth += 1;
+                if depth > 4096 {
+                    return Err(format!("nesting deeper than 4096 at offset {}", base + pos));
+                }
+                pos += hlen;
+                continue;
+            }
+        }
+        let end = pos + hlen + u64::from(vlen);
+        if end > len {
+            return Err(format!(
+                "truncated: element {} at offset {} needs {vlen} bytes, the data set ends at offset {}",
+                fmt(tag),
+                base + pos,
+                base + len
+            ));
+        }
+        r.seek(SeekFrom::Start(start + end)).map_err(|e| format!("cannot read offset {}: {e}", base + end))?;
+        pos = end;
+    }
+    if depth > 0 {
+        return Err(format!("truncated: {depth} sequence(s) or item(s) still open at the end (offset {})", base + len));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod complete_tests {
+    use super::*;
+    use std::io::Cursor;
+
+    fn el(out: &mut Vec<u8>, tag: u32, vr: &[u8; 2], value: &[u8]) {
+        out.extend_from_slice(&((tag >> 16) as u16).to_le_bytes());
+        out.extend_from_slice(&(tag as u16).to_le_bytes());
+        out.extend_from_slice(vr);
+        if crate::dataset::has_long_length(*vr) {
+            out.extend_from_slice(&[0, 0]);
+            out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        } else {
+            out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+        }
+        out.extend_from_slice(value);
+    }
+
+    #[test]
+    fn complete_data_sets_pass_and_every_truncation_fails() {
+        let mut d = Vec::new();
+        el(&mut d, 0x0008_0016, b"UI", b"1.2.3\0");
+        d.extend_from_slice(&[0x08, 0, 0x15, 0x11, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        d.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        el(&mut d, 0x0020_000E, b"UI", b"9.9\0");
+        d.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+        d.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        el(&mut d, 0x7FE0_0010, b"OW", &[7u8; 64]);
+        assert_eq!(check_complete(&mut Cursor::new(&d), d.len() as u64, Encoding::EXPLICIT_LE, 0), Ok(()));
+        // A cut between two top-level elements leaves a complete (shorter) data set;
+        // every other cut is a truncation.
+        let sq_end = d.len() - (8 + 4 + 64);
+        let boundaries = [14usize, sq_end];
+        for cut in 1..d.len() {
+            let r = check_complete(&mut Cursor::new(&d[..cut]), cut as u64, Encoding::EXPLICIT_LE, 0);
+            assert_eq!(r.is_ok(), boundaries.contains(&cut), "cut at {cut}: {r:?}");
+        }
+        // zero padding shorter than a header is accepted
+        let mut padded = d.clone();
+        padded.extend_from_slice(&[0, 0, 0]);
+        assert_eq!(check_complete(&mut Cursor::new(&padded), padded.len() as u64, Encoding::EXPLICIT_LE, 0), Ok(()));
+        let msg = check_complete(&mut Cursor::new(&d[..d.len() - 10]), (d.len() - 10) as u64, Encoding::EXPLICIT_LE, 0).unwrap_err();
+        assert!(msg.contains("(7FE0,0010)") && msg.contains("offset"), "{msg}");
+    }
+}

@@ -451,7 +451,16 @@ fn send_one(a: &mut Association, opts: &StoreOptions, p: &Planned) -> StoreResul
     r.sent_transfer_syntax = Some(ts.clone());
     let sent = match &p.source {
         Source::File { path, offset, len } if !transcode => match File::open(path) {
-            Ok(f) => a.send_message_from_file(ctx, &cmd, &f, *offset, *len),
+            Ok(f) => {
+                // Never pass a damaged file on: its structure is checked first (a few
+                // small reads; values are skipped with seeks).
+                if let Err(why) = check_file(&f, *offset, *len, &p.ts) {
+                    r.sent_transfer_syntax = None;
+                    r.reason = Some(format!("not sent: {}: {why}", path.display()));
+                    return r;
+                }
+                a.send_message_from_file(ctx, &cmd, &f, *offset, *len)
+            }
             Err(e) => {
                 r.sent_transfer_syntax = None;
                 r.reason = Some(format!("cannot open {}: {e}", path.display()));
@@ -526,6 +535,18 @@ fn send_one(a: &mut Association, opts: &StoreOptions, p: &Planned) -> StoreResul
             }
         }
     }
+}
+
+/// The structure check of [`super::header::check_complete`] on a file's data set
+/// (deflated data sets are checked while they are inflated, by the transcoder or not at all).
+fn check_file(f: &File, offset: u64, len: u64, ts: &str) -> Result<(), String> {
+    let syntax = TransferSyntax::from_uid(ts);
+    if syntax.is_deflated() {
+        return Ok(());
+    }
+    let mut r = std::io::BufReader::with_capacity(8192, f);
+    r.seek(SeekFrom::Start(offset)).map_err(|e| e.to_string())?;
+    super::header::check_complete(&mut r, len, syntax.encoding(), offset)
 }
 
 #[cfg(test)]
