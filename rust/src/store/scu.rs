@@ -23,6 +23,9 @@ use crate::ul::{RequestorConfig, MAX_PRESENTATION_CONTEXTS};
 
 use super::status;
 
+/// Data sets up to this size are read whole and sent with their command in one write.
+const SMALL_FILE: u64 = 256 * 1024;
+
 /// Media Storage Directory (DICOMDIR) is not an instance to send.
 const MEDIA_STORAGE_DIRECTORY: &str = "1.2.840.10008.1.3.10";
 
@@ -451,6 +454,29 @@ fn send_one(a: &mut Association, opts: &StoreOptions, p: &Planned) -> StoreResul
     r.sent_transfer_syntax = Some(ts.clone());
     let sent = match &p.source {
         Source::File { path, offset, len } if !transcode => match File::open(path) {
+            Ok(f) if *len <= SMALL_FILE => {
+                // Small: one read, the check in memory, command and data in one write.
+                let mut data = Vec::with_capacity(*len as usize);
+                let read = (&f).seek(SeekFrom::Start(*offset)).and_then(|_| (&f).take(*len).read_to_end(&mut data));
+                let checked = match read {
+                    Ok(n) if n as u64 == *len => {
+                        let syntax = TransferSyntax::from_uid(&p.ts);
+                        if syntax.is_deflated() {
+                            Ok(())
+                        } else {
+                            super::header::check_complete(&mut std::io::Cursor::new(&data), *len, syntax.encoding(), *offset)
+                        }
+                    }
+                    Ok(n) => Err(format!("the file changed while being read ({n} of {len} bytes)")),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(why) = checked {
+                    r.sent_transfer_syntax = None;
+                    r.reason = Some(format!("not sent: {}: {why}", path.display()));
+                    return r;
+                }
+                a.send_message(ctx, &cmd, Some(&data)).map(|_| *len)
+            }
             Ok(f) => {
                 // Never pass a damaged file on: its structure is checked first (a few
                 // small reads; values are skipped with seeks).
