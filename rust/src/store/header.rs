@@ -184,66 +184,6 @@ fn scan<R: Read>(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn el_explicit(out: &mut Vec<u8>, tag: u32, vr: &[u8; 2], value: &[u8]) {
-        out.extend_from_slice(&((tag >> 16) as u16).to_le_bytes());
-        out.extend_from_slice(&(tag as u16).to_le_bytes());
-        out.extend_from_slice(vr);
-        if crate::dataset::has_long_length(*vr) {
-            out.extend_from_slice(&[0, 0]);
-            out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-        } else {
-            out.extend_from_slice(&(value.len() as u16).to_le_bytes());
-        }
-        out.extend_from_slice(value);
-    }
-
-    #[test]
-    fn finds_values_past_an_undefined_length_sequence_and_stops_early() {
-        let mut d = Vec::new();
-        el_explicit(&mut d, 0x0008_0016, b"UI", b"1.2.3\0");
-        // (0008,1115) SQ undefined length with one undefined-length item holding (0020,000E)
-        d.extend_from_slice(&[0x08, 0, 0x15, 0x11, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]);
-        d.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
-        el_explicit(&mut d, 0x0020_000E, b"UI", b"9.9.9\0");
-        d.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
-        d.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
-        el_explicit(&mut d, 0x0010_0020, b"LO", b"PAT 1 ");
-        el_explicit(&mut d, 0x0020_000E, b"UI", b"1.2.3.4\0");
-        el_explicit(&mut d, 0x7FE0_0010, b"OW", &[0u8; 4]);
-        // garbage after the stop tag is never read
-        let (found, err) = scan_values(&d[..], Encoding::EXPLICIT_LE, &[0x0010_0020, 0x0020_000E, 0x0008_0016]);
-        assert!(err.is_none(), "{err:?}");
-        assert_eq!(found.get(&0x0010_0020).map(String::as_str), Some("PAT 1"));
-        assert_eq!(found.get(&0x0020_000E).map(String::as_str), Some("1.2.3.4"));
-        assert_eq!(found.get(&0x0008_0016).map(String::as_str), Some("1.2.3"));
-    }
-
-    #[test]
-    fn truncated_and_hostile_input_is_an_error_not_a_panic() {
-        let mut d = Vec::new();
-        el_explicit(&mut d, 0x0010_0020, b"LO", b"ABCD");
-        d.extend_from_slice(&[0x20, 0, 0x0D, 0, b'O', b'B', 0, 0, 0xFE, 0xFF, 0xFF, 0x7F]);
-        let (found, err) = scan_values(&d[..], Encoding::EXPLICIT_LE, &[0x0010_0020, 0x0020_000E]);
-        assert_eq!(found.get(&0x0010_0020).map(String::as_str), Some("ABCD"));
-        assert!(matches!(err, Some(ScanError::Truncated(_))));
-        for cut in 0..d.len() {
-            let _ = scan_values(&d[..cut], Encoding::IMPLICIT_LE, &[0x0020_000E]);
-            let _ = scan_values(&d[..cut], Encoding::EXPLICIT_BE, &[0x0020_000E]);
-        }
-        // endless nesting
-        let mut deep = Vec::new();
-        for _ in 0..100 {
-            deep.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
-        }
-        let (_, err) = scan_values(&deep[..], Encoding::IMPLICIT_LE, &[0x0020_000E]);
-        assert!(matches!(err, Some(ScanError::TooDeep(_))));
-    }
-}
-
 /// Check, without reading values, that a data set of `len` bytes in encoding `enc`
 /// is complete: every element's value, every item and every undefined-length
 /// sequence end inside it. Values are skipped with seeks, so a large file costs a few
@@ -342,11 +282,10 @@ pub fn check_complete<R: Read + std::io::Seek>(r: &mut R, len: u64, enc: Encodin
 }
 
 #[cfg(test)]
-mod complete_tests {
+mod tests {
     use super::*;
-    use std::io::Cursor;
 
-    fn el(out: &mut Vec<u8>, tag: u32, vr: &[u8; 2], value: &[u8]) {
+    fn el_explicit(out: &mut Vec<u8>, tag: u32, vr: &[u8; 2], value: &[u8]) {
         out.extend_from_slice(&((tag >> 16) as u16).to_le_bytes());
         out.extend_from_slice(&(tag as u16).to_le_bytes());
         out.extend_from_slice(vr);
@@ -360,29 +299,71 @@ mod complete_tests {
     }
 
     #[test]
-    fn complete_data_sets_pass_and_every_truncation_fails() {
+    fn finds_values_past_an_undefined_length_sequence_and_stops_early() {
         let mut d = Vec::new();
-        el(&mut d, 0x0008_0016, b"UI", b"1.2.3\0");
+        el_explicit(&mut d, 0x0008_0016, b"UI", b"1.2.3\0");
+        // (0008,1115) SQ undefined length with one undefined-length item holding (0020,000E)
         d.extend_from_slice(&[0x08, 0, 0x15, 0x11, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]);
         d.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
-        el(&mut d, 0x0020_000E, b"UI", b"9.9\0");
+        el_explicit(&mut d, 0x0020_000E, b"UI", b"9.9.9\0");
         d.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
         d.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
-        el(&mut d, 0x7FE0_0010, b"OW", &[7u8; 64]);
-        assert_eq!(check_complete(&mut Cursor::new(&d), d.len() as u64, Encoding::EXPLICIT_LE, 0), Ok(()));
+        el_explicit(&mut d, 0x0010_0020, b"LO", b"PAT 1 ");
+        el_explicit(&mut d, 0x0020_000E, b"UI", b"1.2.3.4\0");
+        el_explicit(&mut d, 0x7FE0_0010, b"OW", &[0u8; 4]);
+        // garbage after the stop tag is never read
+        let (found, err) = scan_values(&d[..], Encoding::EXPLICIT_LE, &[0x0010_0020, 0x0020_000E, 0x0008_0016]);
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(found.get(&0x0010_0020).map(String::as_str), Some("PAT 1"));
+        assert_eq!(found.get(&0x0020_000E).map(String::as_str), Some("1.2.3.4"));
+        assert_eq!(found.get(&0x0008_0016).map(String::as_str), Some("1.2.3"));
+    }
+
+    #[test]
+    fn truncated_and_hostile_input_is_an_error_not_a_panic() {
+        let mut d = Vec::new();
+        el_explicit(&mut d, 0x0010_0020, b"LO", b"ABCD");
+        d.extend_from_slice(&[0x20, 0, 0x0D, 0, b'O', b'B', 0, 0, 0xFE, 0xFF, 0xFF, 0x7F]);
+        let (found, err) = scan_values(&d[..], Encoding::EXPLICIT_LE, &[0x0010_0020, 0x0020_000E]);
+        assert_eq!(found.get(&0x0010_0020).map(String::as_str), Some("ABCD"));
+        assert!(matches!(err, Some(ScanError::Truncated(_))));
+        for cut in 0..d.len() {
+            let _ = scan_values(&d[..cut], Encoding::IMPLICIT_LE, &[0x0020_000E]);
+            let _ = scan_values(&d[..cut], Encoding::EXPLICIT_BE, &[0x0020_000E]);
+        }
+        // endless nesting
+        let mut deep = Vec::new();
+        for _ in 0..100 {
+            deep.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        }
+        let (_, err) = scan_values(&deep[..], Encoding::IMPLICIT_LE, &[0x0020_000E]);
+        assert!(matches!(err, Some(ScanError::TooDeep(_))));
+    }
+
+    #[test]
+    fn complete_data_sets_pass_and_every_truncation_fails() {
+        let mut d = Vec::new();
+        el_explicit(&mut d, 0x0008_0016, b"UI", b"1.2.3\0");
+        d.extend_from_slice(&[0x08, 0, 0x15, 0x11, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        d.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        el_explicit(&mut d, 0x0020_000E, b"UI", b"9.9\0");
+        d.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+        d.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        el_explicit(&mut d, 0x7FE0_0010, b"OW", &[7u8; 64]);
+        assert_eq!(check_complete(&mut std::io::Cursor::new(&d), d.len() as u64, Encoding::EXPLICIT_LE, 0), Ok(()));
         // A cut between two top-level elements leaves a complete (shorter) data set;
         // every other cut is a truncation.
         let sq_end = d.len() - (8 + 4 + 64);
         let boundaries = [14usize, sq_end];
         for cut in 1..d.len() {
-            let r = check_complete(&mut Cursor::new(&d[..cut]), cut as u64, Encoding::EXPLICIT_LE, 0);
+            let r = check_complete(&mut std::io::Cursor::new(&d[..cut]), cut as u64, Encoding::EXPLICIT_LE, 0);
             assert_eq!(r.is_ok(), boundaries.contains(&cut), "cut at {cut}: {r:?}");
         }
         // zero padding shorter than a header is accepted
         let mut padded = d.clone();
         padded.extend_from_slice(&[0, 0, 0]);
-        assert_eq!(check_complete(&mut Cursor::new(&padded), padded.len() as u64, Encoding::EXPLICIT_LE, 0), Ok(()));
-        let msg = check_complete(&mut Cursor::new(&d[..d.len() - 10]), (d.len() - 10) as u64, Encoding::EXPLICIT_LE, 0).unwrap_err();
+        assert_eq!(check_complete(&mut std::io::Cursor::new(&padded), padded.len() as u64, Encoding::EXPLICIT_LE, 0), Ok(()));
+        let msg = check_complete(&mut std::io::Cursor::new(&d[..d.len() - 10]), (d.len() - 10) as u64, Encoding::EXPLICIT_LE, 0).unwrap_err();
         assert!(msg.contains("(7FE0,0010)") && msg.contains("offset"), "{msg}");
     }
 }
