@@ -279,10 +279,10 @@ def pynetdicom_find(args) -> None:
 
 
 # ---------------------------------------------------------------------- fastdimse
-# The API of issue 4 (C-STORE) and of the Foundation issue (associate/echo). Anything
-# missing -> "unavailable"; nothing here fakes a figure.
+# fastdimse not importable (not built) -> "unavailable". Any other error is a real
+# failure and is reported as one; nothing here fakes a figure.
 
-_MISSING = (ImportError, AttributeError, TypeError, NotImplementedError)
+_MISSING = (ImportError,)
 
 
 def _fastdimse():
