@@ -93,6 +93,7 @@ def store_instances(
     network_timeout: float | None = 60.0,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
     move_originator: tuple[str, int] | None = None,
+    window: int = 16,
 ) -> list[dict[str, Any]]:
     """C-STORE a batch; items are paths (folders walked) or
     (label, SOP class UID, SOP instance UID, transfer syntax UID, data set bytes)."""

@@ -293,6 +293,7 @@ class DICOMSCU:
         *,
         on_progress: Callable[[StoreResult], None] | None = None,
         parallel: int = 1,
+        window: int = 16,
     ) -> list[StoreResult]:
         """C-STORE every item to ``remote``; one :class:`StoreResult` per instance, in order.
 
@@ -303,13 +304,17 @@ class DICOMSCU:
         accepted, else transcoded in Rust to an accepted uncompressed one; a compressed
         instance the peer does not accept fails alone with a reason. The bytes stream
         from file to socket in Rust. ``parallel`` > 1 sends over that many associations
-        at once. ``on_progress(result)`` is called as each instance finishes (from the
+        at once. ``window``: C-STOREs kept in flight on each association, proposed as an
+        asynchronous operations window (PS3.7 D.3.3.3); a peer that does not answer it
+        (dcmtk, pynetdicom) gets one at a time. 1 never proposes one. ``on_progress(result)`` is called as each instance finishes (from the
         sending thread). Raises :class:`~fastdimse.errors.AssociationError` /
         :class:`~fastdimse.errors.NetworkError` only when no association at all could be
         established.
         """
         # A pydicom Dataset can only be here if pydicom is imported: paths alone never
         # pay for importing it.
+        if not 1 <= window <= 0xFFFF:
+            raise ValueError("window must be 1 .. 65535")
         pydicom = sys.modules.get("pydicom")
         single = (str, os.PathLike) + ((pydicom.Dataset,) if pydicom is not None else ())
         if isinstance(items, single):
@@ -332,6 +337,8 @@ class DICOMSCU:
             self.dimse_timeout,
             self.network_timeout,
             progress,
+            None,
+            window,
         )
         return [StoreResult(**d) for d in results]
 

@@ -46,7 +46,16 @@ pub trait Sink: Write + Send {
 
     /// `n` bytes were spliced into `splice_fd` behind the writer's back.
     fn spliced(&mut self, _n: u64) {}
+
+    /// How many more bytes the sink would like through `write` before any are spliced
+    /// (a header it reads from memory later); 0 (the default) = none.
+    fn prefix_wanted(&self) -> usize {
+        0
+    }
 }
+
+/// Most bytes read through the buffer for [`Sink::prefix_wanted`] per data PDV.
+const PREFIX_READ: usize = 16 * 1024;
 
 /// Data PDVs at least this large are spliced from the socket into a file sink (Linux).
 const SPLICE_MIN: u32 = 32 * 1024;
@@ -132,6 +141,25 @@ pub struct Association {
     splice_ready: bool,
     /// The pipe used to splice socket -> file (Linux), made on first use.
     pipe: Option<(i32, i32)>,
+    /// The socket's receive / send timeouts as last set (None: not known), so that they
+    /// are set again only when they change noticeably.
+    rcv_timeout: Option<Option<Duration>>,
+    snd_timeout: Option<Option<Duration>>,
+}
+
+/// A socket timeout within this much of the wanted one is left as it is (it saves one
+/// setsockopt per read; the waits are in seconds).
+const TIMEOUT_SLACK: Duration = Duration::from_millis(50);
+
+fn close_enough(set: Option<Option<Duration>>, want: Option<Duration>) -> bool {
+    match (set, want) {
+        (Some(None), None) => true,
+        (Some(Some(c)), Some(w)) => {
+            let d = if c > w { c - w } else { w - c };
+            d <= TIMEOUT_SLACK.max(w / 100).min(w / 2)
+        }
+        _ => false,
+    }
 }
 
 impl Association {
@@ -156,7 +184,29 @@ impl Association {
             sent_reject: None,
             splice_ready: false,
             pipe: None,
+            rcv_timeout: None,
+            snd_timeout: None,
         }
+    }
+
+    /// SO_RCVTIMEO, unless the one set already is close enough.
+    fn set_read_timeout(&mut self, want: Option<Duration>) -> std::io::Result<()> {
+        if !close_enough(self.rcv_timeout, want) {
+            self.rcv_timeout = None;
+            self.stream.set_read_timeout(want)?;
+            self.rcv_timeout = Some(want);
+        }
+        Ok(())
+    }
+
+    /// SO_SNDTIMEO, unless the one set already is close enough.
+    fn set_write_timeout(&mut self, want: Option<Duration>) -> std::io::Result<()> {
+        if !close_enough(self.snd_timeout, want) {
+            self.snd_timeout = None;
+            self.stream.set_write_timeout(want)?;
+            self.snd_timeout = Some(want);
+        }
+        Ok(())
     }
 
     /// Requestor: connect to `addr`, propose the association, wait for the answer.
@@ -505,7 +555,7 @@ impl Association {
         use std::os::fd::AsRawFd;
         let sock = self.stream.as_raw_fd();
         let fd = file.as_raw_fd();
-        let _ = self.stream.set_write_timeout(self.timeouts.network);
+        let _ = self.set_write_timeout(self.timeouts.network);
         let mut hdr = Vec::with_capacity(pdu::PDATA_SINGLE_PDV_OVERHEAD);
         let mut left = total;
         let mut off = offset as libc::off_t;
@@ -656,6 +706,41 @@ impl Association {
         if rest == 0 {
             return Ok(());
         }
+        // The first bytes of a data set the sink wants to see (to read its header from
+        // memory afterwards) come through the buffer; the rest may be spliced.
+        let want = if rx.sink_error.is_none() { sink.prefix_wanted().min(rest) } else { 0 };
+        if want > 0 {
+            let mut buf = [0u8; PREFIX_READ];
+            let mut left = want;
+            let _ = self.set_read_timeout(self.timeouts.network);
+            while left > 0 {
+                let k = left.min(buf.len());
+                match self.stream.read(&mut buf[..k]) {
+                    Ok(0) => {
+                        let _ = self.sm.handle(Event::TransportClosed);
+                        self.close();
+                        return Err(NetError::Closed("in the middle of a data set"));
+                    }
+                    Ok(n) => {
+                        if rx.sink_error.is_none() {
+                            if let Err(e) = sink.write_all(&buf[..n]) {
+                                rx.sink_error = Some(e);
+                            }
+                        }
+                        left -= n;
+                        rest -= n;
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        self.close();
+                        return Err(self.send_error(e));
+                    }
+                }
+            }
+            if rest == 0 {
+                return Ok(());
+            }
+        }
         let fd = sink.splice_fd();
         #[cfg(target_os = "linux")]
         if let (Some(fd), None) = (fd, rx.sink_error.as_ref()) {
@@ -682,7 +767,7 @@ impl Association {
         let _ = fd;
         // Fallback: read the remaining bytes through the buffer, into the sink or away.
         let mut buf = vec![0u8; rest.min(256 * 1024)];
-        let _ = self.stream.set_read_timeout(self.timeouts.network);
+        let _ = self.set_read_timeout(self.timeouts.network);
         while rest > 0 {
             let k = rest.min(buf.len());
             match self.stream.read(&mut buf[..k]) {
@@ -730,7 +815,7 @@ impl Association {
             }
         };
         let sock = self.stream.as_raw_fd();
-        let _ = self.stream.set_read_timeout(self.timeouts.network);
+        let _ = self.set_read_timeout(self.timeouts.network);
         let mut done = 0usize;
         while done < len {
             // SAFETY: valid descriptors; null offsets mean "current position".
@@ -1154,7 +1239,7 @@ impl Association {
                         }
                         None => None,
                     };
-                    self.stream.set_read_timeout(timeout).map_err(ReadError::Io)?;
+                    self.set_read_timeout(timeout).map_err(ReadError::Io)?;
                     // While a data set streams into a file, read only up to the next PDU's
                     // and PDV's headers: the data itself is spliced, never copied in here.
                     let buffered = self.rend - self.rpos;
@@ -1186,7 +1271,7 @@ impl Association {
         if self.closed {
             return Err(NetError::Closed("while sending"));
         }
-        let _ = self.stream.set_write_timeout(self.timeouts.network);
+        let _ = self.set_write_timeout(self.timeouts.network);
         self.stream.write_all(bytes).map_err(|e| {
             if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
                 NetError::Timeout { what: "sending (network timeout)", after: self.timeouts.network.unwrap_or_default() }
@@ -1205,7 +1290,7 @@ impl Association {
             if self.closed || now >= until {
                 break;
             }
-            let _ = self.stream.set_read_timeout(Some(until - now));
+            let _ = self.set_read_timeout(Some(until - now));
             match self.stream.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}

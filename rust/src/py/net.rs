@@ -181,12 +181,15 @@ fn result_dict<'py>(py: Python<'py>, r: &StoreResult) -> PyResult<Bound<'py, pyo
     Ok(d)
 }
 
+/// C-STOREs a requestor may keep in flight on one of our associations (when it asks).
+const STORE_WINDOW: u16 = 32;
+
 /// C-STORE a batch. `items`: paths (str; folders walked) or tuples
 /// (label, sop class, sop instance, transfer syntax, bytes). Returns one dict per instance.
 #[pyfunction]
 #[pyo3(signature = (host, port, calling_ae_title, called_ae_title, items, max_pdu_length=131072, parallel=1,
                     connect_timeout=Some(10.0), acse_timeout=Some(30.0), dimse_timeout=Some(30.0),
-                    network_timeout=Some(60.0), on_progress=None, move_originator=None))]
+                    network_timeout=Some(60.0), on_progress=None, move_originator=None, window=store::scu::DEFAULT_WINDOW))]
 #[allow(clippy::too_many_arguments)]
 fn store_instances<'py>(
     py: Python<'py>,
@@ -203,6 +206,7 @@ fn store_instances<'py>(
     network_timeout: Option<f64>,
     on_progress: Option<Py<PyAny>>,
     move_originator: Option<(String, u16)>,
+    window: u16,
 ) -> PyResult<Vec<Bound<'py, pyo3::types::PyDict>>> {
     let mut list = Vec::with_capacity(items.len());
     for it in items {
@@ -220,6 +224,7 @@ fn store_instances<'py>(
     opts.timeouts = timeouts(connect_timeout, acse_timeout, dimse_timeout, network_timeout)?;
     opts.parallel = parallel.max(1);
     opts.move_originator = move_originator;
+    opts.window = window.max(1);
     let progress = |r: &StoreResult| {
         if let Some(cb) = &on_progress {
             Python::attach(|py| {
@@ -581,6 +586,7 @@ impl PyServer {
                 Some(h)
             }
         };
+        let has_qr = qr_provider.is_some();
         let handler: Arc<dyn ServiceHandler> = match (storage, qr_provider) {
             (None, None) => Arc::new(EchoOnlyHandler),
             (storage, provider) => Arc::new(QrHandler {
@@ -597,6 +603,14 @@ impl PyServer {
         acceptor.allowed_calling_aes = allowed_calling_aes;
         acceptor.supported = contexts;
         acceptor.max_pdu_length = max_pdu_length;
+        // Requests are served one after the other, in order; a requestor may still keep
+        // several C-STOREs in flight (they wait in the socket), which hides the round
+        // trip per instance. Q/R operations poll only for C-CANCEL while they run, so an
+        // association with a Q/R context stays synchronous.
+        acceptor.async_ops_window = Some((1, STORE_WINDOW));
+        if has_qr {
+            acceptor.synchronous_abstract_syntaxes = crate::qr::sop::ALL.iter().map(|s| s.to_string()).collect();
+        }
         let config = ServerConfig { acceptor, timeouts: t, max_associations: max_associations.max(1) };
         let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
         let server = py

@@ -26,6 +26,19 @@ pub mod sop {
     pub const STUDY_ROOT_FIND: &str = "1.2.840.10008.5.1.4.1.2.2.1";
     pub const STUDY_ROOT_MOVE: &str = "1.2.840.10008.5.1.4.1.2.2.2";
     pub const STUDY_ROOT_GET: &str = "1.2.840.10008.5.1.4.1.2.2.3";
+    /// The Q/R information models (C-FIND, C-MOVE and C-GET of both roots, and the
+    /// retired Patient/Study Only root).
+    pub const ALL: [&str; 9] = [
+        PATIENT_ROOT_FIND,
+        PATIENT_ROOT_MOVE,
+        PATIENT_ROOT_GET,
+        STUDY_ROOT_FIND,
+        STUDY_ROOT_MOVE,
+        STUDY_ROOT_GET,
+        "1.2.840.10008.5.1.4.1.2.3.1",
+        "1.2.840.10008.5.1.4.1.2.3.2",
+        "1.2.840.10008.5.1.4.1.2.3.3",
+    ];
 }
 
 /// Q/R statuses (PS3.4 C.4.1.1.4, C.4.2.1.5, C.4.3.1.4).

@@ -237,17 +237,22 @@ pub struct TempFileSink {
     /// The first bytes of the data set, kept while they come through `write` (spliced
     /// data is not seen): the header values are read from here, not from the file.
     prefix: Vec<u8>,
-    /// False once a byte reached the file without passing through `prefix`.
+    /// False once a byte reached the file without passing through `prefix` (which then
+    /// stops growing: it stays the data set's first bytes).
     prefix_contiguous: bool,
 }
 
 /// How much of each data set's start is kept to read its header values from.
 const PREFIX_MAX: usize = 64 * 1024;
+/// What a sink asks to see through `write` before data is spliced into it.
+const PREFIX_WANTED: usize = 16 * 1024;
 
 impl TempFileSink {
     fn create(dir: &Path, meta: &FileMeta) -> TempFileSink {
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp_path = dir.join(format!(".fastdimse-{}-{n}.part", std::process::id()));
+        static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+        let pid = *PID.get_or_init(std::process::id);
+        let tmp_path = dir.join(format!(".fastdimse-{pid}-{n}.part"));
         let mut sink = TempFileSink {
             file: None,
             tmp_path,
@@ -324,6 +329,16 @@ impl Sink for TempFileSink {
         Some(f.get_ref().as_raw_fd())
     }
 
+    fn prefix_wanted(&self) -> usize {
+        // Enough for the header of most data sets: the keys of the layout are then read
+        // from memory instead of from the file.
+        if self.prefix_contiguous && self.file.is_some() {
+            PREFIX_WANTED.saturating_sub(self.prefix.len())
+        } else {
+            0
+        }
+    }
+
     fn spliced(&mut self, n: u64) {
         if n > 0 && self.prefix.len() < PREFIX_MAX {
             self.prefix_contiguous = false;
@@ -389,7 +404,9 @@ impl StorageHandler {
         // Read the keys the layout needs from the file just written.
         let mut wanted = vec![TAG_SOP_CLASS_UID, TAG_SOP_INSTANCE_UID, TAG_PATIENT_ID, TAG_STUDY_INSTANCE_UID, TAG_SERIES_INSTANCE_UID];
         wanted.extend(self.config.extra_tags.iter().copied());
-        let from_prefix = if sink.prefix_contiguous && !TransferSyntax::from_uid(ts).is_deflated() {
+        // The prefix is always the data set's first bytes (it stops growing at the first
+        // spliced byte); when the wanted keys lie within it, the file is not read again.
+        let from_prefix = if !TransferSyntax::from_uid(ts).is_deflated() {
             let (found, passed, err) =
                 super::header::scan_raw_until(&sink.prefix[..], TransferSyntax::from_uid(ts).encoding(), &wanted);
             // Final when the scan got past the wanted tags, or the prefix is the whole data

@@ -80,7 +80,14 @@ pub struct StoreOptions {
     /// not sent, with reason "cancelled". A C-CANCEL-RQ seen while waiting for a
     /// C-STORE-RSP on a C-GET association sets it too.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// C-STOREs kept in flight on one association (PS3.7 D.3.3.3 asynchronous operations
+    /// window): proposed to the peer unless `requestor` already carries a window; the
+    /// peer's answer decides (no answer = one at a time). 1 = do not propose.
+    pub window: u16,
 }
+
+/// Default for [`StoreOptions::window`].
+pub const DEFAULT_WINDOW: u16 = 16;
 
 impl StoreOptions {
     pub fn new(addr: impl Into<String>, requestor: RequestorConfig) -> StoreOptions {
@@ -92,6 +99,7 @@ impl StoreOptions {
             priority: priority::MEDIUM,
             move_originator: None,
             cancel: None,
+            window: DEFAULT_WINDOW,
         }
     }
 }
@@ -316,7 +324,17 @@ pub fn send_on(a: &mut Association, opts: &StoreOptions, planned: &[Planned], pr
             r.reason = Some(if a.is_established() { "cancelled".into() } else { "the association is gone".into() });
             r
         } else {
-            send_one(a, opts, p)
+            // One at a time: this association's window was negotiated by its requestor,
+            // for its own operations.
+            match start_one(a, opts, p) {
+                Started::Done(r) => r,
+                Started::Waiting(f) => {
+                    let mut waiting = vec![f];
+                    let mut out = None;
+                    collect_one(a, opts, &mut waiting, &mut |r| out = Some(r));
+                    out.expect("collect_one settles the only waiting instance")
+                }
+            }
         };
         progress(a, &r);
     }
@@ -351,12 +369,17 @@ fn send_bucket(
     first_error: &Mutex<Option<NetError>>,
     any_associated: &std::sync::atomic::AtomicBool,
 ) {
+    let mut emit_mut = |r: StoreResult| emit(r);
     for ctx_group in contexts_for(&bucket) {
         let classes: BTreeSet<&str> = ctx_group.iter().map(|(c, _)| c.as_str()).collect();
         let todo: Vec<&Planned> = bucket.iter().filter(|p| classes.contains(p.class.as_str())).collect();
         let mut cfg = opts.requestor.clone();
         cfg.contexts = ctx_group.clone();
+        if cfg.async_ops_window.is_none() && opts.window > 1 {
+            cfg.async_ops_window = Some((opts.window, 1));
+        }
         let mut assoc: Option<Association> = None;
+        let mut waiting: Vec<InFlight> = Vec::new();
         for (i, p) in todo.iter().enumerate() {
             if opts.is_cancelled() {
                 let mut r = p.result();
@@ -365,6 +388,7 @@ fn send_bucket(
                 continue;
             }
             if assoc.as_ref().map(|a| !a.is_established()).unwrap_or(true) {
+                fail_waiting(&mut waiting, "the association ended before the C-STORE-RSP arrived", &mut emit_mut);
                 match Association::request(&opts.addr, &cfg, opts.timeouts) {
                     Ok(a) => {
                         any_associated.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -385,9 +409,19 @@ fn send_bucket(
                 }
             }
             let a = assoc.as_mut().expect("set above");
-            emit(send_one(a, opts, p));
+            match start_one(a, opts, p) {
+                Started::Done(r) => emit(r),
+                Started::Waiting(f) => waiting.push(f),
+            }
+            let window = window_of(a);
+            while waiting.len() >= window {
+                collect_one(a, opts, &mut waiting, &mut emit_mut);
+            }
         }
         if let Some(mut a) = assoc {
+            while !waiting.is_empty() {
+                collect_one(&mut a, opts, &mut waiting, &mut emit_mut);
+            }
             if a.is_established() {
                 if let Err(e) = a.release() {
                     debug!("release after C-STORE failed: {e}");
@@ -397,9 +431,97 @@ fn send_bucket(
     }
 }
 
-/// Send one instance on `a`; the association may be gone afterwards (then the caller
-/// opens a new one for the next instance).
-fn send_one(a: &mut Association, opts: &StoreOptions, p: &Planned) -> StoreResult {
+/// Most C-STOREs kept in flight, whatever the peer allows (its "unlimited" included).
+const MAX_WINDOW: usize = 64;
+
+/// How many C-STOREs may be outstanding on `a`: the negotiated number of operations we
+/// (the requestor) may invoke; 0 means no limit.
+fn window_of(a: &Association) -> usize {
+    match a.negotiated().async_ops_window.0 {
+        0 => MAX_WINDOW,
+        n => (n as usize).min(MAX_WINDOW),
+    }
+}
+
+/// A C-STORE-RQ sent, its response not yet in.
+struct InFlight {
+    id: u16,
+    result: StoreResult,
+    /// (from, to) when the instance was transcoded on the way.
+    transcoded: Option<(String, String)>,
+}
+
+enum Started {
+    /// Settled without a response: refused before sending, or the send failed.
+    Done(StoreResult),
+    Waiting(InFlight),
+}
+
+/// Report every waiting instance as failed with `why`.
+fn fail_waiting(waiting: &mut Vec<InFlight>, why: &str, emit: &mut dyn FnMut(StoreResult)) {
+    for f in waiting.drain(..) {
+        let mut r = f.result;
+        r.reason = Some(why.to_string());
+        emit(r);
+    }
+}
+
+/// Wait for the next C-STORE-RSP and settle the instance it answers (responses may come
+/// in any order). When the association fails or is released instead, every waiting
+/// instance is settled as failed: none is left unreported.
+fn collect_one(a: &mut Association, opts: &StoreOptions, waiting: &mut Vec<InFlight>, emit: &mut dyn FnMut(StoreResult)) {
+    loop {
+        match a.receive(opts.timeouts.dimse, "waiting for C-STORE-RSP (DIMSE timeout)") {
+            Ok(Received::Message { command, .. }) if command.command_field == field::C_STORE_RSP => {
+                let Some(pos) = waiting.iter().position(|f| command.message_id_being_responded_to == Some(f.id)) else {
+                    warn!("ignoring a C-STORE-RSP to message {:?}, which is not waiting", command.message_id_being_responded_to);
+                    continue;
+                };
+                let f = waiting.swap_remove(pos);
+                let mut r = f.result;
+                let st = command.status.unwrap_or(status::PROCESSING_FAILURE);
+                r.status = Some(st);
+                if st != status::SUCCESS {
+                    let mut why = format!("0x{st:04X} {}", status::describe(st));
+                    if let Some(c) = command.error_comment.filter(|c| !c.is_empty()) {
+                        why.push_str(": ");
+                        why.push_str(&c);
+                    }
+                    r.reason = Some(why);
+                }
+                if let Some((from, to)) = f.transcoded {
+                    debug!("{} sent transcoded {from} -> {to}", r.sop_instance_uid);
+                }
+                emit(r);
+                return;
+            }
+            Ok(Received::Message { command, .. }) if command.command_field == field::C_CANCEL_RQ => {
+                info!("C-CANCEL-RQ received during a C-STORE sub-operation");
+                if let Some(c) = &opts.cancel {
+                    c.store(true, Ordering::SeqCst);
+                }
+            }
+            Ok(Received::Message { command, .. }) => {
+                warn!("ignoring {command} while waiting for a C-STORE-RSP");
+            }
+            Ok(Received::ReleaseRequested) => {
+                let _ = a.release_response();
+                fail_waiting(waiting, "the peer released the association before answering", emit);
+                return;
+            }
+            Err(e) => {
+                info!("no C-STORE-RSP for {} instance(s): {e}", waiting.len());
+                fail_waiting(waiting, &format!("no response: {e}"), emit);
+                return;
+            }
+        }
+    }
+}
+
+/// Send one instance's C-STORE-RQ on `a` (its response is collected by [`collect_one`]);
+/// the association may be gone afterwards (then the caller opens a new one for the next
+/// instance).
+fn start_one(a: &mut Association, opts: &StoreOptions, p: &Planned) -> Started {
     let mut r = p.result();
     let neg = a.negotiated();
     let own = neg.find_context_as_scu(&p.class, Some(&p.ts)).map(|c| (c.id, c.transfer_syntax.clone()));
@@ -423,7 +545,7 @@ fn send_one(a: &mut Association, opts: &StoreOptions, p: &Planned) -> StoreResul
                 any.join(", ")
             )
         });
-        return r;
+        return Started::Done(r);
     };
     let id = a.next_message_id();
     let mut cmd = Command {
@@ -445,7 +567,7 @@ fn send_one(a: &mut Association, opts: &StoreOptions, p: &Planned) -> StoreResul
             Ok(t) => Some(t),
             Err(e) => {
                 r.reason = Some(format!("cannot transcode: {e}"));
-                return r;
+                return Started::Done(r);
             }
         }
     } else {
@@ -473,7 +595,7 @@ fn send_one(a: &mut Association, opts: &StoreOptions, p: &Planned) -> StoreResul
                 if let Err(why) = checked {
                     r.sent_transfer_syntax = None;
                     r.reason = Some(format!("not sent: {}: {why}", path.display()));
-                    return r;
+                    return Started::Done(r);
                 }
                 a.send_message(ctx, &cmd, Some(&data)).map(|_| *len)
             }
@@ -483,14 +605,14 @@ fn send_one(a: &mut Association, opts: &StoreOptions, p: &Planned) -> StoreResul
                 if let Err(why) = check_file(&f, *offset, *len, &p.ts) {
                     r.sent_transfer_syntax = None;
                     r.reason = Some(format!("not sent: {}: {why}", path.display()));
-                    return r;
+                    return Started::Done(r);
                 }
                 a.send_message_from_file(ctx, &cmd, &f, *offset, *len)
             }
             Err(e) => {
                 r.sent_transfer_syntax = None;
                 r.reason = Some(format!("cannot open {}: {e}", path.display()));
-                return r;
+                return Started::Done(r);
             }
         },
         Source::File { path, offset, len } => {
@@ -503,7 +625,7 @@ fn send_one(a: &mut Association, opts: &StoreOptions, p: &Planned) -> StoreResul
                 Err(e) => {
                     r.sent_transfer_syntax = None;
                     r.reason = Some(format!("cannot open {}: {e}", path.display()));
-                    return r;
+                    return Started::Done(r);
                 }
             }
         }
@@ -517,50 +639,10 @@ fn send_one(a: &mut Association, opts: &StoreOptions, p: &Planned) -> StoreResul
         Ok(n) => r.bytes = n,
         Err(e) => {
             r.reason = Some(format!("sending failed: {e}"));
-            return r;
+            return Started::Done(r);
         }
     }
-    loop {
-        match a.receive(opts.timeouts.dimse, "waiting for C-STORE-RSP (DIMSE timeout)") {
-            Ok(Received::Message { command, .. })
-                if command.command_field == field::C_STORE_RSP && command.message_id_being_responded_to == Some(id) =>
-            {
-                let st = command.status.unwrap_or(status::PROCESSING_FAILURE);
-                r.status = Some(st);
-                if st != status::SUCCESS {
-                    let mut why = format!("0x{st:04X} {}", status::describe(st));
-                    if let Some(c) = command.error_comment.filter(|c| !c.is_empty()) {
-                        why.push_str(": ");
-                        why.push_str(&c);
-                    }
-                    r.reason = Some(why);
-                }
-                if transcode {
-                    debug!("{} sent transcoded {} -> {}", p.instance, p.ts, ts);
-                }
-                return r;
-            }
-            Ok(Received::Message { command, .. }) if command.command_field == field::C_CANCEL_RQ => {
-                info!("C-CANCEL-RQ received during a C-STORE sub-operation");
-                if let Some(c) = &opts.cancel {
-                    c.store(true, Ordering::SeqCst);
-                }
-            }
-            Ok(Received::Message { command, .. }) => {
-                warn!("ignoring {command} while waiting for C-STORE-RSP to message {id}");
-            }
-            Ok(Received::ReleaseRequested) => {
-                let _ = a.release_response();
-                r.reason = Some("the peer released the association before answering".into());
-                return r;
-            }
-            Err(e) => {
-                info!("no C-STORE-RSP for {}: {e}", p.instance);
-                r.reason = Some(format!("no response: {e}"));
-                return r;
-            }
-        }
-    }
+    Started::Waiting(InFlight { id, result: r, transcoded: transcode.then(|| (p.ts.clone(), ts)) })
 }
 
 /// The structure check of [`super::header::check_complete`] on a file's data set

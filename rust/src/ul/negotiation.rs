@@ -406,6 +406,11 @@ pub struct AcceptorConfig {
     /// (max operations we invoke, max operations we perform), 0 = unlimited; None = do not
     /// answer the requestor's window (it falls back to synchronous).
     pub async_ops_window: Option<(u16, u16)>,
+    /// Abstract syntaxes whose operations we serve strictly one at a time: an association
+    /// with any of them accepted gets no window answer (synchronous), whatever
+    /// `async_ops_window` says. A Q/R SCP lists its C-FIND/C-MOVE/C-GET classes here,
+    /// since it reads nothing but C-CANCEL while an operation runs.
+    pub synchronous_abstract_syntaxes: Vec<String>,
     pub implementation_class_uid: String,
     /// Empty = no Implementation Version Name item.
     pub implementation_version_name: String,
@@ -425,6 +430,7 @@ impl AcceptorConfig {
             requestor_scp_role: ScpRolePolicy::Refuse,
             max_pdu_length: DEFAULT_MAX_PDU_LENGTH,
             async_ops_window: None,
+            synchronous_abstract_syntaxes: Vec::new(),
             implementation_class_uid: DEFAULT_IMPLEMENTATION_CLASS_UID.to_string(),
             implementation_version_name: DEFAULT_IMPLEMENTATION_VERSION_NAME.to_string(),
         }
@@ -882,8 +888,11 @@ pub fn negotiate_acceptor(rq: &AssociateRq, cfg: &AcceptorConfig) -> AcceptorDec
     // Asynchronous operations window: answer only a proposal, and only if configured.
     let mut async_ops_window = (1, 1);
     let mut async_item = None;
-    if let (Some((rq_invoked, rq_performed)), Some((our_invoked, our_performed))) =
-        (async_window(&rq.user_information), cfg.async_ops_window)
+    let synchronous = contexts.iter().any(|c| {
+        cfg.synchronous_abstract_syntaxes.iter().any(|s| uid_eq(s, &c.abstract_syntax))
+    });
+    if let (Some((rq_invoked, rq_performed)), Some((our_invoked, our_performed)), false) =
+        (async_window(&rq.user_information), cfg.async_ops_window, synchronous)
     {
         // The requestor invokes what we perform, and performs what we invoke.
         let invoked = min_window(rq_invoked, our_performed);
@@ -1432,6 +1441,18 @@ mod tests {
         assert_eq!(async_window(&ac.user_information), None);
         assert_eq!(min_window(0, 0), 0);
         assert_eq!(min_window(0, 7), 7);
+        // An accepted context served one operation at a time keeps the association
+        // synchronous; one that is not accepted does not matter.
+        let rq = build_associate_rq(&rcfg).unwrap();
+        let mut sync_cfg = cfg.clone();
+        sync_cfg.synchronous_abstract_syntaxes = vec![CT_STORAGE.to_string()];
+        let (ac, n) = accept(&rq, &sync_cfg);
+        assert!(n.contexts.iter().any(|c| c.abstract_syntax == CT_STORAGE));
+        assert_eq!(async_window(&ac.user_information), None);
+        assert_eq!(n.async_ops_window, (1, 1));
+        sync_cfg.synchronous_abstract_syntaxes = vec!["1.2.840.10008.5.1.4.1.2.2.1".to_string()];
+        let (ac, _) = accept(&rq, &sync_cfg);
+        assert_eq!(async_window(&ac.user_information), Some((3, 2)));
     }
 
     #[test]
