@@ -155,8 +155,7 @@ fn close_enough(set: Option<Option<Duration>>, want: Option<Duration>) -> bool {
     match (set, want) {
         (Some(None), None) => true,
         (Some(Some(c)), Some(w)) => {
-            let d = if c > w { c - w } else { w - c };
-            d <= TIMEOUT_SLACK.max(w / 100).min(w / 2)
+            c.abs_diff(w) <= TIMEOUT_SLACK.max(w / 100).min(w / 2)
         }
         _ => false,
     }
