@@ -52,7 +52,7 @@ class DICOMSCP:
       ours (reason 7, "called AE title not recognized").
     - ``allowed_calling_aes``: if given, only these calling AE titles are accepted;
       others are rejected with reason 3, "calling AE title not recognized".
-    - ``max_pdu_length`` (131072): the largest PDU we accept; 0 means no limit.
+    - ``max_pdu_length`` (1048576, 1 MiB): the largest PDU we accept; 0 means no limit.
     - ``acse_timeout`` (30 s, also the ARTIM timer), ``dimse_timeout`` (30 s),
       ``network_timeout`` (60 s: an association idle that long is aborted).
     - ``max_associations`` (64): served at once; more are rejected as transient.
@@ -97,7 +97,7 @@ class DICOMSCP:
         transfer_syntaxes: Sequence[str] | None = None,
         require_called_ae: bool = True,
         allowed_calling_aes: Iterable[str] | None = None,
-        max_pdu_length: int = 131072,
+        max_pdu_length: int = 1048576,
         acse_timeout: float | None = 30.0,
         dimse_timeout: float | None = 30.0,
         network_timeout: float | None = 60.0,

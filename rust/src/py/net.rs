@@ -187,7 +187,7 @@ const STORE_WINDOW: u16 = 32;
 /// C-STORE a batch. `items`: paths (str; folders walked) or tuples
 /// (label, sop class, sop instance, transfer syntax, bytes). Returns one dict per instance.
 #[pyfunction]
-#[pyo3(signature = (host, port, calling_ae_title, called_ae_title, items, max_pdu_length=131072, parallel=1,
+#[pyo3(signature = (host, port, calling_ae_title, called_ae_title, items, max_pdu_length=1048576, parallel=1,
                     connect_timeout=Some(10.0), acse_timeout=Some(30.0), dimse_timeout=Some(30.0),
                     network_timeout=Some(60.0), on_progress=None, move_originator=None, window=store::scu::DEFAULT_WINDOW))]
 #[allow(clippy::too_many_arguments)]
@@ -295,7 +295,7 @@ impl PyAssociation {
     /// Connect to host:port and negotiate. `contexts` is a list of
     /// (abstract syntax, [transfer syntaxes]); `roles` a list of (SOP class, scu, scp).
     #[staticmethod]
-    #[pyo3(signature = (host, port, calling_ae_title, called_ae_title, contexts, roles=Vec::new(), max_pdu_length=131072,
+    #[pyo3(signature = (host, port, calling_ae_title, called_ae_title, contexts, roles=Vec::new(), max_pdu_length=1048576,
                         connect_timeout=Some(10.0), acse_timeout=Some(30.0), dimse_timeout=Some(30.0), network_timeout=Some(60.0)))]
     #[allow(clippy::too_many_arguments)]
     fn request(
@@ -547,7 +547,7 @@ pub struct PyServer {
 impl PyServer {
     #[new]
     #[pyo3(signature = (host, port, ae_title, contexts, require_called_ae=true, allowed_calling_aes=None,
-                        max_pdu_length=131072, acse_timeout=Some(30.0), dimse_timeout=Some(30.0),
+                        max_pdu_length=1048576, acse_timeout=Some(30.0), dimse_timeout=Some(30.0),
                         network_timeout=Some(60.0), max_associations=64, storage_dir=None,
                         layout=None, duplicates="overwrite", on_stored=None, fsync=false, qr_provider=None, index_tags=Vec::new(),
                         on_index=None))]

@@ -69,7 +69,7 @@ pub const DEFAULT_IMPLEMENTATION_CLASS_UID: &str = "2.25.10262641200839709798788
 /// Our implementation version name (at most 16 characters).
 pub const DEFAULT_IMPLEMENTATION_VERSION_NAME: &str = "FASTDIMSE_0_1";
 /// The maximum P-DATA-TF PDU length we advertise by default.
-pub const DEFAULT_MAX_PDU_LENGTH: u32 = 262_144;
+pub const DEFAULT_MAX_PDU_LENGTH: u32 = 1_048_576;
 /// The peer's maximum PDU length assumed when it omits the Maximum Length sub-item.
 pub const PEER_MAX_PDU_IF_ABSENT: u32 = 16_384;
 /// At most this many presentation contexts fit in the odd IDs 1..=255.
