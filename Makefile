@@ -43,6 +43,7 @@ demo: build peers
 bench: build peers
 	$(PIP) install -q numpy "sqlalchemy>=2"
 	@[ -x /usr/bin/time ] || ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq time )
+	cargo build --release -q --example rawcopy
 	$(PY) benches/run.py $(BENCH_ARGS)
 	$(PY) benches/bench_codec.py
 

@@ -1,7 +1,7 @@
 """`make bench`: C-STORE, C-ECHO, C-FIND and C-MOVE benchmarks of fastdimse against dcmtk
 and pynetdicom.
 
-    python benches/run.py [--quick] [--sets a,b,c] [--cases dcmtk,pynetdicom,fastdimse]
+    python benches/run.py [--quick] [--sets a,b,c] [--cases dcmtk,pynetdicom,fastdimse,floor]
                           [--repeat N] [--echo-n N] [--no-echo] [--no-qr] [--out FILE]
                           [--cache-dir DIR] [--clean-cache]
 
@@ -43,6 +43,8 @@ PY = sys.executable
 WORKERS = str(HERE / "workers.py")
 PDU = "131072"
 DCMTK_ENV = {"TCP_NODELAY": "1"}
+# The machine's floor (rust/examples/rawcopy.rs), built by `make bench`.
+RAWCOPY = HERE.parent / "target" / "release" / "examples" / "rawcopy"
 UNAVAILABLE = 3  # exit status of a worker whose API is missing
 
 
@@ -231,6 +233,25 @@ def store_dcmtk_fastdimse(ds: DataSet, cfg: RunConfig) -> Result:
             scu = _storescu(port, ds, "FDSCP", cfg)
         _expect_all(ds, out, ".dcm")
         return Result(scu.wall_s, ds.files, ds.dataset_bytes, scu.peak_rss_kb(), scp.peak_rss_kb())
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def store_floor(ds: DataSet, cfg: RunConfig) -> Result:
+    """No DICOM: the same files over one loopback connection into new files (sendfile,
+    splice), no responses. What no storage SCU/SCP pair on this machine can beat."""
+    if not RAWCOPY.exists():
+        raise NotAvailable(f"{RAWCOPY} is missing: cargo build --release --example rawcopy")
+    out, port = scratch_dir("rawcopy"), free_port()
+    try:
+        with _start_server([str(RAWCOPY), "recv", str(port), out], "rawcopy-recv", port) as rx:
+            tx = Child([str(RAWCOPY), "send", str(port), ds.directory], name="rawcopy-send")
+            doc = _check_worker(tx, tx.wait(cfg.timeout))
+            rx.wait(30)
+        if doc.get("files") != ds.files:
+            raise CaseFailed(f"rawcopy sent {doc.get('files')} of {ds.files} files")
+        _expect_all(ds, out)
+        return Result(doc["elapsed"], ds.files, ds.dataset_bytes, tx.peak_rss_kb(), rx.peak_rss_kb())
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
@@ -428,6 +449,7 @@ def move_fastdimse(cfg: RunConfig) -> Result:
 REF_DCMTK = "dcmtk storescu -> dcmtk storescp"
 REF_PYNETDICOM = "pynetdicom -> pynetdicom (in-process)"
 FD_FD = "fastdimse -> fastdimse"
+FLOOR = "machine floor: raw TCP copy into new files, no DICOM (rawcopy)"
 
 # (row label, family for --cases, function, ratio against dcmtk?, ratio against pynetdicom?)
 STORE_CASES: list[tuple[str, str, Callable[[DataSet, RunConfig], Result], bool, bool]] = [
@@ -440,6 +462,8 @@ STORE_CASES: list[tuple[str, str, Callable[[DataSet, RunConfig], Result], bool, 
     (FD_FD, "fastdimse", store_fastdimse_fastdimse, True, True),
     ("fastdimse -> dcmtk storescp", "fastdimse", store_fastdimse_dcmtk, True, False),
     ("dcmtk storescu -> fastdimse", "fastdimse", store_dcmtk_fastdimse, True, False),
+    # Not DICOM: its ratios are the most any implementation could reach on this machine.
+    (FLOOR, "floor", store_floor, True, True),
 ]
 ECHO_REF_DCMTK = "dcmtk echoscu -> dcmtk storescp"
 ECHO_REF_PYNETDICOM = "pynetdicom -> pynetdicom (in-process)"
@@ -651,8 +675,10 @@ def conditions(args, started: float) -> str:
         f"fastdimse {fd_ver}. Load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())} "
         "(other work on the machine skews the figures).",
         "",
-        "Loopback (127.0.0.1), every SCP writes to /dev/shm, max PDU 131072 on every side, one association "
-        "per case. dcmtk with TCP_NODELAY=1: `storescp -pdu 131072 +B` (bit-preserving: streams to file), "
+        "Loopback (127.0.0.1), every SCP writes to /dev/shm, one association per case. fastdimse runs with "
+        "its defaults: max PDU 1 MiB, and an asynchronous operations window of 16 proposed (granted only "
+        "by a fastdimse SCP; dcmtk and pynetdicom answer one C-STORE at a time). "
+        "dcmtk with TCP_NODELAY=1 and its largest PDU: `storescp -pdu 131072 +B` (bit-preserving: streams to file), "
         "`storescu -pdu 131072 -R -nh +sd +r DIR`. pynetdicom: SCU and SCP in one process, `send_c_store(path)`, "
         "the SCP handler writes `event.encoded_dataset()`; pynetdicom never sets TCP_NODELAY, the "
         "\"TCP_NODELAY patched in\" row sets it on its sockets (not used for the ratios).",
@@ -667,7 +693,10 @@ def conditions(args, started: float) -> str:
         "associate to release); the archives are loaded beforehand, untimed. "
         f"Each figure is the median of {args.repeat} run(s) (one run for a case over {LONG_CASE_S:.0f} s). "
         "Ratios: a fastdimse row's rate over the rate of the dcmtk (x dcmtk) or default pynetdicom "
-        "(x pynetdicom) row of its group, same data, same run.",
+        "(x pynetdicom) row of its group, same data, same run. The machine floor row is not DICOM: "
+        "`rawcopy` (rust/examples/rawcopy.rs) sends the same files over one loopback connection with "
+        "sendfile and splices each into a new file, with no association, headers or responses; its "
+        "ratios are the most any storage SCU/SCP pair could reach on this machine.",
         "",
     ])
 
@@ -676,7 +705,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="fastdimse C-STORE / C-ECHO benchmarks (make bench)")
     ap.add_argument("--quick", action="store_true", help="scaled-down data (40 CT, 16 MB multi-frame, 200 small)")
     ap.add_argument("--sets", default="a,b,c", help="data sets to run, of a,b,c")
-    ap.add_argument("--cases", default="dcmtk,pynetdicom,fastdimse", help="implementations to run")
+    ap.add_argument("--cases", default="dcmtk,pynetdicom,fastdimse,floor", help="implementations to run")
     ap.add_argument("--repeat", type=int, default=0,
                     help=f"runs per case, the median is reported (default 3, quick 1; a case "
                          f"whose first run takes over {LONG_CASE_S:.0f} s runs once)")
