@@ -63,12 +63,15 @@ def pdu(pdu_type: int, body: bytes, length: int | None = None) -> bytes:
 def associate_rq(called_ae: str = "ANY-SCP", calling_ae: str = "RAWSCU", *,
                  contexts: list[tuple[int, str, list[str]]] | None = None,
                  max_pdu: int | None = 16384, protocol_version: int = 0x0001,
-                 implementation_uid: str | None = IMPLEMENTATION_CLASS_UID) -> bytes:
+                 implementation_uid: str | None = IMPLEMENTATION_CLASS_UID,
+                 async_window: tuple[int, int] | None = None) -> bytes:
     """A valid A-ASSOCIATE-RQ (PS3.8 9.3.2); by default one context: Verification, implicit LE.
 
     ``contexts``: list of (odd context id, abstract syntax UID, [transfer syntax UIDs]).
     ``max_pdu`` None leaves out the maximum length sub-item; ``protocol_version``
     lets a test send a version this implementation does not support.
+    ``async_window``: (max operations invoked, max operations performed) proposed in an
+    asynchronous operations window sub-item (PS3.7 D.3.3.3); None (default) = no item.
     """
     if contexts is None:
         contexts = [(1, VERIFICATION, [IMPLICIT_VR_LE])]
@@ -83,10 +86,18 @@ def associate_rq(called_ae: str = "ANY-SCP", calling_ae: str = "RAWSCU", *,
         user += _item(0x51, struct.pack(">I", max_pdu))
     if implementation_uid is not None:
         user += _item(0x52, _uid(implementation_uid))
+    if async_window is not None:
+        user += async_window_item(*async_window)
     user += _item(0x55, IMPLEMENTATION_VERSION.encode("ascii"))
     items += _item(0x50, user)
     fixed = struct.pack(">HH", protocol_version, 0) + _ae(called_ae) + _ae(calling_ae) + bytes(32)
     return pdu(A_ASSOCIATE_RQ, fixed + items)
+
+
+def async_window_item(invoked: int, performed: int) -> bytes:
+    """Asynchronous operations window sub-item (PS3.7 D.3.3.3.1/2): type 0x53, two 2-byte
+    big-endian counts, both from the association-requestor's point of view; 0 = unlimited."""
+    return _item(0x53, struct.pack(">HH", invoked, performed))
 
 
 def release_rq() -> bytes:
@@ -181,6 +192,8 @@ class AssociateAc:
     max_pdu: int | None
     # context id -> (result, transfer syntax UID or None)
     contexts: dict[int, tuple[int, str | None]] = field(default_factory=dict)
+    # The asynchronous operations window sub-item (invoked, performed), None if absent.
+    async_window: tuple[int, int] | None = None
 
 
 def parse_associate_ac(body: bytes) -> AssociateAc:
@@ -188,6 +201,7 @@ def parse_associate_ac(body: bytes) -> AssociateAc:
     calling = body[20:36].decode("ascii").strip()
     pos = 68
     max_pdu = None
+    window = None
     contexts: dict[int, tuple[int, str | None]] = {}
     while pos + 4 <= len(body):
         itype, _, n = struct.unpack_from(">BBH", body, pos)
@@ -209,8 +223,10 @@ def parse_associate_ac(body: bytes) -> AssociateAc:
                 stype, _, sn = struct.unpack_from(">BBH", value, sub)
                 if stype == 0x51 and sn == 4:
                     max_pdu = struct.unpack_from(">I", value, sub + 4)[0]
+                elif stype == 0x53 and sn == 4 and window is None:  # the first well-formed one
+                    window = struct.unpack_from(">HH", value, sub + 4)
                 sub += 4 + sn
-    return AssociateAc(called, calling, max_pdu, contexts)
+    return AssociateAc(called, calling, max_pdu, contexts, window)
 
 
 def parse_reject(body: bytes) -> tuple[int, int, int]:
@@ -344,6 +360,8 @@ class AssociateRq:
     max_pdu: int | None
     # context id -> (abstract syntax UID, [transfer syntax UIDs])
     contexts: dict[int, tuple[str, list[str]]] = field(default_factory=dict)
+    # The asynchronous operations window sub-item (invoked, performed), None if absent.
+    async_window: tuple[int, int] | None = None
 
 
 def _uid_text(raw: bytes) -> str:
@@ -356,6 +374,7 @@ def parse_associate_rq(body: bytes) -> AssociateRq:
     calling = body[20:36].decode("ascii").strip()
     pos = 68
     max_pdu = None
+    window = None
     contexts: dict[int, tuple[str, list[str]]] = {}
     while pos + 4 <= len(body):
         itype, _, n = struct.unpack_from(">BBH", body, pos)
@@ -380,17 +399,26 @@ def parse_associate_rq(body: bytes) -> AssociateRq:
                 stype, _, sn = struct.unpack_from(">BBH", value, sub)
                 if stype == 0x51 and sn == 4:
                     max_pdu = struct.unpack_from(">I", value, sub + 4)[0]
+                elif stype == 0x53 and sn == 4 and window is None:  # the first well-formed one
+                    window = struct.unpack_from(">HH", value, sub + 4)
                 sub += 4 + sn
-    return AssociateRq(version, called, calling, max_pdu, contexts)
+    return AssociateRq(version, called, calling, max_pdu, contexts, window)
 
 
-def associate_ac(rq: AssociateRq, max_pdu: int = 16384) -> bytes:
-    """Accept every proposed context with its first transfer syntax."""
+def associate_ac(rq: AssociateRq, max_pdu: int = 16384,
+                 async_window: tuple[int, int] | None = None) -> bytes:
+    """Accept every proposed context with its first transfer syntax.
+
+    ``async_window``: (invoked, performed) answered in an asynchronous operations window
+    sub-item, from the requestor's point of view; None (default) = no item (synchronous).
+    """
     items = _item(0x10, _uid(APPLICATION_CONTEXT))
     for ctx_id, (_abstract, transfers) in sorted(rq.contexts.items()):
         ts = transfers[0] if transfers else IMPLICIT_VR_LE
         items += _item(0x21, struct.pack(">BBBB", ctx_id, 0, 0, 0) + _item(0x40, _uid(ts)))
     user = _item(0x51, struct.pack(">I", max_pdu)) + _item(0x52, _uid(IMPLEMENTATION_CLASS_UID))
+    if async_window is not None:
+        user += async_window_item(*async_window)
     items += _item(0x50, user)
     fixed = struct.pack(">HH", 1, 0) + _ae(rq.called_ae) + _ae(rq.calling_ae) + bytes(32)
     return pdu(A_ASSOCIATE_AC, fixed + items)
@@ -540,3 +568,293 @@ def read_c_store_rsp(sock: socket.socket, message_id: int, timeout: float = 10.0
     assert command_us(cmd, TAG_COMMAND_FIELD) == 0x8001, "not a C-STORE-RSP"
     assert command_us(cmd, TAG_MESSAGE_ID_RESPONDED) == message_id
     return command_us(cmd, TAG_STATUS)
+
+
+# --- a storage SCP by hand, for watching an SCU's C-STOREs (asynchronous window) ------------
+
+TAG_AFFECTED_SOP_CLASS = 0x00000002
+TAG_MESSAGE_ID = 0x00000110
+TAG_COMMAND_DATA_SET_TYPE = 0x00000800
+TAG_AFFECTED_SOP_INSTANCE = 0x00001000
+
+
+def command_uid(cmd: dict[int, bytes], tag: int) -> str:
+    return _uid_text(cmd[tag])
+
+
+def associate_rj(result: int = 1, source: int = 1, reason: int = 1) -> bytes:
+    """A-ASSOCIATE-RJ (PS3.8 9.3.4); by default rejected-permanent, service user, no reason."""
+    return pdu(A_ASSOCIATE_RJ, struct.pack(">BBBB", 0, result, source, reason))
+
+
+def c_store_rsp_command(sop_class: str, sop_instance: str, message_id: int,
+                        status: int = 0x0000) -> bytes:
+    """The command set of a C-STORE-RSP (PS3.7 9.3.1.2), with its group length."""
+    body = (
+        _element(0x0000, 0x0002, _ui(sop_class))                    # Affected SOP Class UID
+        + _element(0x0000, 0x0100, struct.pack("<H", 0x8001))        # Command Field: C-STORE-RSP
+        + _element(0x0000, 0x0120, struct.pack("<H", message_id))    # Message ID Being Responded To
+        + _element(0x0000, 0x0800, struct.pack("<H", 0x0101))        # no data set
+        + _element(0x0000, 0x0900, struct.pack("<H", status))        # Status
+        + _element(0x0000, 0x1000, _ui(sop_instance))               # Affected SOP Instance UID
+    )
+    return _element(0x0000, 0x0000, struct.pack("<I", len(body))) + body
+
+
+def c_store_rsp(context_id: int, sop_class: str, sop_instance: str, message_id: int,
+                status: int = 0x0000) -> bytes:
+    """A whole P-DATA-TF carrying a C-STORE-RSP in one last command fragment."""
+    return p_data(pdv_item(context_id, 0x03, c_store_rsp_command(sop_class, sop_instance,
+                                                                 message_id, status)))
+
+
+def c_store_rq(context_id: int, sop_class: str, sop_instance: str, data: bytes,
+               message_id: int = 1, fragment: int = 4096) -> bytes:
+    """A whole C-STORE-RQ: its command PDU, then the data set PDUs (see data_set_pdus)."""
+    command = p_data(pdv_item(context_id, 0x03, c_store_rq_command(sop_class, sop_instance,
+                                                                   message_id)))
+    return command + b"".join(data_set_pdus(context_id, data, fragment))
+
+
+class DimseAssembler:
+    """Puts DIMSE messages back together from P-DATA-TF bodies (PS3.8 9.3.5, PS3.7 6.3).
+
+    ``feed(body)`` returns the messages completed by that PDU, each as (context id,
+    command elements as from parse_command, data set bytes or None when the command says
+    none follows). A data PDV without a command before it, a command PDV in the middle of
+    a data set, or a data set switching context fails with AssertionError.
+    """
+
+    def __init__(self) -> None:
+        self._command = b""
+        self._waiting: tuple[int, dict[int, bytes]] | None = None  # command awaiting its data
+        self._data = bytearray()
+
+    def feed(self, body: bytes) -> list[tuple[int, dict[int, bytes], bytes | None]]:
+        done = []
+        for ctx, ctrl, frag in parse_p_data(body):
+            if ctrl & 0x01:
+                assert self._waiting is None, "a command PDV in the middle of a data set"
+                self._command += frag
+                if ctrl & 0x02:
+                    cmd = parse_command(self._command)
+                    self._command = b""
+                    if command_us(cmd, TAG_COMMAND_DATA_SET_TYPE) == 0x0101:
+                        done.append((ctx, cmd, None))
+                    else:
+                        self._waiting = (ctx, cmd)
+            else:
+                assert self._waiting is not None, "a data set PDV with no command before it"
+                assert ctx == self._waiting[0], (
+                    f"data set PDV on context {ctx}, its command came on {self._waiting[0]}")
+                self._data += frag
+                if ctrl & 0x02:
+                    done.append((ctx, self._waiting[1], bytes(self._data)))
+                    self._waiting = None
+                    self._data = bytearray()
+        return done
+
+
+@dataclass
+class StoreRequest:
+    """A complete C-STORE-RQ as a hand-played SCP received it."""
+
+    context_id: int
+    message_id: int
+    sop_class: str
+    sop_instance: str
+    data: bytes
+
+
+class HandStoreSCP:
+    """A storage SCP played by hand in a thread, to watch how an SCU pipelines C-STOREs.
+
+    The first association is served: A-ASSOCIATE-AC accepting every context with its
+    first transfer syntax, with ``async_window`` (invoked, performed) in an asynchronous
+    operations window sub-item (None: no item, i.e. synchronous). Complete C-STORE-RQs
+    are then held, unanswered, until ``hold`` are outstanding (or ``total`` have come
+    in all); then all outstanding ones are answered at once (one sendall), newest
+    first when ``reverse``, each with status ``status_of(sop_instance_uid)``.
+    A-RELEASE-RQ is answered with A-RELEASE-RP.
+
+    ``abort_after``: once that many requests are complete, answer none of them and
+    ``vanish`` ("abort": send A-ABORT, then close; "close": just close the socket;
+    "release": send A-RELEASE-RQ, wait for A-RELEASE-RP (``release_answered``), close).
+    ``quiet``: before each answer, watch the socket that many seconds; bytes arriving
+    meanwhile (the SCU sent more than one request at a time) count in ``early``.
+    Every later connection is refused with A-ASSOCIATE-RJ and counted in ``rejected``.
+
+    Records: ``rq`` (the parsed A-ASSOCIATE-RQ), ``requests`` (StoreRequests in arrival
+    order), ``batches`` (how many were outstanding at each answer), ``answered``
+    (message IDs in the order answered), ``released``, ``aborted_by_scu`` (it got an
+    A-ABORT); ``done`` is set when the first
+    association ends, however it ends; ``error`` holds what went wrong in the thread.
+    Stop it with ``close()``.
+    """
+
+    def __init__(self, *, async_window: tuple[int, int] | None = None, hold: int = 1,
+                 total: int | None = None, reverse: bool = False, status_of=None,
+                 abort_after: int | None = None, vanish: str = "abort", quiet: float = 0.0,
+                 max_pdu: int = 16384, read_timeout: float = 10.0, host: str = "127.0.0.1"):
+        import threading
+
+        assert vanish in ("abort", "close", "release")
+        self.async_window = async_window
+        self.hold = hold
+        self.total = total
+        self.reverse = reverse
+        self.status_of = status_of or (lambda uid: 0x0000)
+        self.abort_after = abort_after
+        self.vanish = vanish
+        self.quiet = quiet
+        self.max_pdu = max_pdu
+        self.read_timeout = read_timeout
+        self.rq: AssociateRq | None = None
+        self.requests: list[StoreRequest] = []
+        self.batches: list[int] = []
+        self.answered: list[int] = []
+        self.early = 0
+        self.released = False
+        self.vanished = False
+        self.release_answered = False
+        self.aborted_by_scu = False
+        self.rejected = 0
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+        self._stop = threading.Event()
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind((host, 0))
+        self._listener.listen(4)
+        self.port = self._listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        self._listener.settimeout(0.1)
+        served = False
+        try:
+            while not self._stop.is_set():
+                try:
+                    conn, _ = self._listener.accept()
+                except socket.timeout:
+                    continue
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                with conn:
+                    if served:
+                        self._reject(conn)
+                        continue
+                    try:
+                        served = self._serve(conn)
+                    except BaseException as exc:  # surfaced by the test through .error
+                        self.error = exc
+                        served = True
+        except BaseException as exc:
+            self.error = self.error or exc
+        finally:
+            self.done.set()
+
+    def _next_pdu(self, conn: socket.socket) -> Pdu | None:
+        """The next PDU, or None when stopped; Closed if the peer closes."""
+        deadline = time.monotonic() + self.read_timeout
+        while not self._stop.is_set():
+            ready, _, _ = select.select([conn], [], [], 0.1)
+            if ready:
+                return read_pdu(conn, timeout=self.read_timeout)
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"nothing from the SCU for {self.read_timeout} s")
+        return None
+
+    def _serve(self, conn: socket.socket) -> bool:
+        """Serve one association; False if the connection sent nothing (a port probe)."""
+        try:
+            first = self._next_pdu(conn)
+        except Closed:
+            return False
+        if first is None:
+            return False
+        try:
+            assert first.type == A_ASSOCIATE_RQ, f"expected A-ASSOCIATE-RQ, got {first.name}"
+            self.rq = parse_associate_rq(first.body)
+            conn.sendall(associate_ac(self.rq, self.max_pdu, self.async_window))
+            assembler = DimseAssembler()
+            outstanding: list[StoreRequest] = []
+            while True:
+                got = self._next_pdu(conn)
+                if got is None:
+                    return True
+                if got.type == A_ABORT:
+                    self.aborted_by_scu = True
+                    return True
+                if got.type == A_RELEASE_RQ:
+                    assert not outstanding, (
+                        f"A-RELEASE-RQ with {len(outstanding)} C-STORE-RQ(s) unanswered")
+                    self.released = True
+                    conn.sendall(release_rp())
+                    return True
+                assert got.type == P_DATA_TF, f"expected P-DATA-TF, got {got.name}"
+                for ctx, cmd, data in assembler.feed(got.body):
+                    assert command_us(cmd, TAG_COMMAND_FIELD) == 0x0001, (
+                        f"expected a C-STORE-RQ, got command field "
+                        f"0x{command_us(cmd, TAG_COMMAND_FIELD):04X}")
+                    assert data is not None, "a C-STORE-RQ without a data set"
+                    req = StoreRequest(ctx, command_us(cmd, TAG_MESSAGE_ID),
+                                       command_uid(cmd, TAG_AFFECTED_SOP_CLASS),
+                                       command_uid(cmd, TAG_AFFECTED_SOP_INSTANCE), data)
+                    self.requests.append(req)
+                    outstanding.append(req)
+                    if self.abort_after is not None and len(self.requests) >= self.abort_after:
+                        self.vanished = True
+                        if self.vanish == "abort":
+                            conn.sendall(abort())  # source: service user
+                        elif self.vanish == "release":
+                            self._release_by_us(conn)
+                        return True
+                    if len(outstanding) >= self.hold or len(self.requests) == self.total:
+                        self._answer(conn, outstanding)
+                        outstanding = []
+        except Closed:
+            return True
+        finally:
+            self.done.set()
+
+    def _release_by_us(self, conn: socket.socket) -> None:
+        """Send A-RELEASE-RQ and wait for A-RELEASE-RP (the rest of a request the SCU was
+        sending may come first, and is dropped); anything else fails."""
+        conn.sendall(release_rq())
+        while True:
+            got = self._next_pdu(conn)
+            if got is None:
+                return
+            if got.type == A_RELEASE_RP:
+                self.release_answered = True
+                return
+            assert got.type == P_DATA_TF, f"expected A-RELEASE-RP, got {got.name}"
+
+    def _answer(self, conn: socket.socket, outstanding: list[StoreRequest]) -> None:
+        if self.quiet > 0:
+            ready, _, _ = select.select([conn], [], [], self.quiet)
+            if ready:
+                self.early += 1
+        self.batches.append(len(outstanding))
+        order = list(reversed(outstanding)) if self.reverse else list(outstanding)
+        out = b""
+        for req in order:
+            out += c_store_rsp(req.context_id, req.sop_class, req.sop_instance, req.message_id,
+                               self.status_of(req.sop_instance))
+            self.answered.append(req.message_id)
+        conn.sendall(out)
+
+    def _reject(self, conn: socket.socket) -> None:
+        try:
+            got = read_pdu(conn, timeout=self.read_timeout)
+        except (Closed, TimeoutError):
+            return
+        if got.type == A_ASSOCIATE_RQ:
+            self.rejected += 1
+            conn.sendall(associate_rj())
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._listener.close()
