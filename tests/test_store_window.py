@@ -168,7 +168,9 @@ def test_raw_window_proposal_against_pynetdicom():
 @pytest.mark.parametrize("window, granted, n, hold", [
     (8, 4, 10, 4),       # the peer grants less than proposed: 4 in flight
     (200, 100, 70, 64),  # the peer grants more than we ever keep in flight: 64
-], ids=["granted-4", "capped-at-64"])
+    (3, 20, 7, 3),       # a peer granting more than asked gets what we asked
+    (3, 0, 7, 3),        # ... also when it grants "unlimited"
+], ids=["granted-4", "capped-at-64", "granted-more-than-asked", "granted-unlimited"])
 def test_scu_pipelines_and_matches_responses_out_of_order(hand_store_scp, tmp_path, window,
                                                           granted, n, hold):
     """The fake answers nothing until ``hold`` requests are outstanding, then answers them
@@ -216,7 +218,8 @@ def test_scu_pipelines_and_matches_responses_out_of_order(hand_store_scp, tmp_pa
     ({"window": 1}, None, None),          # window 1: nothing proposed
     ({}, (16, 1), None),                  # the default, to a peer that answers nothing
     ({"window": 8}, (8, 1), (1, 1)),      # a peer that answers "synchronous" explicitly
-], ids=["window-1", "default-not-answered", "granted-1"])
+    ({"window": 1}, None, (4, 1)),        # a window granted that we never proposed: unused
+], ids=["window-1", "default-not-answered", "granted-1", "granted-unasked"])
 def test_scu_one_at_a_time_without_a_window(hand_store_scp, tmp_path, kwargs, proposed, granted):
     """Without a window granted, the SCU sends the next request only after the previous
     response: the fake answers each at once, but first watches that nothing else comes."""

@@ -147,6 +147,15 @@ pub struct Association {
     snd_timeout: Option<Option<Duration>>,
 }
 
+/// "waiting for X (DIMSE timeout)" -> "waiting for X": the note names the timeout that
+/// bounds the wait, which is beside the point when the peer closed the connection.
+fn without_timeout_note(what: &'static str) -> &'static str {
+    match what.rfind(" (") {
+        Some(i) if what.ends_with("timeout)") => &what[..i],
+        _ => what,
+    }
+}
+
 /// A socket timeout within this much of the wanted one is left as it is (it saves one
 /// setsockopt per read; the waits are in seconds).
 const TIMEOUT_SLACK: Duration = Duration::from_millis(50);
@@ -1069,7 +1078,7 @@ impl Association {
     fn next_step(&mut self, deadline: Option<Instant>, what: &'static str) -> Result<Step, NetError> {
         loop {
             if self.closed {
-                return Err(NetError::Closed(what));
+                return Err(NetError::Closed(without_timeout_note(what)));
             }
             let limit = self.receive_limit();
             let ev = match self.read_pdu(deadline, limit) {
@@ -1122,7 +1131,7 @@ impl Association {
                             return Err(NetError::Aborted { by: source, reason });
                         }
                     }
-                    return Err(NetError::Closed(what));
+                    return Err(NetError::Closed(without_timeout_note(what)));
                 }
                 Err(ReadError::Io(e)) => {
                     let _ = self.sm.handle(Event::TransportClosed);
@@ -1140,7 +1149,7 @@ impl Association {
             let inds = self.step(ev)?;
             if self.sm.is_closed() && inds.is_empty() {
                 self.close();
-                return Err(NetError::Closed(what));
+                return Err(NetError::Closed(without_timeout_note(what)));
             }
             if !inds.is_empty() {
                 return Ok(Step::Indications(inds));

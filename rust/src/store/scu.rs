@@ -413,7 +413,7 @@ fn send_bucket(
                 Started::Done(r) => emit(r),
                 Started::Waiting(f) => waiting.push(f),
             }
-            let window = window_of(a);
+            let window = window_of(a, cfg.async_ops_window);
             while waiting.len() >= window {
                 collect_one(a, opts, &mut waiting, &mut emit_mut);
             }
@@ -434,13 +434,14 @@ fn send_bucket(
 /// Most C-STOREs kept in flight, whatever the peer allows (its "unlimited" included).
 const MAX_WINDOW: usize = 64;
 
-/// How many C-STOREs may be outstanding on `a`: the negotiated number of operations we
-/// (the requestor) may invoke; 0 means no limit.
-fn window_of(a: &Association) -> usize {
-    match a.negotiated().async_ops_window.0 {
-        0 => MAX_WINDOW,
-        n => (n as usize).min(MAX_WINDOW),
-    }
+/// How many C-STOREs may be outstanding on `a`: the number of operations we (the
+/// requestor) may invoke as the peer granted it, never more than we `proposed` (a peer
+/// granting a window we did not ask for, or more than we asked, gets what we asked), 0
+/// meaning no limit, and at most [`MAX_WINDOW`].
+fn window_of(a: &Association, proposed: Option<(u16, u16)>) -> usize {
+    let Some((asked, _)) = proposed else { return 1 };
+    let cap = |n: u16| if n == 0 { MAX_WINDOW } else { (n as usize).min(MAX_WINDOW) };
+    cap(a.negotiated().async_ops_window.0).min(cap(asked))
 }
 
 /// A C-STORE-RQ sent, its response not yet in.
