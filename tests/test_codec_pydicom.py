@@ -321,13 +321,118 @@ def test_values_stay_raw_until_read():
     path = pydicom.data.get_testdata_file("rtplan.dcm")
     ds = codec.read_file(path)
     raw_type = pydicom.dataelem.RawDataElement
-    assert all(type(e) is raw_type for e in ds._dict.values())
+    assert all(isinstance(e, raw_type) for e in ds._dict.values())
     ds.PatientName  # converts only that one
-    converted = [t for t, e in ds._dict.items() if type(e) is not raw_type]
+    converted = [t for t, e in ds._dict.items() if not isinstance(e, raw_type)]
     assert converted == [0x00100010]
     # a sequence stays one raw value until read
-    assert type(ds._dict[0x300A00B0]) is raw_type
+    assert isinstance(ds._dict[0x300A00B0], raw_type)
     assert len(ds.BeamSequence) == ds.FractionGroupSequence[0].NumberOfBeams
+    # its items hold raw elements too (nested sequences stay raw until read)
+    beam = ds.BeamSequence[0]
+    assert all(isinstance(e, raw_type) for e in beam._dict.values())
+    assert isinstance(beam._dict[0x300A0111], raw_type)  # Control Point Sequence
+
+
+def _sequence_facts(ds):
+    """Every item of every sequence, recursively: (path, item attributes, elements)."""
+    out = []
+
+    def walk(d, path):
+        for elem in d:
+            if elem.VR == "SQ":
+                for i, item in enumerate(elem.value):
+                    here = f"{path}{elem.tag}[{i}]"
+                    # (not the offsets: pydicom's are relative to whichever sequence
+                    # value it happened to parse, ours are absolute)
+                    # (pydicom keeps the character set as a str or a list of one,
+                    # depending on the path it took: the same thing)
+                    charset = item.original_character_set
+                    out.append((here, item.is_undefined_length_sequence_item,
+                                item.original_encoding, [charset] if isinstance(charset, str) else list(charset),
+                                [(e.tag, e.VR, e.value) for e in item if e.VR != "SQ"]))
+                    walk(item, here + ".")
+
+    walk(ds, "")
+    return out
+
+
+_SEQUENCE_FILES = ["rtplan.dcm", "image_dfl.dcm", "MR_small_bigendian.dcm", "nested_priv_SQ.dcm",
+                   "UN_sequence.dcm", "rtdose.dcm"]
+
+
+@pytest.mark.parametrize("name", _SEQUENCE_FILES)
+def test_sequences_split_in_rust_equal_pydicom(name, monkeypatch):
+    """Sequences read through the codec are split in Rust (not by pydicom's reader) and
+    give the same items as pydicom: elements, values, item flags and encodings."""
+    path = os.path.join(os.path.dirname(pydicom.data.__file__), "test_files", name)
+    if not os.path.exists(path):
+        pytest.skip(f"{name} is not among this pydicom's test files on disk")
+    splits = []
+    real = codec._core.codec_split_items
+
+    def counting(*args):
+        r = real(*args)
+        splits.append(r is not None)
+        return r
+
+    monkeypatch.setattr(codec._core, "codec_split_items", counting)
+    ours = codec.read_file(path)
+    theirs = pydicom.dcmread(path)
+    assert _sequence_facts(ours) == _sequence_facts(theirs)
+    assert ours == theirs
+    if name == "UN_sequence.dcm":
+        # an undefined-length UN holding implicit VR items inside an explicit VR data
+        # set: irregular, so pydicom's reader takes it (same result)
+        assert splits and not all(splits)
+    elif any(e.VR == "SQ" and e.value for e in theirs):
+        assert splits and all(splits), splits
+
+
+def test_irregular_sequence_falls_back_to_pydicom():
+    """A sequence value that is not a run of items is left to pydicom's reader, which
+    decides what it means: the codec's dataset gives what pydicom's dcmread gives."""
+    value = b"\x10\x00\x10\x00PN\x04\x00AB^C" + b"\x10\x00\x20\x00LO\x00\x00"
+    bad = b"\x0a\x30\xb0\x00SQ\x00\x00" + len(value).to_bytes(4, "little") + value
+    assert codec._core.codec_split_items(value, False, True) is None
+    ds = codec.decode(bad, codec.EXPLICIT_VR_LE)
+    raw = pydicom.dataelem.RawDataElement(pydicom.tag.BaseTag(0x300A00B0), "SQ", len(value), value, 12,
+                                          False, True)
+
+    def outcome(get):
+        try:
+            return "ok", get()
+        except Exception as e:  # whatever pydicom makes of it
+            return "error", type(e)
+
+    assert outcome(lambda: ds.BeamSequence) == outcome(
+        lambda: pydicom.dataelem.convert_raw_data_element(raw, encoding="iso8859").value)
+
+
+def test_hook_wraps_the_callback_before(monkeypatch):
+    """The codec's raw_element_value callback handles only its own sequences: every
+    other element goes to the callback that was registered before it."""
+    from pydicom import hooks as ph
+
+    calls = []
+
+    def spy(raw, data, **kwargs):
+        calls.append(raw.tag)
+        ph.raw_element_value(raw, data, **kwargs)
+
+    monkeypatch.setattr(ph.hooks, "raw_element_value", spy)
+    codec._install_sequence_hook()
+    assert ph.hooks.raw_element_value is not spy  # wrapped, not replaced
+    path = pydicom.data.get_testdata_file("rtplan.dcm")
+    ref = pydicom.dcmread(path)
+    for _ in ref:
+        pass
+    assert set(ref._dict) <= set(calls)  # pydicom's own elements: all through the spy
+    calls.clear()
+    ours = codec.read_file(path)
+    assert len(ours.BeamSequence) > 0 and str(ours.PatientName)
+    assert 0x00100010 in calls and 0x300A00B0 not in calls  # our sequence: split in Rust
+
 
 
 def test_write_file_of_decoded_dataset_is_part10(tmp_path):

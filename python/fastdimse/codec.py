@@ -4,7 +4,11 @@
 (tag, VR, length, where the value lies; undefined-length sequences are walked
 iteratively) and hand pydicom a dict of raw elements, exactly what pydicom's
 own reader builds. Values convert lazily on access and a sequence stays one
-raw value until someone reads it, so you pay only for what you read.
+raw value until someone reads it, so you pay only for what you read. When it is
+read, its items are split in Rust too (into Datasets of raw elements, as
+pydicom's reader builds them): importing this module registers a pydicom
+``raw_element_value`` callback that does this for the elements this module made
+and passes every other element to the callback registered before it.
 
 ``encode`` and ``write_file`` write elements that are still raw straight from
 their bytes (as pydicom's writer does); converted elements are written by
@@ -34,6 +38,8 @@ from pydicom.filewriter import correct_ambiguous_vr_element, write_data_element,
 from pydicom.charset import convert_encodings, default_encoding
 from pydicom.dataelem import convert_raw_data_element
 from pydicom.misc import size_in_bytes
+from pydicom.hooks import hooks as pydicom_hooks
+from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 
 from . import _core
@@ -91,6 +97,76 @@ def _uid_for(implicit: bool, little: bool) -> str:
 
 # ---------------------------------------------------------------- decoding
 
+class _FdRaw(RawDataElement):
+    """A raw element made by this module. Exactly a pydicom RawDataElement, except that
+    when it is a sequence its items are split in Rust as it is read (see
+    :func:`_raw_element_value`)."""
+
+    __slots__ = ()
+
+
+_RAW_TYPES = (RawDataElement, _FdRaw)
+
+
+def _sequence(raw: RawDataElement, encoding: Any) -> Sequence | None:
+    """The Sequence of a raw sequence value, its items split in Rust: Datasets of raw
+    elements, as pydicom's reader builds them (nested sequences stay raw until read).
+    None when Rust finds the value irregular or malformed: pydicom's reader then takes
+    it, with its own tolerance and messages."""
+    value = raw.value
+    if type(value) is not bytes or not value:
+        return None
+    items = _core.codec_split_items(value, bool(raw.is_implicit_VR), bool(raw.is_little_endian))
+    if items is None:
+        return None
+    implicit, little = raw.is_implicit_VR, raw.is_little_endian
+    base = raw.value_tell or 0
+    # as pydicom's convert_value: a list of encodings
+    parent_encoding = [encoding] if isinstance(encoding, str) else (encoding or [default_encoding])
+    out = []
+    for offset, undefined, elements in items:
+        elems: dict = {}
+        for tag, vr, length, start, end in elements:
+            t = BaseTag(tag)
+            elems[t] = _FdRaw(t, vr, length, value[start:end] if length else empty_value_for_VR(vr, raw=True),
+                              base + start, implicit, little)
+        item = Dataset(elems, parent_encoding=parent_encoding)
+        charset = elems.get(0x00080005)
+        item_encoding = (convert_encodings(convert_raw_data_element(charset).value)
+                         if charset is not None else parent_encoding)
+        item.set_original_encoding(implicit, little, item_encoding)
+        item.is_undefined_length_sequence_item = undefined
+        item.seq_item_tell = item.file_tell = base + offset
+        out.append(item)
+    seq = Sequence(out)
+    seq.is_undefined_length = raw.length == _UNDEFINED
+    return seq
+
+
+def _install_sequence_hook() -> None:
+    """Register a pydicom ``raw_element_value`` callback that splits the sequences of
+    this module's raw elements in Rust and hands every other element, unchanged, to the
+    callback that was registered before. A callback registered later replaces it; the
+    sequences are then read by pydicom's own reader, with the same result, only slower."""
+    previous = pydicom_hooks.raw_element_value
+    if getattr(previous, "_fastdimse", False):
+        return
+
+    def raw_element_value(raw: RawDataElement, data: dict, **kwargs: Any) -> None:
+        if type(raw) is _FdRaw and data.get("VR") == "SQ":
+            seq = _sequence(raw, kwargs.get("encoding"))
+            if seq is not None:
+                data["value"] = seq
+                return
+        previous(raw, data, **kwargs)
+
+    raw_element_value._fastdimse = True  # type: ignore[attr-defined]
+    pydicom_hooks.register_callback("raw_element_value", raw_element_value)
+
+
+_install_sequence_hook()
+
+
 def _dataset(values: list, implicit: bool, little: bool) -> Dataset:
     """A Dataset of raw elements from [(tag, VR, length, value, value_tell)]."""
     raw: dict = {}
@@ -106,7 +182,7 @@ def _dataset(values: list, implicit: bool, little: bool) -> Dataset:
             value = empty_value_for_VR(vr, raw=True)
         # (a None value with a length is deferred: pydicom reads it from the
         # file when it is accessed)
-        raw[t] = RawDataElement(t, vr, length, value, tell, implicit, little)
+        raw[t] = _FdRaw(t, vr, length, value, tell, implicit, little)
     ds = Dataset(raw)
     for tag in eager:
         ds[tag]  # convert now
@@ -294,7 +370,7 @@ def _encode_dataset(ds: Dataset, implicit: bool, little: bool, out: list, parent
         if tag & 0xFFFF == 0 and tag >> 16 > 6:
             continue  # retired group lengths are not written (PS3.5 7.2)
         elem = raw_dict[tag]
-        if type(elem) is RawDataElement:
+        if type(elem) in _RAW_TYPES:
             vr = elem.VR
             value = elem.value
             if (
@@ -427,7 +503,7 @@ def _encode_parts(ds: Dataset, transfer_syntax: str) -> list:
     if (
         pixels is not None
         and str(transfer_syntax).rstrip("\0 ") in _UNCOMPRESSED
-        and (pixels.length == _UNDEFINED if type(pixels) is RawDataElement else pixels.is_undefined_length)
+        and (pixels.length == _UNDEFINED if type(pixels) in _RAW_TYPES else pixels.is_undefined_length)
     ):
         raise DatasetError(
             f"encapsulated (compressed) pixel data cannot be written in {transfer_syntax}: "

@@ -77,7 +77,7 @@ pub use part10::{
     parse_part10_meta, parse_part10_meta_lenient, read_part10_meta, read_part10_meta_path, transcode_file, write_part10_meta, FileMeta,
     MetaElement, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME,
 };
-pub use split::{check_value_length, read_header, skip_undefined_length, split_elements, Header, RawElement};
+pub use split::{check_value_length, read_header, skip_undefined_item, skip_undefined_length, split_elements, split_items, Header, RawElement, RawItem};
 pub use transcode::{transcode, transcode_stream, Transcoder};
 
 /// Transfer syntax UIDs this module knows by name.

@@ -111,9 +111,26 @@ pub fn skip_undefined_length(
     tag: u32,
     header_offset: usize,
 ) -> Result<usize, DatasetError> {
+    skip_container(data, start, enc, tag, header_offset, false)
+}
+
+/// Like [`skip_undefined_length`] for the content of one undefined-length item:
+/// returns the offset of the item delimitation item that closes it.
+pub fn skip_undefined_item(data: &[u8], start: usize, enc: Encoding, header_offset: usize) -> Result<usize, DatasetError> {
+    skip_container(data, start, enc, TAG_ITEM, header_offset, true)
+}
+
+fn skip_container(
+    data: &[u8],
+    start: usize,
+    enc: Encoding,
+    tag: u32,
+    header_offset: usize,
+    item: bool,
+) -> Result<usize, DatasetError> {
     // One entry per open container: false = a sequence (items expected),
     // true = an undefined-length item (elements expected).
-    let mut stack: Vec<bool> = vec![false];
+    let mut stack: Vec<bool> = vec![item];
     // Where each open container began, for error messages (tag, offset).
     let mut opened: Vec<(u32, usize)> = vec![(tag, header_offset)];
     let size = data.len() as u64;
@@ -169,6 +186,9 @@ pub fn skip_undefined_length(
             (true, TAG_ITEM_DELIMITER) => {
                 stack.pop();
                 opened.pop();
+                if stack.is_empty() {
+                    return Ok(pos);
+                }
                 pos = value_start;
             }
             (false, t) => {
@@ -241,4 +261,58 @@ pub fn split_elements(data: &[u8], enc: Encoding) -> Result<Vec<RawElement>, Dat
         }
     }
     Ok(out)
+}
+
+/// One item of a sequence: where its header is and its top-level elements.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawItem {
+    /// Offset of the item's (FFFE,E000) header.
+    pub offset: usize,
+    pub undefined_length: bool,
+    /// Offsets relative to the data that was split (not to the item).
+    pub elements: Vec<RawElement>,
+}
+
+/// Split the value of a sequence (its items, without the closing sequence delimiter
+/// of an undefined-length sequence) into items and each item's top-level elements.
+/// `Ok(None)` when the value is not plainly regular — something other than an item
+/// where an item belongs, an element whose VR letters are missing in explicit VR, or an
+/// undefined-length UN: such values are left to a reader that knows every quirk.
+pub fn split_items(data: &[u8], enc: Encoding) -> Result<Option<Vec<RawItem>>, DatasetError> {
+    let mut items = Vec::new();
+    let mut pos = 0usize;
+    while pos < data.len() {
+        let h = read_header(data, pos, enc)?;
+        if h.tag == TAG_SEQUENCE_DELIMITER {
+            break;
+        }
+        if h.tag != TAG_ITEM {
+            return Ok(None);
+        }
+        let start = pos + h.header_len;
+        let (end, next) = if h.length == UNDEFINED_LENGTH {
+            let end = skip_undefined_item(data, start, enc, pos)?;
+            (end, end + 8)
+        } else {
+            let end = start as u64 + h.length as u64;
+            if end > data.len() as u64 {
+                return Err(DatasetError::Truncated { tag: Some(h.tag), offset: pos as u64, length: h.length as u64, size: data.len() as u64 });
+            }
+            (end as usize, end as usize)
+        };
+        let mut elements = split_elements(&data[start..end], enc).map_err(|e| e.shifted(start as u64))?;
+        for el in &mut elements {
+            let irregular = (el.vr.is_none() && !enc.implicit_vr && el.tag != TAG_PIXEL_DATA)
+                || (el.length == UNDEFINED_LENGTH && el.vr == Some(*b"UN"));
+            if irregular {
+                return Ok(None);
+            }
+            el.header_offset += start;
+            el.value_start += start;
+            el.value_end += start;
+        }
+        items.push(RawItem { offset: pos, undefined_length: h.length == UNDEFINED_LENGTH, elements });
+        pos = next;
+    }
+    Ok(Some(items))
 }

@@ -446,3 +446,63 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn dataset_split_items_of_a_sequence_value() {
+    for enc in [Encoding::EXPLICIT_LE, Encoding::EXPLICIT_BE, Encoding::IMPLICIT_LE] {
+        // item 1: defined length, two elements; item 2: undefined length, holding a
+        // nested undefined-length sequence with one empty item
+        let mut first = B::new(enc);
+        first.el(0x0008_1150, b"UI", b"1.2\0").el(0x0008_1155, b"UI", b"1.2.3\0");
+        let mut b = B::new(enc);
+        b.item(first.out.len() as u32);
+        b.out.extend_from_slice(&first.out);
+        let second_at = b.out.len();
+        b.item(UNDEFINED_LENGTH).el(0x0010_0010, b"PN", b"A^B ");
+        b.raw_header(0x0040_0275, b"SQ", UNDEFINED_LENGTH).item(UNDEFINED_LENGTH).item_end().seq_end();
+        b.item_end();
+        let items = split_items(&b.out, enc).unwrap().expect("regular");
+        assert_eq!(items.len(), 2);
+        assert_eq!((items[0].offset, items[0].undefined_length), (0, false));
+        assert_eq!(items[0].elements.iter().map(|e| e.tag).collect::<Vec<_>>(), vec![0x0008_1150, 0x0008_1155]);
+        let e = items[0].elements[1];
+        assert_eq!(&b.out[e.value_start..e.value_end], b"1.2.3\0");
+        assert_eq!((items[1].offset, items[1].undefined_length), (second_at, true));
+        assert_eq!(items[1].elements.iter().map(|e| e.tag).collect::<Vec<_>>(), vec![0x0010_0010, 0x0040_0275]);
+        let nested = items[1].elements[1];
+        assert_eq!(nested.length, UNDEFINED_LENGTH);
+        // the nested value ends where its sequence delimiter starts
+        assert_eq!(&b.out[nested.value_end..nested.value_end + 4], &seq_delimiter_bytes(enc));
+        // a sequence delimiter ends the items (as pydicom's reader stops there)
+        let mut with_end = b.out.clone();
+        with_end.extend_from_slice(&B::new(enc).seq_end().out);
+        assert_eq!(split_items(&with_end, enc).unwrap().unwrap().len(), 2);
+    }
+}
+
+fn seq_delimiter_bytes(enc: Encoding) -> [u8; 4] {
+    let mut b = B::new(enc);
+    b.seq_end();
+    [b.out[0], b.out[1], b.out[2], b.out[3]]
+}
+
+#[test]
+fn dataset_split_items_irregular_or_malformed() {
+    let enc = Encoding::EXPLICIT_LE;
+    // an element where an item belongs: left to another reader
+    let mut b = B::new(enc);
+    b.el(0x0010_0010, b"PN", b"A^B ");
+    assert_eq!(split_items(&b.out, enc).unwrap(), None);
+    // an undefined-length UN inside an item (implicit VR inside): left to another reader
+    let mut b = B::new(enc);
+    b.item(UNDEFINED_LENGTH).raw_header(0x0009_1010, b"UN", UNDEFINED_LENGTH).seq_end().item_end();
+    assert_eq!(split_items(&b.out, enc).unwrap(), None);
+    // an item longer than the value: an error naming the item
+    let mut b = B::new(enc);
+    b.item(100).el(0x0010_0010, b"PN", b"A^B ");
+    assert!(matches!(split_items(&b.out, enc), Err(DatasetError::Truncated { tag: Some(TAG_ITEM), offset: 0, .. })));
+    // an undefined-length item that never closes
+    let mut b = B::new(enc);
+    b.item(UNDEFINED_LENGTH).el(0x0010_0010, b"PN", b"A^B ");
+    assert!(matches!(split_items(&b.out, enc), Err(DatasetError::Unclosed { .. })));
+}

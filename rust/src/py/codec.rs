@@ -105,6 +105,28 @@ fn codec_split<'py>(
     )
 }
 
+/// Split a sequence's value into items: `[(item offset, undefined length?, [(tag, VR or
+/// None, length, value_start, value_end)])]`, offsets into `data`; None
+/// when the value is malformed or irregular (the caller then uses pydicom's reader,
+/// which reports or tolerates each quirk its own way).
+#[pyfunction]
+fn codec_split_items<'py>(py: Python<'py>, data: &Bound<'py, PyBytes>, implicit: bool, little: bool) -> PyResult<Option<Bound<'py, PyList>>> {
+    let bytes = data.as_bytes();
+    let enc = dataset::Encoding { implicit_vr: implicit, little_endian: little };
+    let Ok(Some(items)) = py.detach(|| dataset::split_items(bytes, enc)) else {
+        return Ok(None);
+    };
+    let out = PyList::empty(py);
+    for item in items {
+        let elements = PyList::empty(py);
+        for el in item.elements {
+            elements.append((el.tag, vr_str(el.vr), el.length, el.value_start, el.value_end))?;
+        }
+        out.append((item.offset, item.undefined_length, elements))?;
+    }
+    Ok(Some(out))
+}
+
 /// Transcode a dataset (or a run of whole elements) between transfer syntaxes.
 #[pyfunction]
 #[pyo3(signature = (data, from_syntax, to_syntax, bits_allocated=None, pixel_representation=None))]
@@ -208,6 +230,7 @@ fn codec_transcode_file(
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(codec_split, m)?)?;
+    m.add_function(wrap_pyfunction!(codec_split_items, m)?)?;
     m.add_function(wrap_pyfunction!(codec_transcode, m)?)?;
     m.add_function(wrap_pyfunction!(codec_parse_meta, m)?)?;
     m.add_function(wrap_pyfunction!(codec_read_meta, m)?)?;
