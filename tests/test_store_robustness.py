@@ -334,6 +334,29 @@ def test_duplicate_policy(fastdimse_scp_factory, tmp_path, policy, second_status
     assert sd.leftover_temp_files(storage) == []
 
 
+def test_storage_folder_removed_between_instances(fastdimse_scp_factory, tmp_path):
+    """The SCP remembers the folders it made; one removed behind its back (by a clean-up
+    job, say) is made again for the next instance of that series."""
+    first = sd.make_image(sd.CT_IMAGE, patient_id="GONE", rows=8, columns=8, seed=1)
+    second = sd.make_image(sd.CT_IMAGE, patient_id="GONE", rows=8, columns=8, seed=2,
+                           study_uid=first.StudyInstanceUID, series_uid=first.SeriesInstanceUID)
+    a = sd.write_instance(first, tmp_path / "a.dcm", sd.EXPLICIT_VR_LE)
+    b = sd.write_instance(second, tmp_path / "b.dcm", sd.EXPLICIT_VR_LE)
+    storage = tmp_path / "store"
+    scp = fastdimse_scp_factory(storage_dir=storage)
+    scu = make_scu()
+    assert scu.store(scp.remote(), [a])[0].status == 0x0000
+    stored = files_under(storage)
+    assert len(stored) == 1
+    shutil.rmtree(storage / "GONE")
+    result = scu.store(scp.remote(), [b])[0]
+    assert result.status == 0x0000, result
+    stored = files_under(storage)
+    assert [p.parent for p in stored] == [stored[0].parent] and len(stored) == 1
+    assert sd.dataset_bytes(stored[0]) == sd.dataset_bytes(b)
+    assert sd.leftover_temp_files(storage) == []
+
+
 def test_on_stored_receives_the_instance(fastdimse_scp_factory, tmp_path):
     calls = []
 

@@ -384,6 +384,20 @@ impl StorageHandler {
         Ok(StorageHandler { config, on_stored, indexer: None, known_dirs: Mutex::new(Default::default()) })
     }
 
+    /// Make the folder of `path` (and remember it was made).
+    fn make_parent(&self, path: &Path) -> Result<(), (u16, Option<String>)> {
+        let Some(parent) = path.parent() else { return Ok(()) };
+        fs::create_dir_all(parent)
+            .map_err(|e| (status::OUT_OF_RESOURCES, Some(format!("cannot create {}: {e}", parent.display()))))?;
+        if let Ok(mut d) = self.known_dirs.lock() {
+            if d.len() > 10_000 {
+                d.clear();
+            }
+            d.insert(parent.to_path_buf());
+        }
+        Ok(())
+    }
+
     /// Finish one received instance: returns (status, error comment).
     fn store(&self, negotiated: &Negotiated, ts: &str, command: &Command, data: MessageData) -> (u16, Option<String>) {
         let class = command.affected_sop_class_uid.clone().unwrap_or_default();
@@ -446,24 +460,21 @@ impl StorageHandler {
             }
         };
         let final_path = self.config.storage_dir.join(layout_path(&self.config.layout, &get));
-        if let Some(parent) = final_path.parent() {
-            let known = self.known_dirs.lock().map(|d| d.contains(parent)).unwrap_or(false);
-            if !known || !parent.is_dir() {
-                if let Err(e) = fs::create_dir_all(parent) {
-                    return (status::OUT_OF_RESOURCES, Some(format!("cannot create {}: {e}", parent.display())));
-                }
-                if let Ok(mut d) = self.known_dirs.lock() {
-                    if d.len() > 10_000 {
-                        d.clear();
-                    }
-                    d.insert(parent.to_path_buf());
-                }
+        // Folders made (or found) before are not looked at again: if one has gone since,
+        // the rename below fails and makes it again.
+        let known = final_path.parent().map(|p| self.known_dirs.lock().map(|d| d.contains(p)).unwrap_or(false)).unwrap_or(true);
+        if !known {
+            if let Err(e) = self.make_parent(&final_path) {
+                return e;
             }
         }
         // With "overwrite", the copy already stored is set aside until the new one is
         // accepted (by the handler, if any), so a refused replacement loses nothing.
+        // Without a handler nothing can refuse it any more: the rename replaces the
+        // earlier copy atomically, and there is no need to look first.
         let mut previous: Option<PathBuf> = None;
-        if final_path.exists() {
+        let look = !(self.config.duplicates == DuplicatePolicy::Overwrite && self.on_stored.is_none());
+        if look && final_path.exists() {
             match self.config.duplicates {
                 DuplicatePolicy::Overwrite => {
                     let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -490,7 +501,16 @@ impl StorageHandler {
                 }
             }
         };
-        if let Err(e) = fs::rename(&sink.tmp_path, &final_path) {
+        let mut moved = fs::rename(&sink.tmp_path, &final_path);
+        if matches!(&moved, Err(e) if e.kind() == std::io::ErrorKind::NotFound) && sink.tmp_path.exists() {
+            // the folder went away since we made it
+            if let Err(e) = self.make_parent(&final_path) {
+                restore(&previous);
+                return e;
+            }
+            moved = fs::rename(&sink.tmp_path, &final_path);
+        }
+        if let Err(e) = moved {
             restore(&previous);
             return (status::OUT_OF_RESOURCES, Some(format!("cannot move the file into place: {e}")));
         }
