@@ -683,6 +683,9 @@ class HandStoreSCP:
     ``quiet``: before each answer, watch the socket that many seconds; bytes arriving
     meanwhile (the SCU sent more than one request at a time) count in ``early``.
     Every later connection is refused with A-ASSOCIATE-RJ and counted in ``rejected``.
+    ``drop_window_rq``: like some PACS, close the connection at the first complete
+    request of an association whose A-ASSOCIATE-RQ carried an asynchronous operations
+    window item (counted in ``dropped``); such an association does not count as served.
 
     Records: ``rq`` (the parsed A-ASSOCIATE-RQ), ``requests`` (StoreRequests in arrival
     order), ``batches`` (how many were outstanding at each answer), ``answered``
@@ -695,10 +698,13 @@ class HandStoreSCP:
     def __init__(self, *, async_window: tuple[int, int] | None = None, hold: int = 1,
                  total: int | None = None, reverse: bool = False, status_of=None,
                  abort_after: int | None = None, vanish: str = "abort", quiet: float = 0.0,
-                 max_pdu: int = 16384, read_timeout: float = 10.0, host: str = "127.0.0.1"):
+                 max_pdu: int = 16384, read_timeout: float = 10.0, host: str = "127.0.0.1",
+                 drop_window_rq: bool = False):
         import threading
 
         assert vanish in ("abort", "close", "release")
+        self.drop_window_rq = drop_window_rq
+        self.dropped = 0
         self.async_window = async_window
         self.hold = hold
         self.total = total
@@ -801,6 +807,9 @@ class HandStoreSCP:
                     req = StoreRequest(ctx, command_us(cmd, TAG_MESSAGE_ID),
                                        command_uid(cmd, TAG_AFFECTED_SOP_CLASS),
                                        command_uid(cmd, TAG_AFFECTED_SOP_INSTANCE), data)
+                    if self.drop_window_rq and self.rq.async_window is not None:
+                        self.dropped += 1
+                        return False  # closes the connection; the next one is served
                     self.requests.append(req)
                     outstanding.append(req)
                     if self.abort_after is not None and len(self.requests) >= self.abort_after:

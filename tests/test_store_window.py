@@ -345,3 +345,34 @@ def test_scp_window_answer(fastdimse_scp_factory, tmp_path, extra_context, propo
         assert rawpdu.read_c_store_rsp(sock, 9) == 0x0000
         rawpdu.release(sock)
     assert list(sd.index_by_instance(storage)) == [uid]
+
+
+def test_peer_dropping_window_rq_gets_a_plain_association(hand_store_scp, tmp_path):
+    """A peer that drops the connection at the first request when the A-ASSOCIATE-RQ
+    carried a window item (as some PACS do): the SCU asks again without the item and
+    sends the unanswered instance again; every instance arrives and none is lost."""
+    srcs = _instances(tmp_path, 5, rows=8)
+    fake = hand_store_scp(async_window=(8, 1), hold=1, drop_window_rq=True)
+    results = _scu(dimse_timeout=8.0).store(_remote(fake), [p for p, _ in srcs], window=8)
+    assert fake.done.wait(10)
+    assert fake.error is None, repr(fake.error)
+    assert fake.dropped == 1
+    assert fake.rq.async_window is None  # the association that served them proposed none
+    assert [q.sop_instance for q in fake.requests] == [uid for _p, uid in srcs]
+    _check_results(results, srcs, [0x0000] * 5)
+    assert fake.released
+
+
+def test_window_fallback_only_once(hand_store_scp, tmp_path):
+    """An association that ends unanswered WITHOUT a window proposed is not retried: the
+    instance fails with the reason (a peer that is just down is not hammered)."""
+    srcs = _instances(tmp_path, 3, rows=8)
+    fake = hand_store_scp(async_window=None, hold=1000, abort_after=1, vanish="close")
+    results = _scu(dimse_timeout=8.0).store(_remote(fake), [p for p, _ in srcs], window=1)
+    assert fake.done.wait(10)
+    assert fake.rq.async_window is None
+    assert len(fake.requests) == 1
+    assert all(r.status is None and r.reason for r in results), results
+    # the unanswered one reports the lost association, not a second attempt
+    assert results[0].reason.startswith("no response"), results[0]
+    assert all(r.reason.startswith("no association") for r in results[1:]), results

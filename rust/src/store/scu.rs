@@ -7,7 +7,7 @@
 //! instance the peer will not take as is fails alone, with a reason, and the rest go on.
 //! `parallel` > 1 splits the batch over that many associations at once.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -327,12 +327,14 @@ pub fn send_on(a: &mut Association, opts: &StoreOptions, planned: &[Planned], pr
             // One at a time: this association's window was negotiated by its requestor,
             // for its own operations.
             match start_one(a, opts, p) {
-                Started::Done(r) => r,
+                Started::Done(r) | Started::SendFailed(InFlight { result: r, .. }) => r,
                 Started::Waiting(f) => {
                     let mut waiting = vec![f];
                     let mut out = None;
-                    collect_one(a, opts, &mut waiting, &mut |r| out = Some(r));
-                    out.expect("collect_one settles the only waiting instance")
+                    if let Collected::Lost(why) = collect_one(a, opts, &mut waiting, &mut |r| out = Some(r)) {
+                        fail_waiting(&mut waiting, &why, &mut |r| out = Some(r));
+                    }
+                    out.expect("the only waiting instance is settled")
                 }
             }
         };
@@ -372,15 +374,19 @@ fn send_bucket(
     let mut emit_mut = |r: StoreResult| emit(r);
     for ctx_group in contexts_for(&bucket) {
         let classes: BTreeSet<&str> = ctx_group.iter().map(|(c, _)| c.as_str()).collect();
-        let todo: Vec<&Planned> = bucket.iter().filter(|p| classes.contains(p.class.as_str())).collect();
         let mut cfg = opts.requestor.clone();
         cfg.contexts = ctx_group.clone();
         if cfg.async_ops_window.is_none() && opts.window > 1 {
             cfg.async_ops_window = Some((opts.window, 1));
         }
+        // (instance, already sent once on an association that ended unanswered)
+        let mut queue: VecDeque<(&Planned, bool)> =
+            bucket.iter().filter(|p| classes.contains(p.class.as_str())).map(|p| (p, false)).collect();
         let mut assoc: Option<Association> = None;
         let mut waiting: Vec<InFlight> = Vec::new();
-        for (i, p) in todo.iter().enumerate() {
+        // C-STORE-RSPs received on the current association.
+        let mut answered = 0usize;
+        while let Some((p, retried)) = queue.pop_front() {
             if opts.is_cancelled() {
                 let mut r = p.result();
                 r.reason = Some("cancelled".into());
@@ -388,7 +394,7 @@ fn send_bucket(
                 continue;
             }
             if assoc.as_ref().map(|a| !a.is_established()).unwrap_or(true) {
-                fail_waiting(&mut waiting, "the association ended before the C-STORE-RSP arrived", &mut emit_mut);
+                answered = 0;
                 match Association::request(&opts.addr, &cfg, opts.timeouts) {
                     Ok(a) => {
                         any_associated.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -396,7 +402,7 @@ fn send_bucket(
                     }
                     Err(e) => {
                         let reason = format!("no association: {e}");
-                        for q in &todo[i..] {
+                        for q in std::iter::once(p).chain(queue.drain(..).map(|(q, _)| q)) {
                             let mut r = q.result();
                             r.reason = Some(reason.clone());
                             emit(r);
@@ -411,23 +417,92 @@ fn send_bucket(
             let a = assoc.as_mut().expect("set above");
             match start_one(a, opts, p) {
                 Started::Done(r) => emit(r),
-                Started::Waiting(f) => waiting.push(f),
+                Started::Waiting(mut f) => {
+                    f.retried = retried;
+                    waiting.push(f);
+                }
+                Started::SendFailed(mut f) => {
+                    // The association broke while this one was being sent.
+                    f.retried = retried;
+                    waiting.push(f);
+                    let why = f_reason(&waiting);
+                    settle_lost(&mut waiting, &why, answered, &mut cfg, &mut queue, &mut emit_mut);
+                    continue;
+                }
             }
             let window = window_of(a, cfg.async_ops_window);
             while waiting.len() >= window {
-                collect_one(a, opts, &mut waiting, &mut emit_mut);
+                match collect_one(a, opts, &mut waiting, &mut emit_mut) {
+                    Collected::One => answered += 1,
+                    Collected::Lost(why) => {
+                        settle_lost(&mut waiting, &why, answered, &mut cfg, &mut queue, &mut emit_mut);
+                        break;
+                    }
+                }
+            }
+            if queue.is_empty() {
+                // Drain here, so that an association lost now can still retry its instances.
+                while !waiting.is_empty() {
+                    let a = assoc.as_mut().expect("set above");
+                    match collect_one(a, opts, &mut waiting, &mut emit_mut) {
+                        Collected::One => answered += 1,
+                        Collected::Lost(why) => {
+                            settle_lost(&mut waiting, &why, answered, &mut cfg, &mut queue, &mut emit_mut);
+                        }
+                    }
+                }
             }
         }
+        fail_waiting(&mut waiting, "the association ended before the C-STORE-RSP arrived", &mut emit_mut);
         if let Some(mut a) = assoc {
-            while !waiting.is_empty() {
-                collect_one(&mut a, opts, &mut waiting, &mut emit_mut);
-            }
             if a.is_established() {
                 if let Err(e) = a.release() {
                     debug!("release after C-STORE failed: {e}");
                 }
             }
         }
+    }
+}
+
+/// The reason recorded on the last instance that failed to send.
+fn f_reason(waiting: &[InFlight]) -> String {
+    waiting.last().and_then(|f| f.result.reason.clone()).unwrap_or_else(|| "sending failed".into())
+}
+
+/// An association ended with `waiting` instances unanswered. If it proposed an
+/// asynchronous operations window and never answered a single C-STORE, the window item
+/// itself may be what the peer cannot take (some PACS drop the connection at the first
+/// request when the A-ASSOCIATE-RQ carried one): further associations propose none, and
+/// the unanswered instances are sent once more, first. Otherwise they fail with `why`.
+fn settle_lost<'a>(
+    waiting: &mut Vec<InFlight<'a>>,
+    why: &str,
+    answered: usize,
+    cfg: &mut RequestorConfig,
+    queue: &mut VecDeque<(&'a Planned, bool)>,
+    emit: &mut dyn FnMut(StoreResult),
+) {
+    if answered == 0 && cfg.async_ops_window.is_some() {
+        warn!(
+            "{}: the association ended before any C-STORE-RSP ({why}); trying again without proposing an asynchronous operations window",
+            cfg.called_ae
+        );
+        cfg.async_ops_window = None;
+        let mut again = Vec::new();
+        for f in waiting.drain(..) {
+            if f.retried {
+                let mut r = f.result;
+                r.reason = Some(why.to_string());
+                emit(r);
+            } else {
+                again.push(f.planned);
+            }
+        }
+        for p in again.into_iter().rev() {
+            queue.push_front((p, true));
+        }
+    } else {
+        fail_waiting(waiting, why, emit);
     }
 }
 
@@ -445,21 +520,37 @@ fn window_of(a: &Association, proposed: Option<(u16, u16)>) -> usize {
 }
 
 /// A C-STORE-RQ sent, its response not yet in.
-struct InFlight {
+struct InFlight<'a> {
+    planned: &'a Planned,
     id: u16,
     result: StoreResult,
     /// (from, to) when the instance was transcoded on the way.
     transcoded: Option<(String, String)>,
+    /// Sent before, on an association that ended without answering it.
+    retried: bool,
 }
 
-enum Started {
-    /// Settled without a response: refused before sending, or the send failed.
+enum Started<'a> {
+    /// Settled without sending: refused before the first byte (no context, unreadable or
+    /// damaged file, ...).
     Done(StoreResult),
-    Waiting(InFlight),
+    Waiting(InFlight<'a>),
+    /// The association failed while the instance was being sent (`result.reason` says
+    /// how); it is aborted if it was not over already.
+    SendFailed(InFlight<'a>),
+}
+
+/// What [`collect_one`] saw.
+enum Collected {
+    /// A C-STORE-RSP settled one waiting instance.
+    One,
+    /// The association ended (failed or released by the peer): the waiting instances
+    /// are still in the list, for the caller to settle.
+    Lost(String),
 }
 
 /// Report every waiting instance as failed with `why`.
-fn fail_waiting(waiting: &mut Vec<InFlight>, why: &str, emit: &mut dyn FnMut(StoreResult)) {
+fn fail_waiting(waiting: &mut Vec<InFlight<'_>>, why: &str, emit: &mut dyn FnMut(StoreResult)) {
     for f in waiting.drain(..) {
         let mut r = f.result;
         r.reason = Some(why.to_string());
@@ -468,9 +559,9 @@ fn fail_waiting(waiting: &mut Vec<InFlight>, why: &str, emit: &mut dyn FnMut(Sto
 }
 
 /// Wait for the next C-STORE-RSP and settle the instance it answers (responses may come
-/// in any order). When the association fails or is released instead, every waiting
-/// instance is settled as failed: none is left unreported.
-fn collect_one(a: &mut Association, opts: &StoreOptions, waiting: &mut Vec<InFlight>, emit: &mut dyn FnMut(StoreResult)) {
+/// in any order). When the association fails or is released instead, the waiting
+/// instances stay in `waiting` and the caller settles them (none is left unreported).
+fn collect_one(a: &mut Association, opts: &StoreOptions, waiting: &mut Vec<InFlight<'_>>, emit: &mut dyn FnMut(StoreResult)) -> Collected {
     loop {
         match a.receive(opts.timeouts.dimse, "waiting for C-STORE-RSP (DIMSE timeout)") {
             Ok(Received::Message { command, .. }) if command.command_field == field::C_STORE_RSP => {
@@ -494,7 +585,7 @@ fn collect_one(a: &mut Association, opts: &StoreOptions, waiting: &mut Vec<InFli
                     debug!("{} sent transcoded {from} -> {to}", r.sop_instance_uid);
                 }
                 emit(r);
-                return;
+                return Collected::One;
             }
             Ok(Received::Message { command, .. }) if command.command_field == field::C_CANCEL_RQ => {
                 info!("C-CANCEL-RQ received during a C-STORE sub-operation");
@@ -507,13 +598,11 @@ fn collect_one(a: &mut Association, opts: &StoreOptions, waiting: &mut Vec<InFli
             }
             Ok(Received::ReleaseRequested) => {
                 let _ = a.release_response();
-                fail_waiting(waiting, "the peer released the association before answering", emit);
-                return;
+                return Collected::Lost("the peer released the association before answering".into());
             }
             Err(e) => {
                 info!("no C-STORE-RSP for {} instance(s): {e}", waiting.len());
-                fail_waiting(waiting, &format!("no response: {e}"), emit);
-                return;
+                return Collected::Lost(format!("no response: {e}"));
             }
         }
     }
@@ -522,7 +611,7 @@ fn collect_one(a: &mut Association, opts: &StoreOptions, waiting: &mut Vec<InFli
 /// Send one instance's C-STORE-RQ on `a` (its response is collected by [`collect_one`]);
 /// the association may be gone afterwards (then the caller opens a new one for the next
 /// instance).
-fn start_one(a: &mut Association, opts: &StoreOptions, p: &Planned) -> Started {
+fn start_one<'a>(a: &mut Association, opts: &StoreOptions, p: &'a Planned) -> Started<'a> {
     let mut r = p.result();
     let neg = a.negotiated();
     let own = neg.find_context_as_scu(&p.class, Some(&p.ts)).map(|c| (c.id, c.transfer_syntax.clone()));
@@ -636,14 +725,19 @@ fn start_one(a: &mut Association, opts: &StoreOptions, p: &Planned) -> Started {
             a.send_message_from(ctx, &cmd, &mut cur, known, transcoder.as_mut())
         }
     };
+    let transcoded = transcode.then(|| (p.ts.clone(), ts));
     match sent {
         Ok(n) => r.bytes = n,
         Err(e) => {
             r.reason = Some(format!("sending failed: {e}"));
-            return Started::Done(r);
+            // A message cut short cannot be resumed: the association is over.
+            if a.is_established() {
+                let _ = a.abort();
+            }
+            return Started::SendFailed(InFlight { planned: p, id, result: r, transcoded, retried: false });
         }
     }
-    Started::Waiting(InFlight { id, result: r, transcoded: transcode.then(|| (p.ts.clone(), ts)) })
+    Started::Waiting(InFlight { planned: p, id, result: r, transcoded, retried: false })
 }
 
 /// The structure check of [`super::header::check_complete`] on a file's data set
