@@ -425,7 +425,7 @@ fn send_bucket(
                     // The association broke while this one was being sent.
                     f.retried = retried;
                     waiting.push(f);
-                    let why = f_reason(&waiting);
+                    let why = last_reason(&waiting);
                     settle_lost(&mut waiting, &why, answered, &mut cfg, &mut queue, &mut emit_mut);
                     continue;
                 }
@@ -465,7 +465,7 @@ fn send_bucket(
 }
 
 /// The reason recorded on the last instance that failed to send.
-fn f_reason(waiting: &[InFlight]) -> String {
+fn last_reason(waiting: &[InFlight]) -> String {
     waiting.last().and_then(|f| f.result.reason.clone()).unwrap_or_else(|| "sending failed".into())
 }
 
