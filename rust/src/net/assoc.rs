@@ -156,6 +156,37 @@ fn without_timeout_note(what: &'static str) -> &'static str {
     }
 }
 
+/// Socket buffer size asked for where the system allows it (see [`tune_buffers`]).
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// Where the system lets a process have socket buffers of [`SOCKET_BUFFER`] or more
+/// (`net.core.rmem_max` / `wmem_max`), ask for them: a sender can then stream on while the
+/// receiver finalises an instance (file, rename, response), instead of stalling on a
+/// buffer that autotuning is still growing. Where the limits are lower (the kernel's
+/// defaults), nothing is set and autotuning, which may go further, stays in charge.
+/// `FASTDIMSE_SOCKET_BUFFER=0` turns this off; another value sets the size.
+#[cfg(target_os = "linux")]
+fn tune_buffers(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    static SIZES: std::sync::OnceLock<(Option<i32>, Option<i32>)> = std::sync::OnceLock::new();
+    let (snd, rcv) = *SIZES.get_or_init(|| {
+        let want = std::env::var("FASTDIMSE_SOCKET_BUFFER").ok().and_then(|v| v.trim().parse::<usize>().ok()).unwrap_or(SOCKET_BUFFER);
+        let allowed = |file: &str| {
+            std::fs::read_to_string(file).ok().and_then(|v| v.trim().parse::<usize>().ok()).filter(|max| want > 0 && *max >= want)
+        };
+        let size = i32::try_from(want).ok();
+        (allowed("/proc/sys/net/core/wmem_max").and(size), allowed("/proc/sys/net/core/rmem_max").and(size))
+    });
+    for (opt, size) in [(libc::SO_SNDBUF, snd), (libc::SO_RCVBUF, rcv)] {
+        if let Some(n) = size {
+            // SAFETY: a valid socket and a 4-byte int option value that outlives the call.
+            unsafe {
+                libc::setsockopt(stream.as_raw_fd(), libc::SOL_SOCKET, opt, (&n as *const i32).cast(), std::mem::size_of::<i32>() as libc::socklen_t)
+            };
+        }
+    }
+}
+
 /// A socket timeout within this much of the wanted one is left as it is (it saves one
 /// setsockopt per read; the waits are in seconds).
 const TIMEOUT_SLACK: Duration = Duration::from_millis(50);
@@ -173,6 +204,8 @@ fn close_enough(set: Option<Option<Duration>>, want: Option<Duration>) -> bool {
 impl Association {
     fn new(stream: TcpStream, sm: StateMachine, timeouts: Timeouts) -> Self {
         let _ = stream.set_nodelay(true);
+        #[cfg(target_os = "linux")]
+        tune_buffers(&stream);
         let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
         Association {
             stream,
