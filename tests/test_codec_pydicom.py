@@ -64,6 +64,14 @@ BYTES_DIFFER = {
     "test_files/no_meta_group_length.dcm": "fastdimse always writes the (0002,0000) group length",
 }
 
+# Files pydicom reads but its own writer cannot write back, so there are no reference
+# bytes to compare with; test_pydicom_cannot_write_these checks that its writer still
+# fails on each and that ours writes a file pydicom reads back equal.
+PYDICOM_UNWRITABLE = {
+    # (0008,0008) holds a bytes value pydicom's writer cannot encode
+    "test_files/SC_rgb_jpeg.dcm": "encoding without a string argument",
+}
+
 # Files whose dataset bytes the transcoder refuses while pydicom reads them.
 TRANSCODE_REFUSED = {
     # The last item of (0004,1220) claims 248 bytes where 224 remain: pydicom
@@ -84,11 +92,17 @@ def test_testdata_is_there():
     assert len(READABLE) > 100, "pydicom's bundled test files are missing"
 
 
+def test_listed_files_are_on_disk():
+    """Every file the lists name is in this pydicom's data (a list entry for a file that
+    is not there would check nothing)."""
+    missing = [n for n in [*PYDICOM_UNREADABLE, *DAMAGED, *PYDICOM_UNWRITABLE, *BYTES_DIFFER,
+                           *TRANSCODE_REFUSED] if not os.path.isfile(os.path.join(DATA_ROOT, n))]
+    assert missing == []
+
+
 @pytest.mark.parametrize("name", sorted(PYDICOM_UNREADABLE))
 def test_unreadable_list_is_right(name):
     path = os.path.join(DATA_ROOT, name)
-    if not os.path.isfile(path):
-        pytest.skip("not on disk in this pydicom")
     with pytest.raises(Exception):
         pydicom.dcmread(path)
     # and we refuse it too, with our error type
@@ -215,17 +229,27 @@ def test_decode_equals_pydicom(name):
         assert ours == ref
 
 
-@pytest.mark.parametrize("name", READABLE)
+@pytest.mark.parametrize("name", sorted(PYDICOM_UNWRITABLE))
+def test_pydicom_cannot_write_these(name, tmpdir_module):
+    path = os.path.join(DATA_ROOT, name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = pydicom.dcmread(path)
+        with pytest.raises(Exception, match=PYDICOM_UNWRITABLE[name]):
+            pydicom.dcmwrite(io.BytesIO(), ref)
+        out = os.path.join(tmpdir_module, "unwritable.dcm")
+        codec.write_file(out, codec.read_file(path))
+        assert pydicom.dcmread(out) == pydicom.dcmread(path)
+
+
+@pytest.mark.parametrize("name", [f for f in READABLE if f not in PYDICOM_UNWRITABLE])
 def test_write_file_bytes_equal_pydicom(name, tmpdir_module):
     path = os.path.join(DATA_ROOT, name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ref = pydicom.dcmread(path)
         buf = io.BytesIO()
-        try:
-            pydicom.dcmwrite(buf, ref)
-        except Exception as exc:  # pydicom cannot write this dataset
-            pytest.skip(f"pydicom's writer fails: {exc}")
+        pydicom.dcmwrite(buf, ref)
         expected = buf.getvalue()
         out = os.path.join(tmpdir_module, "out.dcm")
         codec.write_file(out, codec.read_file(path))
@@ -365,9 +389,8 @@ _SEQUENCE_FILES = ["rtplan.dcm", "image_dfl.dcm", "MR_small_bigendian.dcm", "nes
 def test_sequences_split_in_rust_equal_pydicom(name, monkeypatch):
     """Sequences read through the codec are split in Rust (not by pydicom's reader) and
     give the same items as pydicom: elements, values, item flags and encodings."""
-    path = os.path.join(os.path.dirname(pydicom.data.__file__), "test_files", name)
-    if not os.path.exists(path):
-        pytest.skip(f"{name} is not among this pydicom's test files on disk")
+    path = os.path.join(DATA_ROOT, "test_files", name)
+    assert os.path.isfile(path), f"{name} is not in this pydicom's test files"
     splits = []
     real = codec._core.codec_split_items
 
