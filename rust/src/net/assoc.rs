@@ -751,37 +751,15 @@ impl Association {
         // memory afterwards) come through the buffer; the rest may be spliced.
         let want = if rx.sink_error.is_none() { sink.prefix_wanted().min(rest) } else { 0 };
         if want > 0 {
-            let mut buf = [0u8; PREFIX_READ];
-            let mut left = want;
-            let _ = self.set_read_timeout(self.timeouts.network);
-            while left > 0 {
-                let k = left.min(buf.len());
-                match self.stream.read(&mut buf[..k]) {
-                    Ok(0) => {
-                        let _ = self.sm.handle(Event::TransportClosed);
-                        self.close();
-                        return Err(NetError::Closed("in the middle of a data set"));
-                    }
-                    Ok(n) => {
-                        if rx.sink_error.is_none() {
-                            if let Err(e) = sink.write_all(&buf[..n]) {
-                                rx.sink_error = Some(e);
-                            }
-                        }
-                        left -= n;
-                        rest -= n;
-                    }
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        self.close();
-                        return Err(self.send_error(e));
-                    }
-                }
-            }
+            self.read_into_sink(rx, want, &mut [0u8; PREFIX_READ])?;
+            rest -= want;
             if rest == 0 {
                 return Ok(());
             }
         }
+        let Some(DataSink::Writer(sink)) = rx.sink.as_mut() else {
+            return Err(NetError::Protocol("streamed data without a sink".into()));
+        };
         let fd = sink.splice_fd();
         #[cfg(target_os = "linux")]
         if let (Some(fd), None) = (fd, rx.sink_error.as_ref()) {
@@ -807,25 +785,30 @@ impl Association {
         }
         let _ = fd;
         // Fallback: read the remaining bytes through the buffer, into the sink or away.
-        let mut buf = vec![0u8; rest.min(256 * 1024)];
+        self.read_into_sink(rx, rest, &mut vec![0u8; rest.min(256 * 1024)])
+    }
+
+    /// Read `n` bytes of a data PDV from the socket through `buf` into the message's sink
+    /// (dropped once the sink has failed: the association stays in step).
+    fn read_into_sink(&mut self, rx: &mut Rx, mut n: usize, buf: &mut [u8]) -> Result<(), NetError> {
         let _ = self.set_read_timeout(self.timeouts.network);
-        while rest > 0 {
-            let k = rest.min(buf.len());
+        while n > 0 {
+            let k = n.min(buf.len());
             match self.stream.read(&mut buf[..k]) {
                 Ok(0) => {
                     let _ = self.sm.handle(Event::TransportClosed);
                     self.close();
                     return Err(NetError::Closed("in the middle of a data set"));
                 }
-                Ok(n) => {
+                Ok(got) => {
                     if rx.sink_error.is_none() {
                         if let Some(DataSink::Writer(w)) = rx.sink.as_mut() {
-                            if let Err(e) = w.write_all(&buf[..n]) {
+                            if let Err(e) = w.write_all(&buf[..got]) {
                                 rx.sink_error = Some(e);
                             }
                         }
                     }
-                    rest -= n;
+                    n -= got;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {

@@ -430,25 +430,15 @@ fn send_bucket(
                     continue;
                 }
             }
-            let window = window_of(a, cfg.async_ops_window);
-            while waiting.len() >= window {
+            // Room for the next request; after the last one, every response (collected
+            // here, so that instances of an association lost now can still be retried).
+            let keep = if queue.is_empty() { 0 } else { window_of(a, cfg.async_ops_window) - 1 };
+            while waiting.len() > keep {
                 match collect_one(a, opts, &mut waiting, &mut emit_mut) {
                     Collected::One => answered += 1,
                     Collected::Lost(why) => {
                         settle_lost(&mut waiting, &why, answered, &mut cfg, &mut queue, &mut emit_mut);
                         break;
-                    }
-                }
-            }
-            if queue.is_empty() {
-                // Drain here, so that an association lost now can still retry its instances.
-                while !waiting.is_empty() {
-                    let a = assoc.as_mut().expect("set above");
-                    match collect_one(a, opts, &mut waiting, &mut emit_mut) {
-                        Collected::One => answered += 1,
-                        Collected::Lost(why) => {
-                            settle_lost(&mut waiting, &why, answered, &mut cfg, &mut queue, &mut emit_mut);
-                        }
                     }
                 }
             }
