@@ -436,6 +436,15 @@ def c_echo_rsp(context_id: int, message_id: int, status: int = 0x0000) -> bytes:
     return p_data(pdv_item(context_id, 0x03, cmd))
 
 
+def _listen(host: str, backlog: int) -> tuple[socket.socket, int]:
+    """A listening socket on ``host``, any free port: (listener, port)."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, 0))
+    listener.listen(backlog)
+    return listener, listener.getsockname()[1]
+
+
 class HandSCP:
     """An SCP played by hand in a thread, to watch what an SCU sends.
 
@@ -456,11 +465,7 @@ class HandSCP:
         self.error: BaseException | None = None
         self.closed_by_peer = threading.Event()
         self._stop = threading.Event()
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind((host, 0))
-        self._listener.listen(1)
-        self.port = self._listener.getsockname()[1]
+        self._listener, self.port = _listen(host, 1)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -728,11 +733,7 @@ class HandStoreSCP:
         self.error: BaseException | None = None
         self.done = threading.Event()
         self._stop = threading.Event()
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind((host, 0))
-        self._listener.listen(4)
-        self.port = self._listener.getsockname()[1]
+        self._listener, self.port = _listen(host, 4)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
