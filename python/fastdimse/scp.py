@@ -193,6 +193,11 @@ class DICOMSCP:
 
                 contexts += [(uid, list(self.transfer_syntaxes)) for uid in _SOP.values()
                              if uid not in self.supported_abstract_syntaxes]
+            if self._indexes_on_store() and hasattr(self.backend, "reconcile"):
+                # Files in the folder but not in the index (an earlier run killed between
+                # the rename and the commit, files copied in) are indexed before any
+                # query is answered.
+                self.backend.reconcile(self.storage_dir)
             callback = self._make_stored_callback()
             index_tags = _index_tags() if self._indexes_on_store() else []
             on_index = self._make_index_callback() if self._indexes_on_store() else None
@@ -241,31 +246,39 @@ class DICOMSCP:
         return callback
 
     def _make_index_callback(self):
-        """Batches of stored instances from the core's indexer thread -> the index."""
+        """Batches of stored instances from the core's indexer thread -> the index.
+
+        Returns once the batch is committed, with the instances that were not taken:
+        ``(path, reason)`` for one that cannot be indexed (it lacks a key the index
+        needs; stored and logged), ``(path, reason, True)`` where the back end failed
+        (the C-STORE is then answered 0xA700, not success). An exception fails the batch.
+        """
+        from .qr import InstanceError
+
         index = self.backend
         add_many = getattr(index, "add_instances", None)
         add_one = getattr(index, "add_instance", None)
 
-        def on_index(batch: list[dict]) -> None:
+        def on_index(batch: list[dict]) -> list[tuple]:
             items = []
             for info in batch:
                 attrs = info.pop("attributes", {}) or {}
                 stored = StoredInstance(**info)
                 items.append((stored.path, _attributes_dict(attrs, stored), stored.transfer_syntax))
             if add_many is not None:
-                bad = add_many(items)
-            else:
-                bad = []
-                for path, attrs, ts in items:
-                    try:
-                        if add_one is not None:
-                            add_one(path, attrs, ts)
-                        else:  # the QRBackend protocol's add(path, dataset, transfer_syntax)
-                            index.add(path, _as_dataset(attrs), ts)
-                    except Exception as e:  # one bad instance must not stop the others
-                        bad.append((path, str(e)))
-            for path, why in bad:
-                log.warning("not indexed: %s: %s", path, why)
+                return list(add_many(items) or [])
+            bad: list[tuple] = []
+            for path, attrs, ts in items:
+                try:
+                    if add_one is not None:
+                        add_one(path, attrs, ts)
+                    else:  # the QRBackend protocol's add(path, dataset, transfer_syntax)
+                        index.add(path, _as_dataset(attrs), ts)
+                except InstanceError as e:  # cannot be indexed: stored, logged
+                    bad.append((path, str(e)))
+                except Exception as e:  # the back end failed: not acknowledged
+                    bad.append((path, f"{type(e).__name__}: {e}", True))
+            return bad
 
         return on_index
 

@@ -419,6 +419,69 @@ class SQLiteIndex:
             result.added += self._insert_many(batch)
         return result
 
+    def reconcile(self, folder: str | os.PathLike | None = None, *,
+                  batch_size: int = 500) -> ImportResult:
+        """Index the files under ``folder`` (default: the storage folder) that are there
+        but not in the index: those of an earlier run that ended before their index
+        entries were committed (a crash, a kill), and files copied in by hand.
+
+        Only folders changed since the last completed reconciliation are looked at file
+        by file: a file cannot arrive in a folder without changing that folder's ctime
+        (which, unlike the mtime, cannot be set back). The first reconciliation of an
+        index looks at every folder. Hidden files (the SCP's temporary ``.fastdimse-*``
+        files among them) and the index's own files are ignored.
+        """
+        import time
+
+        root = os.path.abspath(os.fspath(folder) if folder is not None else self.storage_dir)
+        started = time.time()
+        conn = self._conn()
+        conn.execute("CREATE INDEX IF NOT EXISTS ix_image_path ON image(path)")
+        key = "reconciled:" + root
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        since = float(row[0]) - 2.0 if row else None  # slack for clock granularity
+        own = {self.db_path, self.db_path + "-wal", self.db_path + "-shm",
+               self.db_path + "-journal"}
+        result = ImportResult()
+        batch: list[dict] = []
+        stack = [root]
+        while stack:
+            current = stack.pop()
+            try:
+                entries = list(os.scandir(current))
+                changed = since is None or os.stat(current).st_ctime >= since
+            except OSError as exc:
+                log.warning("cannot list %s: %s", current, exc)
+                continue
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                    continue
+                if not changed or entry.path in own or not entry.is_file():
+                    continue
+                path = os.path.abspath(entry.path)
+                if conn.execute("SELECT 1 FROM image WHERE path = ?", (path,)).fetchone():
+                    continue
+                try:
+                    batch.append(self._extract(path, self._read_header(path), None))
+                except Exception as exc:  # one bad file must not stop the others
+                    log.warning("not indexed: %s: %s", path, exc)
+                    result.skipped.append((path, str(exc)))
+                    continue
+                if len(batch) >= batch_size:
+                    result.added += self._insert_many(batch)
+                    batch = []
+        if batch:
+            result.added += self._insert_many(batch)
+        with self._write() as wconn:
+            wconn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                          (key, repr(started)))
+        if result.added:
+            log.info("reconciled %s: %d instance(s) indexed that were not", root, result.added)
+        return result
+
     def remove(self, sop_instance_uid: str) -> bool:
         """Remove one instance from the index (not the file), and its series, study
         and patient when they become empty. Returns whether it was indexed."""

@@ -90,6 +90,21 @@ impl MessageData {
     }
 }
 
+/// A response given later than its request was handled: a C-STORE-RSP held until the
+/// instance is committed to the index ("acknowledged means findable"). The association
+/// keeps reading requests while responses wait (a peer with an asynchronous operations
+/// window keeps sending), and settles them, in order, before it would block waiting for
+/// the peer, before it sends anything else, and before it answers a release.
+pub trait Deferred: Send {
+    /// The response, if it can be given now without waiting.
+    fn ready(&mut self) -> Option<Command>;
+    /// Wait for the response (the implementation bounds the wait).
+    fn wait(self: Box<Self>) -> Command;
+}
+
+/// Most responses held at once; past this the oldest is settled first.
+const MAX_DEFERRED: usize = 64;
+
 /// What `Association::receive` returns.
 #[allow(clippy::large_enum_variant)] // one per message; boxing the command buys nothing
 pub enum Received {
@@ -145,6 +160,8 @@ pub struct Association {
     /// are set again only when they change noticeably.
     rcv_timeout: Option<Option<Duration>>,
     snd_timeout: Option<Option<Duration>>,
+    /// Responses held back (see [`Deferred`]), oldest first, with their context ids.
+    deferred: VecDeque<(u8, Box<dyn Deferred>)>,
 }
 
 /// "waiting for X (DIMSE timeout)" -> "waiting for X": the note names the timeout that
@@ -227,6 +244,7 @@ impl Association {
             pipe: None,
             rcv_timeout: None,
             snd_timeout: None,
+            deferred: VecDeque::new(),
         }
     }
 
@@ -369,24 +387,96 @@ impl Association {
         id
     }
 
-    /// Send one DIMSE message: the command, then the data set if given.
+    /// Send one DIMSE message: the command, then the data set if given. Responses held
+    /// back ([`defer_response`](Self::defer_response)) go first.
     pub fn send_message(&mut self, context_id: u8, command: &Command, data: Option<&[u8]>) -> Result<(), NetError> {
         if !self.sm.is_established() || self.closed {
             return Err(NetError::NotEstablished(if self.closed { "closed" } else { "not established" }));
         }
-        let max = self.negotiated().peer_max_pdu;
-        debug!("{}: sending {} on context {}", self.peer, command, context_id);
-        let mut cmd = command.clone();
-        cmd.has_dataset = data.is_some();
+        self.settle_deferred(true)?;
         let mut out = std::mem::take(&mut self.wbuf);
         out.clear();
-        dimse::fragment(context_id, true, &cmd.encode(), max, &mut out);
-        if let Some(d) = data {
-            dimse::fragment(context_id, false, d, max, &mut out);
-        }
+        self.encode_message(context_id, command, data, &mut out);
         let r = self.write_all(&out);
         self.wbuf = out;
         r
+    }
+
+    /// Append one DIMSE message (command, then the data set if given) as P-DATA-TF PDUs.
+    fn encode_message(&self, context_id: u8, command: &Command, data: Option<&[u8]>, out: &mut Vec<u8>) {
+        let max = self.negotiated.as_ref().map(|n| n.peer_max_pdu).unwrap_or(0);
+        debug!("{}: sending {} on context {}", self.peer, command, context_id);
+        let mut cmd = command.clone();
+        cmd.has_dataset = data.is_some();
+        dimse::fragment(context_id, true, &cmd.encode(), max, out);
+        if let Some(d) = data {
+            dimse::fragment(context_id, false, d, max, out);
+        }
+    }
+
+    /// Hold a response back until it is ready (see [`Deferred`]). It is sent before the
+    /// association next waits for the peer, sends anything else or answers a release.
+    pub fn defer_response(&mut self, context_id: u8, response: Box<dyn Deferred>) -> Result<(), NetError> {
+        self.deferred.push_back((context_id, response));
+        if self.deferred.len() > MAX_DEFERRED {
+            self.settle_oldest()?;
+        }
+        Ok(())
+    }
+
+    /// Responses held back now.
+    pub fn deferred_responses(&self) -> usize {
+        self.deferred.len()
+    }
+
+    fn settle_oldest(&mut self) -> Result<(), NetError> {
+        if let Some((ctx, d)) = self.deferred.pop_front() {
+            let rsp = d.wait();
+            let mut out = Vec::new();
+            self.encode_message(ctx, &rsp, None, &mut out);
+            self.write_all(&out)?;
+        }
+        Ok(())
+    }
+
+    /// Send the held responses that are ready (all of them, waiting, with `wait`), oldest
+    /// first and in one write.
+    fn settle_deferred(&mut self, wait: bool) -> Result<(), NetError> {
+        if self.deferred.is_empty() {
+            return Ok(());
+        }
+        let mut out = Vec::new();
+        while let Some((ctx, mut d)) = self.deferred.pop_front() {
+            let rsp = if wait {
+                d.wait()
+            } else {
+                match d.ready() {
+                    Some(r) => r,
+                    None => {
+                        self.deferred.push_front((ctx, d));
+                        break;
+                    }
+                }
+            };
+            self.encode_message(ctx, &rsp, None, &mut out);
+        }
+        if out.is_empty() {
+            return Ok(());
+        }
+        if self.closed || !self.sm.is_established() {
+            self.deferred.clear();
+            return Err(NetError::NotEstablished(if self.closed { "closed" } else { "not established" }));
+        }
+        self.write_all(&out)
+    }
+
+    /// Whether more input is there without waiting: buffered bytes or PDVs, or bytes
+    /// readable on the socket.
+    fn input_waiting(&self) -> bool {
+        if !self.pending.is_empty() || self.rpos < self.rend {
+            return true;
+        }
+        socket_readable(&self.stream)
     }
 
     /// Wait for the next DIMSE message (or a release request), collecting any data set
@@ -405,6 +495,14 @@ impl Association {
         what: &'static str,
         sink_for: &mut dyn FnMut(u8, &Command) -> DataSink,
     ) -> Result<Received, NetError> {
+        if !self.deferred.is_empty() {
+            // Held responses: those ready go now; the rest wait while the peer is still
+            // sending (a window of requests in flight), and are settled before we block.
+            self.settle_deferred(false)?;
+            if !self.deferred.is_empty() && !self.input_waiting() {
+                self.settle_deferred(true)?;
+            }
+        }
         let deadline = timeout.map(|d| Instant::now() + d);
         let mut rx = Rx { current: None, sink: None, mem: Vec::new(), sink_error: None };
         loop {
@@ -942,6 +1040,8 @@ impl Association {
 
     /// Answer a release request (A-RELEASE-RP) and close.
     pub fn release_response(&mut self) -> Result<(), NetError> {
+        // Every response before A-RELEASE-RP (P-DATA may still go in Sta8).
+        self.settle_deferred(true)?;
         self.step(Event::ReleaseResponse)?;
         info!("association with {} released by the peer", self.peer);
         self.close();
@@ -1434,6 +1534,23 @@ enum ReadError {
     Closed,
     Io(std::io::Error),
     Pdu(pdu::PduError),
+}
+
+/// Whether bytes (or an end of stream) can be read from the socket without waiting.
+fn socket_readable(stream: &TcpStream) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        let mut p = libc::pollfd { fd: stream.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd that outlives the call; a zero timeout never blocks.
+        let n = unsafe { libc::poll(&mut p, 1, 0) };
+        n > 0 && p.revents != 0
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = stream;
+        false
+    }
 }
 
 fn connect(addr: &str, timeout: Option<Duration>) -> Result<TcpStream, NetError> {

@@ -16,7 +16,7 @@
 mod assoc;
 pub mod server;
 
-pub use assoc::{Association, DataSink, MessageData, Received, Sink};
+pub use assoc::{Association, DataSink, Deferred, MessageData, Received, Sink};
 pub use server::{EchoOnlyHandler, Server, ServerConfig, ServiceHandler};
 
 use std::time::Duration;

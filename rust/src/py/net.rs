@@ -111,19 +111,47 @@ impl QrProvider for PyQrProvider {
 }
 
 /// A Python callable taking a list of stored-instance dicts, for the batching indexer.
+/// It returns once the batch is committed, with the instances it could not take as a
+/// list of `(path, reason)` (cannot be indexed: stored, logged) or `(path, reason, True)`
+/// (the index failed for it: not acknowledged). An exception fails the whole batch.
 fn index_callback(cb: Py<PyAny>) -> Arc<store::scp::OnIndex> {
-    Arc::new(move |batch: Vec<StoredInstance>| {
+    use store::scp::IndexOutcome;
+    Arc::new(move |batch: &[StoredInstance]| {
         Python::attach(|py| {
-            let r: PyResult<()> = (|| {
+            let r: PyResult<Vec<(String, String, bool)>> = (|| {
                 let list = pyo3::types::PyList::empty(py);
-                for s in &batch {
+                for s in batch {
                     list.append(stored_dict(py, s)?)?;
                 }
-                cb.call1(py, (list,))?;
-                Ok(())
+                let ret = cb.call1(py, (list,))?;
+                let mut bad = Vec::new();
+                if !ret.is_none(py) {
+                    for item in ret.bind(py).try_iter()? {
+                        let item = item?;
+                        let path: String = item.get_item(0)?.extract()?;
+                        let why: String = item.get_item(1)?.str()?.to_string();
+                        let fatal = item.len().map(|n| n > 2).unwrap_or(false) && item.get_item(2)?.is_truthy()?;
+                        bad.push((path, why, fatal));
+                    }
+                }
+                Ok(bad)
             })();
-            if let Err(e) = r {
-                log::warn!("indexing {} stored instance(s) failed: {e}", batch.len());
+            match r {
+                Ok(bad) => batch
+                    .iter()
+                    .map(|s| {
+                        let p = s.path.to_string_lossy();
+                        match bad.iter().find(|(path, _, _)| *path == p) {
+                            None => IndexOutcome::Indexed,
+                            Some((_, why, true)) => IndexOutcome::Failed(why.clone()),
+                            Some((_, why, false)) => IndexOutcome::Skipped(why.clone()),
+                        }
+                    })
+                    .collect(),
+                Err(e) => {
+                    log::warn!("indexing {} stored instance(s) failed: {e}", batch.len());
+                    vec![IndexOutcome::Failed(e.to_string()); batch.len()]
+                }
             }
         })
     })

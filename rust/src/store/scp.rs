@@ -65,35 +65,97 @@ pub struct StoredInstance {
 /// removes the stored file.
 pub type OnStored = dyn Fn(&StoredInstance) -> Result<Option<u16>, String> + Send + Sync;
 
-/// Receives stored instances in batches, on the indexer thread (see [`Indexer`]).
-pub type OnIndex = dyn Fn(Vec<StoredInstance>) + Send + Sync;
+/// What became of one stored instance handed to the index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexOutcome {
+    /// Committed: C-FIND, C-MOVE and C-GET find it.
+    Indexed,
+    /// The instance cannot be indexed (it lacks a key the index needs, such as its
+    /// StudyInstanceUID); it is stored, and logged.
+    Skipped(String),
+    /// The index could not record it (the database failed): not acknowledged.
+    Failed(String),
+}
+
+/// Receives stored instances in batches, on the indexer thread (see [`Indexer`]), and
+/// returns one outcome per instance, in order, once the batch is committed.
+pub type OnIndex = dyn Fn(&[StoredInstance]) -> Vec<IndexOutcome> + Send + Sync;
 
 #[allow(clippy::large_enum_variant)] // one per stored instance
 enum IndexMsg {
-    Item(StoredInstance),
+    Item(StoredInstance, Option<std::sync::mpsc::SyncSender<IndexOutcome>>),
     Flush(std::sync::mpsc::Sender<()>),
 }
 
-/// Hands stored instances to an index in batches, on its own thread, so that indexing
-/// never slows the associations down (one call, one transaction per batch).
-/// [`Indexer::flush`] waits until everything stored so far is indexed: Q/R requests call
-/// it first, so a query always sees every instance stored before it.
+/// Hands stored instances to an index in batches, on its own thread (group commit: one
+/// call, one transaction per batch). Each instance pushed gets an [`IndexTicket`] that
+/// resolves once its batch is committed: the C-STORE response waits for it, so a success
+/// goes out only for what C-FIND can see. [`Indexer::flush`] waits until everything
+/// pushed so far is indexed.
 pub struct Indexer {
     tx: Mutex<std::sync::mpsc::Sender<IndexMsg>>,
+}
+
+/// The outcome of one instance handed to the [`Indexer`], once its batch is committed.
+pub struct IndexTicket(std::sync::mpsc::Receiver<IndexOutcome>);
+
+/// Longest a C-STORE response waits for the index.
+const INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl IndexTicket {
+    /// The outcome if known now.
+    pub fn try_outcome(&self) -> Option<IndexOutcome> {
+        match self.0.try_recv() {
+            Ok(o) => Some(o),
+            Err(std::sync::mpsc::TryRecvError::Empty) => None,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => Some(IndexOutcome::Failed("the indexer stopped".into())),
+        }
+    }
+
+    /// Wait for the outcome (at most [`INDEX_WAIT`]).
+    pub fn wait(&self) -> IndexOutcome {
+        match self.0.recv_timeout(INDEX_WAIT) {
+            Ok(o) => o,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                IndexOutcome::Failed(format!("the index did not commit within {} s", INDEX_WAIT.as_secs()))
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => IndexOutcome::Failed("the indexer stopped".into()),
+        }
+    }
+}
+
+/// One batch through the callback; a batch that failed as a whole is tried again one
+/// instance at a time, so that one instance the index chokes on fails alone.
+fn index_batch(on_index: &OnIndex, batch: &[StoredInstance]) -> Vec<IndexOutcome> {
+    let call = |items: &[StoredInstance]| -> Vec<IndexOutcome> {
+        let mut out = on_index(items);
+        out.resize(items.len(), IndexOutcome::Failed("the index gave no answer for it".into()));
+        out
+    };
+    let out = call(batch);
+    if batch.len() > 1 && out.iter().all(|o| matches!(o, IndexOutcome::Failed(_))) {
+        warn!("indexing a batch of {} failed; trying each instance alone", batch.len());
+        return batch.iter().flat_map(|one| call(std::slice::from_ref(one))).collect();
+    }
+    out
 }
 
 impl Indexer {
     pub fn new(on_index: Arc<OnIndex>) -> Indexer {
         let (tx, rx) = std::sync::mpsc::channel::<IndexMsg>();
         let _ = std::thread::Builder::new().name("fastdimse-indexer".into()).spawn(move || {
-            const BATCH: usize = 512;
+            const BATCH: usize = 1024;
             while let Ok(first) = rx.recv() {
                 let mut batch = Vec::new();
+                let mut tickets = Vec::new();
                 let mut waiters = Vec::new();
                 let mut next = Some(first);
                 while let Some(msg) = next.take() {
                     match msg {
-                        IndexMsg::Item(i) => batch.push(i),
+                        IndexMsg::Item(i, t) => {
+                            batch.push(i);
+                            tickets.push(t);
+                        }
                         IndexMsg::Flush(w) => waiters.push(w),
                     }
                     if batch.len() >= BATCH {
@@ -102,7 +164,17 @@ impl Indexer {
                     next = rx.try_recv().ok();
                 }
                 if !batch.is_empty() {
-                    on_index(batch);
+                    let outcomes = index_batch(on_index.as_ref(), &batch);
+                    for ((item, ticket), outcome) in batch.iter().zip(tickets).zip(outcomes) {
+                        match &outcome {
+                            IndexOutcome::Indexed => {}
+                            IndexOutcome::Skipped(why) => warn!("not indexed: {}: {why}", item.path.display()),
+                            IndexOutcome::Failed(why) => warn!("index failed for {}: {why}", item.path.display()),
+                        }
+                        if let Some(t) = ticket {
+                            let _ = t.send(outcome);
+                        }
+                    }
                 }
                 for w in waiters {
                     let _ = w.send(());
@@ -112,10 +184,13 @@ impl Indexer {
         Indexer { tx: Mutex::new(tx) }
     }
 
-    fn push(&self, item: StoredInstance) {
+    /// Hand one stored instance to the index; the ticket resolves once it is committed.
+    pub fn push(&self, item: StoredInstance) -> IndexTicket {
+        let (ttx, trx) = std::sync::mpsc::sync_channel(1);
         if let Ok(tx) = self.tx.lock() {
-            let _ = tx.send(IndexMsg::Item(item));
+            let _ = tx.send(IndexMsg::Item(item, Some(ttx)));
         }
+        IndexTicket(trx)
     }
 
     /// Wait until every instance pushed so far has been indexed.
@@ -123,7 +198,7 @@ impl Indexer {
         let (wtx, wrx) = std::sync::mpsc::channel();
         let sent = self.tx.lock().map(|tx| tx.send(IndexMsg::Flush(wtx)).is_ok()).unwrap_or(false);
         if sent {
-            let _ = wrx.recv_timeout(std::time::Duration::from_secs(60));
+            let _ = wrx.recv_timeout(INDEX_WAIT);
         }
     }
 }
@@ -132,6 +207,37 @@ impl Drop for Indexer {
     /// Everything stored is indexed before the storage handler goes away.
     fn drop(&mut self) {
         self.flush();
+    }
+}
+
+/// A C-STORE-RSP held until the instance's index entry is committed.
+struct PendingStore {
+    request: Command,
+    status: u16,
+    comment: Option<String>,
+    ticket: IndexTicket,
+}
+
+impl PendingStore {
+    fn response(&self, outcome: IndexOutcome) -> Command {
+        match outcome {
+            IndexOutcome::Indexed | IndexOutcome::Skipped(_) => store_response(&self.request, self.status, self.comment.clone()),
+            IndexOutcome::Failed(why) => {
+                warn!("{} not acknowledged: {why}", self.request.affected_sop_instance_uid.as_deref().unwrap_or("?"));
+                store_response(&self.request, status::OUT_OF_RESOURCES, Some(format!("stored but not indexed: {why}")))
+            }
+        }
+    }
+}
+
+impl crate::net::Deferred for PendingStore {
+    fn ready(&mut self) -> Option<Command> {
+        let outcome = self.ticket.try_outcome()?;
+        Some(self.response(outcome))
+    }
+    fn wait(self: Box<Self>) -> Command {
+        let outcome = self.ticket.wait();
+        self.response(outcome)
     }
 }
 
@@ -398,22 +504,33 @@ impl StorageHandler {
         Ok(())
     }
 
-    /// Finish one received instance: returns (status, error comment).
-    fn store(&self, negotiated: &Negotiated, ts: &str, command: &Command, data: MessageData) -> (u16, Option<String>) {
+    /// Finish one received instance: returns (status, error comment), and the index
+    /// ticket the response must wait for when the instance went to the index.
+    fn store(&self, negotiated: &Negotiated, ts: &str, command: &Command, data: MessageData) -> (u16, Option<String>, Option<IndexTicket>) {
+        let (st, comment, stored) = self.store_file(negotiated, ts, command, data);
+        let ticket = match (stored, &self.indexer) {
+            (Some(item), Some(ix)) => Some(ix.push(item)),
+            _ => None,
+        };
+        (st, comment, ticket)
+    }
+
+    /// Write the instance into place: (status, comment, the stored instance if it is in place).
+    fn store_file(&self, negotiated: &Negotiated, ts: &str, command: &Command, data: MessageData) -> (u16, Option<String>, Option<StoredInstance>) {
         let class = command.affected_sop_class_uid.clone().unwrap_or_default();
         let instance = command.affected_sop_instance_uid.clone().unwrap_or_default();
         let (sink, error) = match data {
             MessageData::Sink { sink, error } => (sink, error),
             MessageData::Memory(_) | MessageData::Discarded | MessageData::None => {
-                return (status::CANNOT_UNDERSTAND, Some("C-STORE-RQ without a data set".into()));
+                return (status::CANNOT_UNDERSTAND, Some("C-STORE-RQ without a data set".into()), None);
             }
         };
         let Ok(mut sink) = sink.into_any().downcast::<TempFileSink>() else {
-            return (status::PROCESSING_FAILURE, Some("internal error: unexpected sink".into()));
+            return (status::PROCESSING_FAILURE, Some("internal error: unexpected sink".into()), None);
         };
         if let Some(e) = error.or_else(|| sink.finish(self.config.fsync).err()) {
             warn!("cannot store {instance}: {e}");
-            return (status::OUT_OF_RESOURCES, Some(format!("cannot write the instance: {e}")));
+            return (status::OUT_OF_RESOURCES, Some(format!("cannot write the instance: {e}")), None);
         }
         // Read the keys the layout needs from the file just written.
         let mut wanted = vec![TAG_SOP_CLASS_UID, TAG_SOP_INSTANCE_UID, TAG_PATIENT_ID, TAG_STUDY_INSTANCE_UID, TAG_SERIES_INSTANCE_UID];
@@ -434,7 +551,7 @@ impl StorageHandler {
             Ok(v) => v,
             Err(e) => {
                 warn!("cannot read the data set of {instance}: {e}");
-                return (status::CANNOT_UNDERSTAND, Some(format!("cannot parse the data set: {e}")));
+                return (status::CANNOT_UNDERSTAND, Some(format!("cannot parse the data set: {e}")), None);
             }
         };
         let text = |v: &Vec<u8>| String::from_utf8_lossy(v).trim_start_matches(' ').to_string();
@@ -465,7 +582,7 @@ impl StorageHandler {
         let known = final_path.parent().map(|p| self.known_dirs.lock().map(|d| d.contains(p)).unwrap_or(false)).unwrap_or(true);
         if !known {
             if let Err(e) = self.make_parent(&final_path) {
-                return e;
+                return (e.0, e.1, None);
             }
         }
         // With "overwrite", the copy already stored is set aside until the new one is
@@ -480,17 +597,17 @@ impl StorageHandler {
                     let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
                     let aside = self.config.storage_dir.join(format!(".fastdimse-{}-{n}.replaced", std::process::id()));
                     if let Err(e) = fs::rename(&final_path, &aside) {
-                        return (status::OUT_OF_RESOURCES, Some(format!("cannot replace {}: {e}", final_path.display())));
+                        return (status::OUT_OF_RESOURCES, Some(format!("cannot replace {}: {e}", final_path.display())), None);
                     }
                     info!("replacing {}", final_path.display());
                     previous = Some(aside);
                 }
                 DuplicatePolicy::Keep => {
                     info!("{instance} already stored at {}; new copy dropped", final_path.display());
-                    return (st, comment);
+                    return (st, comment, None);
                 }
                 DuplicatePolicy::Reject => {
-                    return (status::DUPLICATE_SOP_INSTANCE, Some(format!("{instance} is already stored")));
+                    return (status::DUPLICATE_SOP_INSTANCE, Some(format!("{instance} is already stored")), None);
                 }
             }
         }
@@ -506,15 +623,22 @@ impl StorageHandler {
             // the folder went away since we made it
             if let Err(e) = self.make_parent(&final_path) {
                 restore(&previous);
-                return e;
+                return (e.0, e.1, None);
             }
             moved = fs::rename(&sink.tmp_path, &final_path);
         }
         if let Err(e) = moved {
             restore(&previous);
-            return (status::OUT_OF_RESOURCES, Some(format!("cannot move the file into place: {e}")));
+            return (status::OUT_OF_RESOURCES, Some(format!("cannot move the file into place: {e}")), None);
         }
         sink.committed = true;
+        if self.config.fsync {
+            // The rename (and any folder made for it) is durable too, not only the bytes.
+            if let Err(e) = sync_dirs(&final_path, &self.config.storage_dir, !known) {
+                warn!("cannot sync the folder of {}: {e}", final_path.display());
+                return (status::OUT_OF_RESOURCES, Some(format!("cannot sync the folder: {e}")), None);
+            }
+        }
         let stored = StoredInstance {
             path: final_path.clone(),
             sop_class_uid: class.clone(),
@@ -544,16 +668,27 @@ impl StorageHandler {
             // Refused by the handler: the new copy goes, an earlier one comes back.
             let _ = fs::remove_file(&final_path);
             restore(&previous);
-            return answer;
+            return (answer.0, answer.1, None);
         }
         if let Some(p) = previous {
             let _ = fs::remove_file(p);
         }
-        if let Some(ix) = &self.indexer {
-            ix.push(stored);
-        }
-        answer
+        (answer.0, answer.1, Some(stored))
     }
+}
+
+/// fsync the folder holding `path` and, when `made` (folders may have been created for
+/// it), every folder above it up to `root`.
+fn sync_dirs(path: &Path, root: &Path, made: bool) -> io::Result<()> {
+    let mut dir = path.parent();
+    while let Some(d) = dir {
+        File::open(d)?.sync_all()?;
+        if !made || d == root || !d.starts_with(root) {
+            break;
+        }
+        dir = d.parent();
+    }
+    Ok(())
 }
 
 fn read_keys(path: &Path, offset: u64, ts: &str, wanted: &[u32]) -> Result<std::collections::HashMap<u32, Vec<u8>>, String> {
@@ -595,7 +730,7 @@ impl ServiceHandler for StorageHandler {
         }
         let negotiated = assoc.negotiated();
         let accepted = negotiated.context(ctx).cloned();
-        let (st, comment) = match accepted {
+        let (st, comment, ticket) = match accepted {
             Some(c) if command.affected_sop_class_uid.as_deref() == Some(c.abstract_syntax.as_str()) => {
                 self.store(negotiated, &c.transfer_syntax, &command, data)
             }
@@ -606,17 +741,30 @@ impl ServiceHandler for StorageHandler {
                     command.affected_sop_class_uid.as_deref().unwrap_or("(none)"),
                     c.abstract_syntax
                 )),
+                None,
             ),
-            None => (status::SOP_CLASS_NOT_SUPPORTED, Some(format!("presentation context {ctx} not accepted"))),
+            None => (status::SOP_CLASS_NOT_SUPPORTED, Some(format!("presentation context {ctx} not accepted")), None),
         };
-        let mut rsp = Command::response_to(&command, st);
-        if let Some(c) = comment {
-            if status::is_failure(st) || st & 0xF000 == 0xB000 {
-                rsp.error_comment = Some(truncate_lo(&c));
+        match ticket {
+            // Acknowledged means findable: the response waits for the index commit
+            // (group commit: the association reads on while the peer keeps sending).
+            Some(ticket) if !status::is_failure(st) => {
+                assoc.defer_response(ctx, Box::new(PendingStore { request: command, status: st, comment, ticket }))
             }
+            _ => assoc.send_message(ctx, &store_response(&command, st, comment), None),
         }
-        assoc.send_message(ctx, &rsp, None)
     }
+}
+
+/// The C-STORE-RSP for `request`, with the comment as Error Comment where it belongs.
+fn store_response(request: &Command, st: u16, comment: Option<String>) -> Command {
+    let mut rsp = Command::response_to(request, st);
+    if let Some(c) = comment {
+        if status::is_failure(st) || st & 0xF000 == 0xB000 {
+            rsp.error_comment = Some(truncate_lo(&c));
+        }
+    }
+    rsp
 }
 
 /// Error Comment is LO: at most 64 characters.
