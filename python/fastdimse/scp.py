@@ -76,7 +76,16 @@ class DICOMSCP:
     - ``on_stored``: called as ``on_stored(StoredInstance)`` after each file is in place,
       on the association's thread. Return None (keep our status) or a status int; a
       failure status or an exception (answered 0x0110) removes the file.
-    - ``fsync`` (False): fsync each file before it is renamed into place.
+    - ``fsync`` (False): also sync each file, the folders its rename touched and the
+      index commit to disk before the response (power-loss safe). Without it a crash or
+      ``kill -9`` of the process still loses nothing acknowledged; a power cut may lose
+      the last instances the OS had not written back.
+
+    Acknowledged means findable: with an index, a success C-STORE-RSP goes out only once
+    the file is in place and its index row is committed (responses are held while the
+    peer keeps sending, so commits are grouped); an index failure answers 0xA700. At
+    start the index is reconciled with the folder: files there but not indexed (a run
+    killed between the rename and the commit, files copied in) are indexed first.
 
     Query/Retrieve (C-FIND, C-MOVE, C-GET SCP, Patient and Study Root) is on when a
     back end is there: ``backend`` (any :class:`~fastdimse.qr.QRBackend`), or by default
