@@ -351,6 +351,11 @@ class _QRBridge:
 
     def __init__(self, scp: DICOMSCP):
         self.scp = scp
+        # RetrieveAETitle in C-FIND answers: the back end learns our AE title when it
+        # can take it (optional: older back ends simply do not have the setter).
+        setter = getattr(scp.backend, "set_retrieve_ae_title", None)
+        if callable(setter):
+            setter(scp.entity.ae_title)
 
     def _ident(self, sop_class: str, identifier: bytes, ts: str):
         from . import codec
@@ -374,6 +379,14 @@ class _QRBridge:
             rows = backend.find_elements(ds, None, root)
 
             def encode_rows():
+                try:
+                    yield from _encode_rows(rows)
+                finally:
+                    close = getattr(rows, "close", None)
+                    if close is not None:  # a cancelled C-FIND gives the index connection back now
+                        close()
+
+            def _encode_rows(rows):
                 from pydicom import Dataset
 
                 for charset, elements in rows:
@@ -397,11 +410,16 @@ class _QRBridge:
         matches = backend.find(ds, None, root)
 
         def encode_all():
-            for m in matches:
-                # Built by the back end from decoded (str) values: its character set is
-                # the one it holds, not one to convert from.
-                m._read_charset = m._character_set
-                yield codec.encode(m, ts)
+            try:
+                for m in matches:
+                    # Built by the back end from decoded (str) values: its character set
+                    # is the one it holds, not one to convert from.
+                    m._read_charset = m._character_set
+                    yield codec.encode(m, ts)
+            finally:
+                close = getattr(matches, "close", None)
+                if close is not None:
+                    close()
 
         return encode_all()
 

@@ -46,6 +46,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -61,7 +62,9 @@ __all__ = ["SQLiteIndex", "ImportResult", "ATTRIBUTES", "DEFAULT_DB_NAME"]
 log = logging.getLogger("fastdimse.qr")
 
 DEFAULT_DB_NAME = "fastdimse-index.sqlite"
-_SCHEMA_VERSION = "1"
+_SCHEMA_VERSION = 2
+#: Connections in the readers' pool of one index (the writer is one more).
+DEFAULT_POOL_SIZE = 16
 
 _TABLES = {m.PATIENT: ("patient", "p"), m.STUDY: ("study", "st"),
            m.SERIES: ("series", "se"), m.IMAGE: ("image", "im")}
@@ -84,6 +87,8 @@ class Attr:
     column: str | None = None
     derived: str | None = None
     derived_match: tuple[str, str] | None = None  # (EXISTS template, column inside)
+    constant: Any = None  # a value not in the database (see _RETRIEVE_AE)
+    multi: bool = False   # derived as a comma-joined list of distinct values
 
     @property
     def alias(self) -> str:
@@ -113,6 +118,20 @@ _MODALITIES = ("(SELECT GROUP_CONCAT(DISTINCT x.modality) FROM series x"
                " WHERE x.study_pk = st.pk)")
 _MODALITIES_MATCH = ("EXISTS (SELECT 1 FROM series x WHERE x.study_pk = st.pk AND ({cond}))",
                      "x.modality")
+_SOP_CLASSES = ("(SELECT GROUP_CONCAT(DISTINCT x.sop_class_uid) FROM series y"
+                " JOIN image x ON x.series_pk = y.pk WHERE y.study_pk = st.pk)")
+_SOP_CLASSES_MATCH = ("EXISTS (SELECT 1 FROM series y JOIN image x ON x.series_pk = y.pk"
+                      " WHERE y.study_pk = st.pk AND ({cond}))", "x.sop_class_uid")
+
+
+class _RetrieveAE:
+    """Marks RetrieveAETitle: the index's :attr:`SQLiteIndex.retrieve_ae_title`."""
+
+    def __repr__(self) -> str:
+        return "<the SCP's AE title>"
+
+
+_RETRIEVE_AE = _RetrieveAE()
 
 #: Every attribute the index stores or derives. PS3.4 C.6.1.1 / C.6.2.1 required
 #: and unique keys, and common optional ones.
@@ -131,7 +150,10 @@ ATTRIBUTES: tuple[Attr, ...] = (
     _a("StudyID", m.STUDY, "study_id"),
     _a("StudyDescription", m.STUDY, "study_description"),
     _a("ReferringPhysicianName", m.STUDY, "referring_physician_name"),
-    _a("ModalitiesInStudy", m.STUDY, derived=_MODALITIES, derived_match=_MODALITIES_MATCH),
+    _a("ModalitiesInStudy", m.STUDY, derived=_MODALITIES, derived_match=_MODALITIES_MATCH,
+       multi=True),
+    _a("SOPClassesInStudy", m.STUDY, derived=_SOP_CLASSES, derived_match=_SOP_CLASSES_MATCH,
+       multi=True),
     _a("NumberOfStudyRelatedSeries", m.STUDY, derived=_COUNT_SERIES_OF_STUDY),
     _a("NumberOfStudyRelatedInstances", m.STUDY, derived=_COUNT_IMAGES_OF_STUDY),
     _a("SeriesInstanceUID", m.SERIES, "series_instance_uid"),
@@ -146,6 +168,9 @@ ATTRIBUTES: tuple[Attr, ...] = (
     _a("SOPClassUID", m.IMAGE, "sop_class_uid"),
     _a("InstanceNumber", m.IMAGE, "instance_number"),
     _a("AvailableTransferSyntaxUID", m.IMAGE, "transfer_syntax"),
+    # PS3.4 C.4.1.1.3.2: may be returned at any level (listed at the top one).
+    _a("RetrieveAETitle", m.PATIENT, constant=_RETRIEVE_AE),
+    _a("InstanceAvailability", m.PATIENT, constant="ONLINE"),
 )
 _BY_KEYWORD = {a.keyword: a for a in ATTRIBUTES}
 _STORED = {lv: [a for a in ATTRIBUTES if a.level == lv and a.column] for lv in m.LEVELS}
@@ -156,8 +181,27 @@ _TAG_OF = {kw: tag_for_keyword(kw) for kw in _READ_KEYWORDS + ["SpecificCharacte
 _PARENT = {m.STUDY: "patient_pk", m.SERIES: "study_pk", m.IMAGE: "series_pk"}
 
 
-def _schema() -> str:
-    out = ["CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);"]
+# Indexes of the version-1 schema: (table, columns).
+_INDEXES_V1 = [
+    ("patient", "patient_id"), ("patient", "patient_name_m"),
+    ("patient", "patient_birth_date_m"),
+    ("study", "patient_pk"), ("study", "study_date_m"), ("study", "accession_number"),
+    ("study", "study_id"), ("study", "referring_physician_name_m"),
+    ("series", "study_pk"), ("series", "modality"),
+    ("image", "series_pk"), ("image", "sop_class_uid"),
+]
+# Version 2: SOPClassesInStudy reads (series_pk, sop_class_uid) from the index alone.
+_INDEXES_V2 = [("image", "series_pk, sop_class_uid")]
+
+
+def _index_sql(table: str, columns: str) -> str:
+    name = f"ix_{table}_" + "_".join(c.strip() for c in columns.split(","))
+    return f"CREATE INDEX IF NOT EXISTS {name} ON {table}({columns})"
+
+
+def _schema() -> list[str]:
+    """The statements that create the current schema (all IF NOT EXISTS)."""
+    out = ["CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)"]
     parents = {m.STUDY: "patient", m.SERIES: "study", m.IMAGE: "series"}
     for lv in m.LEVELS:
         table, _ = _TABLES[lv]
@@ -178,18 +222,50 @@ def _schema() -> str:
         if lv == m.IMAGE:
             cols.append("path TEXT NOT NULL")
         cols.append("charset TEXT")
-        out.append(f"CREATE TABLE IF NOT EXISTS {table} (\n  " + ",\n  ".join(cols) + "\n);")
-    indexes = [
-        ("patient", "patient_id"), ("patient", "patient_name_m"),
-        ("patient", "patient_birth_date_m"),
-        ("study", "patient_pk"), ("study", "study_date_m"), ("study", "accession_number"),
-        ("study", "study_id"), ("study", "referring_physician_name_m"),
-        ("series", "study_pk"), ("series", "modality"),
-        ("image", "series_pk"), ("image", "sop_class_uid"),
-    ]
-    for table, col in indexes:
-        out.append(f"CREATE INDEX IF NOT EXISTS ix_{table}_{col} ON {table}({col});")
-    return "\n".join(out)
+        out.append(f"CREATE TABLE IF NOT EXISTS {table} (\n  " + ",\n  ".join(cols) + "\n)")
+    out += [_index_sql(t, c) for t, c in _INDEXES_V1 + _INDEXES_V2]
+    return out
+
+
+#: Schema migrations: version -> the statements that bring version - 1 to it.
+#: A new schema is created at _SCHEMA_VERSION directly.
+_MIGRATIONS: dict[int, list[str]] = {
+    2: [_index_sql(t, c) for t, c in _INDEXES_V2],
+}
+
+
+def _migrate(conn: sqlite3.Connection, db_path: str) -> None:
+    """Create the schema, or upgrade an older one step by step, in one transaction
+    (the meta table's ``schema`` row holds the version)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row is None:
+            for stmt in _schema():
+                conn.execute(stmt)
+            conn.execute("INSERT INTO meta(key, value) VALUES ('schema', ?)",
+                         (str(_SCHEMA_VERSION),))
+        else:
+            try:
+                version = int(row[0])
+            except (TypeError, ValueError):
+                raise UnableToProcess(f"the index {db_path} has an unknown schema version "
+                                      f"{row[0]!r}") from None
+            if version > _SCHEMA_VERSION:
+                raise UnableToProcess(f"the index {db_path} has schema version {version}, "
+                                      f"newer than this fastdimse ({_SCHEMA_VERSION})")
+            for v in range(version + 1, _SCHEMA_VERSION + 1):
+                log.info("SQLite index %s: upgrading the schema to version %d", db_path, v)
+                for stmt in _MIGRATIONS[v]:
+                    conn.execute(stmt)
+            if version != _SCHEMA_VERSION:
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'",
+                             (str(_SCHEMA_VERSION),))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 @dataclass
@@ -251,6 +327,103 @@ def _row_values(get: Callable[[str], Any], level: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------
 
 
+class _ConnectionPool:
+    """A bounded pool of SQLite connections shared by every thread of an index.
+
+    ``borrow()`` hands out an idle connection (opening one while fewer than
+    ``size`` exist) and waits up to ``timeout`` seconds when all are lent out
+    (then :class:`UnableToProcess`). A returned connection ends any read
+    transaction still open and goes back to the idle list; after :meth:`close`
+    the idle ones are closed at once and lent ones when they come back. So the
+    number of open connections (two file descriptors each: the database and its
+    WAL) never exceeds ``size`` however many threads come and go.
+    """
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection], size: int, timeout: float,
+                 name: str = "index"):
+        if size < 1:
+            raise ValueError("the pool needs at least one connection")
+        self._connect = connect
+        self.name = name
+        self.size = size
+        self.timeout = timeout
+        self._idle: list[sqlite3.Connection] = []
+        self._open = 0
+        self._closed = False
+        self._cond = threading.Condition()
+
+    @property
+    def open_connections(self) -> int:
+        return self._open
+
+    def acquire(self) -> sqlite3.Connection:
+        deadline = None
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise UnableToProcess(f"the index {self.name} is closed")
+                if self._idle:
+                    return self._idle.pop()
+                if self._open < self.size:
+                    self._open += 1
+                    break
+                if deadline is None:
+                    deadline = time.monotonic() + self.timeout
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._cond.wait(left):
+                    if not self._idle and self._open >= self.size and not self._closed:
+                        raise UnableToProcess(
+                            f"all {self.size} index connections are busy (waited "
+                            f"{self.timeout:g} s)")
+        try:
+            return self._connect()
+        except BaseException:
+            with self._cond:
+                self._open -= 1
+                self._cond.notify()
+            raise
+
+    def release(self, conn: sqlite3.Connection) -> None:
+        broken = False
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            broken = True
+        with self._cond:
+            if self._closed or broken:
+                self._open -= 1
+                self._cond.notify()
+                _close_quietly(conn)
+                return
+            self._idle.append(conn)
+            self._cond.notify()
+
+    @contextlib.contextmanager
+    def borrow(self) -> Iterator[sqlite3.Connection]:
+        conn = self.acquire()
+        try:
+            yield conn
+        finally:
+            self.release(conn)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._open -= len(idle)
+            self._cond.notify_all()
+        for conn in idle:
+            _close_quietly(conn)
+
+
+def _close_quietly(conn: sqlite3.Connection) -> None:
+    try:
+        conn.close()
+    except sqlite3.Error:  # pragma: no cover
+        pass
+
+
 class SQLiteIndex:
     """The Q/R index of a storage folder; implements :class:`~fastdimse.qr.QRBackend`.
 
@@ -263,53 +436,74 @@ class SQLiteIndex:
     #: the ``_m`` columns are stored lower-cased accordingly.
     case_insensitive_pn = True
 
-    def __init__(self, storage_dir: str | os.PathLike, db_name: str = DEFAULT_DB_NAME):
+    def __init__(self, storage_dir: str | os.PathLike, db_name: str = DEFAULT_DB_NAME, *,
+                 pool_size: int = DEFAULT_POOL_SIZE, pool_timeout: float = 30.0,
+                 retrieve_ae_title: str | None = None):
         self.storage_dir = os.path.abspath(os.fspath(storage_dir))
         os.makedirs(self.storage_dir, exist_ok=True)
         self.db_path = os.path.join(self.storage_dir, db_name)
-        self._local = threading.local()
+        #: RetrieveAETitle (0008,0054) in C-FIND responses that ask for it; the
+        #: DICOMSCP serving this index sets its own AE title here.
+        self.retrieve_ae_title = retrieve_ae_title
         self._write_lock = threading.Lock()
-        self._all_conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
-        self._conns_lock = threading.Lock()
         self._closed = False
-        conn = self._conn()
-        with self._write_lock:
-            conn.executescript(_schema())
-            conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)",
-                         (_SCHEMA_VERSION,))
-        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            log.warning("SQLite index %s: WAL mode unavailable (journal_mode=%s)",
-                        self.db_path, mode)
+        self._level_cache: dict = {}
+        # One writer connection (under _write_lock) and a bounded pool of readers
+        # shared by every thread: connections are opened with check_same_thread
+        # off and used by one thread at a time.
+        self._writer = self._connect()
+        self._pool = _ConnectionPool(self._connect, pool_size, pool_timeout, self.db_path)
+        try:
+            with self._write_lock:
+                mode = self._writer.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    log.warning("SQLite index %s: WAL mode unavailable (journal_mode=%s)",
+                                self.db_path, mode)
+                _migrate(self._writer, self.db_path)
+        except BaseException:
+            self._writer.close()
+            raise
+
+    def set_retrieve_ae_title(self, ae_title: str | None) -> None:
+        """The AE title C-MOVE / C-GET requests for these instances go to, returned as
+        RetrieveAETitle (0008,0054) when a C-FIND asks for it (the SCP calls this)."""
+        self.retrieve_ae_title = ae_title.strip() if ae_title else None
 
     # -- connections ---------------------------------------------------------
 
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if self._closed:
-            if conn is not None:  # close() left this thread's connection to us
-                self._local.conn = None
-                conn.close()
-            raise UnableToProcess(f"the index {self.db_path} is closed")
-        if conn is None:
-            try:
-                conn = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None,
-                                       check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("PRAGMA foreign_keys=ON")
-            except sqlite3.Error as exc:
-                raise UnableToProcess(f"cannot open the index {self.db_path}: {exc}") from exc
-            self._local.conn = conn
-            with self._conns_lock:
-                self._all_conns.append((threading.current_thread(), conn))
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None,
+                                   check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise UnableToProcess(f"cannot open the index {self.db_path}: {exc}") from exc
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise UnableToProcess(f"cannot open the index {self.db_path}: {exc}") from exc
         return conn
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise UnableToProcess(f"the index {self.db_path} is closed")
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A pooled connection for reading, returned to the pool afterwards."""
+        self._check_open()
+        with self._pool.borrow() as conn:
+            yield conn
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, serialised with the other writers of this index."""
+        """One write transaction on the writer connection, serialised with the
+        other writers of this index."""
         with self._write_lock:
-            conn = self._conn()
+            self._check_open()
+            conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -318,23 +512,19 @@ class SQLiteIndex:
                 raise
             conn.execute("COMMIT")
 
+    @property
+    def open_connections(self) -> int:
+        """SQLite connections open now: the writer and the pooled readers."""
+        return self._pool.open_connections + (0 if self._closed else 1)
+
     def close(self) -> None:
-        """Close the index. The calling thread's connection and those of threads
-        that have ended are closed now; a thread still alive closes its own on
-        its next call (which then raises :class:`UnableToProcess`), because
-        closing a connection another thread may be using is not safe."""
+        """Close the index: the writer and the idle pooled connections now, a
+        connection lent to a running query when that query ends (a generator
+        closed or exhausted). Further calls raise :class:`UnableToProcess`."""
         self._closed = True
-        me = threading.current_thread()
-        with self._conns_lock:
-            conns, self._all_conns = self._all_conns, []
-        for thread, conn in conns:
-            if thread is me or not thread.is_alive():
-                try:
-                    conn.close()
-                except sqlite3.Error:  # pragma: no cover
-                    pass
-        if getattr(self._local, "conn", None) is not None:
-            self._local.conn = None
+        self._pool.close()
+        with self._write_lock:
+            _close_quietly(self._writer)
 
     def __enter__(self) -> "SQLiteIndex":
         return self
@@ -344,7 +534,8 @@ class SQLiteIndex:
 
     @property
     def journal_mode(self) -> str:
-        return str(self._conn().execute("PRAGMA journal_mode").fetchone()[0]).lower()
+        with self._read() as conn:
+            return str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
 
     # -- adding --------------------------------------------------------------
 
@@ -598,6 +789,11 @@ class SQLiteIndex:
             cond = m.parse_key(elem.value, attr.vr, keyword, self.case_insensitive_pn)
             if isinstance(cond, m.Universal):
                 continue
+            if attr.constant is not None:
+                value = self.retrieve_ae_title if attr.constant is _RETRIEVE_AE else attr.constant
+                if not m.match_value(cond, m.normalize_for_match(value, attr.vr)):
+                    clauses.append("0")  # the constant does not match: nothing does
+                continue
             if attr.derived_match is not None:
                 template, inner = attr.derived_match
                 if isinstance(cond, m.Empty):
@@ -656,7 +852,7 @@ class SQLiteIndex:
             raise IdentifierError(f"cannot decode the identifier: {exc}") from exc
 
     def _prepare_find(self, identifier: Dataset, level: str | None,
-                      root: str) -> Iterator[Dataset]:
+                      root: str, elements_only: bool = False) -> Iterator[Any]:
         level = m.query_level(identifier, level, root)
         root_name = m.normalize_root(root)
         unique = m.required_unique_keys(level, root_name)
@@ -679,7 +875,9 @@ class SQLiteIndex:
                 continue
             seen.add(tag)
             attr = _BY_KEYWORD.get(elem.keyword)
-            if attr is not None and _LEVEL_RANK[attr.level] <= rank:
+            if attr is not None and attr.constant is not None:
+                plan.append((tag, attr.vr, attr, None))
+            elif attr is not None and _LEVEL_RANK[attr.level] <= rank:
                 plan.append((tag, attr.vr, attr, select_of(attr)))
             else:
                 plan.append((tag, elem.VR, None, None))
@@ -696,7 +894,7 @@ class SQLiteIndex:
                + f" ORDER BY {order}")
         request_charset = identifier.get("SpecificCharacterSet", None)
         log.debug("C-FIND %s level %s: %s %r", root_name, level, sql, params)
-        if getattr(self, "_elements_only", False):
+        if elements_only:
             return self._find_elements(sql, params, plan, level, first_charset, request_charset)
         return self._find_rows(sql, params, plan, level, first_charset, request_charset)
 
@@ -715,31 +913,44 @@ class SQLiteIndex:
                        first_charset: int, request_charset: Any) -> Iterator[tuple[Any, list]]:
         """Each match as (SpecificCharacterSet or None, [(tag, VR, value)]), the
         QueryRetrieveLevel included, in plan order."""
+        # The connection is borrowed when the first match is asked for and given
+        # back in ``finally``: when the generator is exhausted, closed (C-CANCEL)
+        # or collected, whichever thread that happens on.
+        self._check_open()
+        conn = self._pool.acquire()
+        cur = None
         try:
-            cur = self._conn().execute(sql, params)
-        except sqlite3.Error as exc:
-            raise UnableToProcess(f"index query failed: {exc}") from exc
-        try:
+            try:
+                cur = conn.execute(sql, params)
+            except sqlite3.Error as exc:
+                raise UnableToProcess(f"index query failed: {exc}") from exc
+            retrieve_ae = self.retrieve_ae_title
             for row in cur:
                 charset = _response_charset(row[first_charset:], request_charset)
                 elements = [(0x00080052, "CS", level)]
                 for tag, vr, attr, idx in plan:
                     value = None if idx is None else row[idx]
-                    if value is not None and attr is not None:
-                        if attr.keyword == "ModalitiesInStudy":
+                    if attr is not None:
+                        if attr.constant is not None:
+                            value = retrieve_ae if attr.constant is _RETRIEVE_AE else attr.constant
+                        elif value is not None and attr.multi:
                             value = sorted(set(value.split(",")))
                             value = value[0] if len(value) == 1 else value
                     if vr == "SQ":
                         value = []
                     elements.append((tag, vr, value))
+                if charset is None and _has_non_ascii(elements):
+                    charset = "ISO_IR 192"  # values are decoded text: UTF-8 holds any
                 yield charset, elements
         except sqlite3.Error as exc:
             raise UnableToProcess(f"index query failed: {exc}") from exc
         finally:
-            try:
-                cur.close()
-            except sqlite3.ProgrammingError:  # the index was closed meanwhile
-                pass
+            if cur is not None:
+                try:
+                    cur.close()
+                except sqlite3.Error:  # pragma: no cover
+                    pass
+            self._pool.release(conn)
 
     def find_elements(self, identifier: Any, level: str | None, root: str) -> Iterator[tuple[Any, list]]:
         """As :meth:`find`, but each match as (SpecificCharacterSet or None,
@@ -747,14 +958,12 @@ class SQLiteIndex:
         if self._closed:
             raise UnableToProcess(f"the index {self.db_path} is closed")
         try:
-            self._elements_only = True
-            return self._prepare_find(self._as_dataset(identifier), level, root)
+            return self._prepare_find(self._as_dataset(identifier), level, root,
+                                      elements_only=True)
         except IdentifierError:
             raise
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
             raise IdentifierError(f"cannot decode the identifier: {exc}") from exc
-        finally:
-            self._elements_only = False
 
     def locate(self, identifier: Any, level: str | None, root: str) -> Iterator[InstanceRef]:
         """C-MOVE / C-GET: the instances under the entities selected by the unique
@@ -789,31 +998,51 @@ class SQLiteIndex:
         return self._locate_rows(sql, params)
 
     def _locate_rows(self, sql: str, params: list) -> Iterator[InstanceRef]:
+        self._check_open()
+        conn = self._pool.acquire()
+        cur = None
         try:
-            cur = self._conn().execute(sql, params)
-        except sqlite3.Error as exc:
-            raise UnableToProcess(f"index query failed: {exc}") from exc
-        try:
+            try:
+                cur = conn.execute(sql, params)
+            except sqlite3.Error as exc:
+                raise UnableToProcess(f"index query failed: {exc}") from exc
             for cls, uid, ts, path in cur:
                 yield InstanceRef(cls, uid, ts or "", path)
+        except sqlite3.Error as exc:
+            raise UnableToProcess(f"index query failed: {exc}") from exc
         finally:
-            try:
-                cur.close()
-            except sqlite3.ProgrammingError:  # the index was closed meanwhile
-                pass
+            if cur is not None:
+                try:
+                    cur.close()
+                except sqlite3.Error:  # pragma: no cover
+                    pass
+            self._pool.release(conn)
 
     # -- small conveniences ----------------------------------------------------
 
     def count(self, level: str = m.IMAGE) -> int:
         """Number of indexed patients / studies / series / instances."""
         table = _TABLES[str(level).upper()][0]
-        return int(self._conn().execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+        with self._read() as conn:
+            return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
     def get_instance(self, sop_instance_uid: str) -> InstanceRef | None:
-        row = self._conn().execute(
-            "SELECT sop_class_uid, sop_instance_uid, transfer_syntax, path FROM image "
-            "WHERE sop_instance_uid = ?", (str(sop_instance_uid).strip("\x00 "),)).fetchone()
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT sop_class_uid, sop_instance_uid, transfer_syntax, path FROM image "
+                "WHERE sop_instance_uid = ?", (str(sop_instance_uid).strip("\x00 "),)).fetchone()
         return None if row is None else InstanceRef(row[0], row[1], row[2] or "", row[3])
+
+
+def _has_non_ascii(elements: list) -> bool:
+    for _tag, _vr, value in elements:
+        if isinstance(value, str):
+            if not value.isascii():
+                return True
+        elif isinstance(value, list):
+            if any(isinstance(v, str) and not v.isascii() for v in value):
+                return True
+    return False
 
 
 def _response_charset(stored: Iterable[str | None], request_charset: Any) -> Any:
