@@ -297,6 +297,8 @@ def _as_text(value: Any) -> str | None:
 
 
 def _getter(source: Any) -> Callable[[str], Any]:
+    if source.__class__ is dict:  # what the SCP's indexer passes: no ABC check
+        return source.get
     if isinstance(source, Dataset):
         def get(keyword: str) -> Any:
             elem = source.get(_TAG_OF[keyword], None)  # by tag: no keyword lookup
@@ -308,19 +310,37 @@ def _getter(source: Any) -> Callable[[str], Any]:
                         f"{type(source).__name__}")
 
 
-def _row_values(get: Callable[[str], Any], level: str) -> dict[str, Any]:
-    """Column -> value for one level, raw and normalised."""
+# Per level: (keyword, column, match column or None, VR) of every stored attribute
+# read from an instance (precomputed: add_instances runs this for every instance).
+_ROW_PLAN = {lv: tuple((a.keyword, a.column, a.match_column if a.match_column != a.column
+                        else None, a.vr)
+                       for a in _STORED[lv] if a.keyword != "AvailableTransferSyntaxUID")
+             for lv in m.LEVELS}
+_LEVEL_KEYWORDS = {lv: tuple(k for k, *_ in _ROW_PLAN[lv]) for lv in m.LEVELS}
+
+
+def _text_of(value: Any) -> str | None:
+    if value.__class__ is str:  # the usual case: skip _as_text's checks
+        value = value.strip("\x00 ")
+        return value or None
+    return _as_text(value)
+
+
+def _row_values(get: Callable[[str], Any], level: str,
+                raw: tuple | None = None) -> dict[str, Any]:
+    """Column -> value for one level, raw and normalised (``raw``: the values of
+    the level's keywords, when the caller already read them)."""
     row: dict[str, Any] = {}
-    for a in _STORED[level]:
-        if a.keyword == "AvailableTransferSyntaxUID":
+    if raw is None:
+        raw = tuple(get(k) for k in _LEVEL_KEYWORDS[level])
+    for (_kw, column, match_column, vr), value in zip(_ROW_PLAN[level], raw):
+        text = None if value is None else _text_of(value)
+        if vr == "IS":
+            row[column] = m.normalize_for_match(text, "IS") if text else None
             continue
-        text = _as_text(get(a.keyword))
-        if a.vr == "IS":
-            row[a.column] = m.normalize_for_match(text, "IS") if text else None
-            continue
-        row[a.column] = text
-        if a.match_column != a.column:
-            row[a.match_column] = m.normalize_for_match(text, a.vr)
+        row[column] = text
+        if match_column is not None:
+            row[match_column] = m.normalize_for_match(text, vr) if text else None
     return row
 
 
@@ -422,6 +442,28 @@ def _close_quietly(conn: sqlite3.Connection) -> None:
         conn.close()
     except sqlite3.Error:  # pragma: no cover
         pass
+
+
+class _Batch:
+    """What one write transaction of :meth:`SQLiteIndex.add_instances` has learnt:
+    the pks of the studies and series it touched, the instances it knows, and the
+    last values it applied to each row (so that the instances of one series update
+    their patient, study and series rows once, not once each)."""
+
+    __slots__ = ("studies", "series", "images", "applied")
+
+    def __init__(self) -> None:
+        self.studies: dict = {}   # StudyInstanceUID -> (study pk, patient pk, patient key)
+        self.series: dict = {}    # SeriesInstanceUID -> (series pk, study pk)
+        self.images: dict | None = None  # SOPInstanceUID -> (pk, series pk), when prefetched
+        self.applied: dict = {}   # (table, pk) -> (values, charset) last applied
+
+    def forget_pruned(self) -> None:
+        """Rows were deleted (an instance moved to another series): the cached
+        study and series pks may be stale."""
+        self.studies.clear()
+        self.series.clear()
+        self.applied.clear()
 
 
 class SQLiteIndex:
@@ -650,7 +692,26 @@ class SQLiteIndex:
 
     def _extract(self, path: str | os.PathLike, ds: Any, transfer_syntax: str | None) -> dict:
         get = _getter(ds)
-        rows = {lv: _row_values(get, lv) for lv in m.LEVELS}
+        rows = {}
+        cache = self._level_cache
+        for lv in m.LEVELS:
+            raw = tuple(get(k) for k in _LEVEL_KEYWORDS[lv])
+            if lv == m.IMAGE:  # different for every instance (and completed below)
+                rows[lv] = _row_values(get, lv, raw)
+                continue
+            # The instances of a series share their patient, study and series values:
+            # normalise each distinct set once. The rows are never modified.
+            key = (lv, raw)
+            try:
+                row = cache.get(key)
+            except TypeError:  # an unhashable value (a list): no caching
+                rows[lv] = _row_values(get, lv, raw)
+                continue
+            if row is None:
+                if len(cache) >= 4096:
+                    cache.clear()
+                row = cache[key] = _row_values(get, lv, raw)
+            rows[lv] = row
         for lv, col in ((m.STUDY, "study_instance_uid"), (m.SERIES, "series_instance_uid"),
                         (m.IMAGE, "sop_instance_uid"), (m.IMAGE, "sop_class_uid")):
             if not rows[lv].get(col):
@@ -669,15 +730,38 @@ class SQLiteIndex:
 
     def _insert_many(self, items: list[dict]) -> int:
         with self._write() as conn:
+            batch = _Batch()
+            batch.images = self._existing_images(conn, items)
             for item in items:
-                self._insert(conn, item)
+                self._insert(conn, item, batch)
         return len(items)
 
     @staticmethod
-    def _update(conn: sqlite3.Connection, table: str, pk: int, values: dict, charset) -> None:
+    def _existing_images(conn: sqlite3.Connection, items: list[dict]) -> dict:
+        """SOP Instance UID -> (pk, series_pk) of the items' instances already indexed,
+        read in a few IN (...) queries instead of one SELECT per instance."""
+        uids = list({item["rows"][m.IMAGE]["sop_instance_uid"] for item in items})
+        found: dict = {}
+        for i in range(0, len(uids), 500):  # under SQLite's bound-parameter limit
+            chunk = uids[i:i + 500]
+            found.update((uid, (pk, series_pk)) for uid, pk, series_pk in conn.execute(
+                "SELECT sop_instance_uid, pk, series_pk FROM image WHERE sop_instance_uid IN "
+                f"({', '.join('?' * len(chunk))})", chunk))
+        return found
+
+    @staticmethod
+    def _update(conn: sqlite3.Connection, table: str, pk: int, values: dict, charset,
+                batch: "_Batch | None" = None) -> None:
         # Last non-empty value wins. Values are kept decoded (str), so any character
         # set that covers them all will do for a response: when an update brings a
         # different one, the row's becomes ISO_IR 192 (UTF-8), which covers anything.
+        # The update is idempotent: the same values as the last ones applied to this
+        # row in the batch change nothing, so they are not sent again.
+        if batch is not None:
+            key = (table, pk)
+            if batch.applied.get(key) == (values, charset):
+                return
+            batch.applied[key] = (values, charset)
         sets = [f"{c} = COALESCE(?, {c})" for c in values]
         sets.append("charset = CASE WHEN ? IS NULL THEN charset WHEN charset IS NULL "
                     "OR charset = ? THEN ? ELSE 'ISO_IR 192' END")
@@ -691,84 +775,104 @@ class SQLiteIndex:
                            f"({', '.join('?' * len(cols))})", list(values.values()))
         return int(cur.lastrowid)
 
-    def _insert(self, conn: sqlite3.Connection, item: dict) -> None:
+    def _insert(self, conn: sqlite3.Connection, item: dict, batch: "_Batch | None" = None) -> None:
+        if batch is None:
+            batch = _Batch()
         rows, charset, patient_key = item["rows"], item["charset"], item["patient_key"]
         study_uid = rows[m.STUDY]["study_instance_uid"]
         series_uid = rows[m.SERIES]["series_instance_uid"]
         sop_uid = rows[m.IMAGE]["sop_instance_uid"]
 
         # patient + study
-        found = conn.execute("SELECT st.pk, st.patient_pk, p.patient_key FROM study st "
-                             "JOIN patient p ON p.pk = st.patient_pk "
-                             "WHERE st.study_instance_uid = ?", (study_uid,)).fetchone()
+        found = batch.studies.get(study_uid)
+        if found is None:
+            found = conn.execute("SELECT st.pk, st.patient_pk, p.patient_key FROM study st "
+                                 "JOIN patient p ON p.pk = st.patient_pk "
+                                 "WHERE st.study_instance_uid = ?", (study_uid,)).fetchone()
         if found is None:
             row = conn.execute("SELECT pk FROM patient WHERE patient_key = ?",
                                (patient_key,)).fetchone()
             if row is None:
                 patient_pk = self._insert_row(conn, "patient", {
                     "patient_key": patient_key, **rows[m.PATIENT], "charset": charset})
+                batch.applied[("patient", patient_pk)] = (rows[m.PATIENT], charset)
             else:
                 patient_pk = row[0]
-                self._update(conn, "patient", patient_pk, rows[m.PATIENT], charset)
+                self._update(conn, "patient", patient_pk, rows[m.PATIENT], charset, batch)
             study_pk = self._insert_row(conn, "study", {
                 "patient_pk": patient_pk, **rows[m.STUDY], "charset": charset})
+            batch.applied[("study", study_pk)] = (rows[m.STUDY], charset)
+            batch.studies[study_uid] = (study_pk, patient_pk, patient_key)
         else:
             study_pk, patient_pk, known_key = found
+            batch.studies[study_uid] = found
             if known_key == patient_key:
-                self._update(conn, "patient", patient_pk, rows[m.PATIENT], charset)
+                self._update(conn, "patient", patient_pk, rows[m.PATIENT], charset, batch)
             else:
                 log.warning("instance %s: study %s is indexed under PatientID %r, not %r; "
                             "kept under %r", sop_uid, study_uid, known_key, patient_key,
                             known_key)
-            self._update(conn, "study", study_pk, rows[m.STUDY], charset)
+            self._update(conn, "study", study_pk, rows[m.STUDY], charset, batch)
 
         # series
-        found = conn.execute("SELECT pk, study_pk FROM series WHERE series_instance_uid = ?",
-                             (series_uid,)).fetchone()
+        found = batch.series.get(series_uid)
+        if found is None:
+            found = conn.execute("SELECT pk, study_pk FROM series WHERE series_instance_uid = ?",
+                                 (series_uid,)).fetchone()
         if found is None:
             series_pk = self._insert_row(conn, "series", {
                 "study_pk": study_pk, **rows[m.SERIES], "charset": charset})
+            batch.applied[("series", series_pk)] = (rows[m.SERIES], charset)
+            batch.series[series_uid] = (series_pk, study_pk)
         else:
             series_pk = found[0]
+            batch.series[series_uid] = found
             if found[1] != study_pk:
                 log.warning("instance %s: series %s belongs to another study than %s; "
                             "kept in its first study", sop_uid, series_uid, study_uid)
-            self._update(conn, "series", series_pk, rows[m.SERIES], charset)
+            self._update(conn, "series", series_pk, rows[m.SERIES], charset, batch)
 
         # image
-        found = conn.execute("SELECT pk, series_pk FROM image WHERE sop_instance_uid = ?",
-                             (sop_uid,)).fetchone()
-        values = dict(rows[m.IMAGE])
+        if batch.images is None:
+            found = conn.execute("SELECT pk, series_pk FROM image WHERE sop_instance_uid = ?",
+                                 (sop_uid,)).fetchone()
+        else:
+            found = batch.images.get(sop_uid)
+        values = rows[m.IMAGE]
         if found is None:
-            self._insert_row(conn, "image", {"series_pk": series_pk, **values,
-                                             "charset": charset})
+            image_pk = self._insert_row(conn, "image", {"series_pk": series_pk, **values,
+                                                        "charset": charset})
         else:
             image_pk, old_series = found
             cols = list(values)
             conn.execute(f"UPDATE image SET series_pk = ?, charset = ?, "
                          f"{', '.join(c + ' = ?' for c in cols)} WHERE pk = ?",
                          [series_pk, charset, *values.values(), image_pk])
-            if old_series != series_pk:
-                self._prune(conn, old_series)
+            if old_series != series_pk and self._prune(conn, old_series):
+                batch.forget_pruned()
+        if batch.images is not None:
+            batch.images[sop_uid] = (image_pk, series_pk)
 
     @staticmethod
-    def _prune(conn: sqlite3.Connection, series_pk: int) -> None:
-        """Delete the series if empty, then its study and patient if empty."""
+    def _prune(conn: sqlite3.Connection, series_pk: int) -> bool:
+        """Delete the series if empty, then its study and patient if empty.
+        Returns whether anything was deleted."""
         row = conn.execute("SELECT study_pk FROM series WHERE pk = ?", (series_pk,)).fetchone()
         if row is None or conn.execute("SELECT 1 FROM image WHERE series_pk = ? LIMIT 1",
                                        (series_pk,)).fetchone():
-            return
+            return False
         study_pk = row[0]
         conn.execute("DELETE FROM series WHERE pk = ?", (series_pk,))
         if conn.execute("SELECT 1 FROM series WHERE study_pk = ? LIMIT 1",
                         (study_pk,)).fetchone():
-            return
+            return True
         patient_pk = conn.execute("SELECT patient_pk FROM study WHERE pk = ?",
                                   (study_pk,)).fetchone()[0]
         conn.execute("DELETE FROM study WHERE pk = ?", (study_pk,))
         if not conn.execute("SELECT 1 FROM study WHERE patient_pk = ? LIMIT 1",
                             (patient_pk,)).fetchone():
             conn.execute("DELETE FROM patient WHERE pk = ?", (patient_pk,))
+        return True
 
     # -- querying ------------------------------------------------------------
 
