@@ -957,6 +957,19 @@ class SQLiteIndex:
 
     def _prepare_find(self, identifier: Dataset, level: str | None,
                       root: str, elements_only: bool = False) -> Iterator[Any]:
+        sql, params, plan, level, first_charset = self._find_sql(identifier, level, root)
+        request_charset = identifier.get("SpecificCharacterSet", None)
+        if elements_only:
+            return self._find_elements(sql, params, plan, level, first_charset, request_charset)
+        return self._find_rows(sql, params, plan, level, first_charset, request_charset)
+
+    def explain_find(self, identifier: Any, level: str | None, root: str) -> tuple[str, list]:
+        """The SQL statement and parameters :meth:`find` runs for ``identifier``
+        (for ``EXPLAIN QUERY PLAN``, and to compare back ends)."""
+        sql, params, *_ = self._find_sql(self._as_dataset(identifier), level, root)
+        return sql, params
+
+    def _find_sql(self, identifier: Dataset, level: str | None, root: str) -> tuple:
         level = m.query_level(identifier, level, root)
         root_name = m.normalize_root(root)
         unique = m.required_unique_keys(level, root_name)
@@ -996,11 +1009,8 @@ class SQLiteIndex:
         sql = (f"SELECT {', '.join(selects)} {self._from(level)}"
                + (f" WHERE {' AND '.join(where)}" if where else "")
                + f" ORDER BY {order}")
-        request_charset = identifier.get("SpecificCharacterSet", None)
         log.debug("C-FIND %s level %s: %s %r", root_name, level, sql, params)
-        if elements_only:
-            return self._find_elements(sql, params, plan, level, first_charset, request_charset)
-        return self._find_rows(sql, params, plan, level, first_charset, request_charset)
+        return sql, params, plan, level, first_charset
 
     def _find_rows(self, sql: str, params: list, plan: list, level: str,
                    first_charset: int, request_charset: Any) -> Iterator[Dataset]:
