@@ -46,6 +46,7 @@ bench: build peers
 	cargo build --release -q --example rawcopy
 	$(PY) benches/run.py $(BENCH_ARGS)
 	$(PY) benches/bench_codec.py
+	$(PY) benches/bench_index.py --match-all --out benches/results.md $(BENCH_INDEX_ARGS)
 
 # 16 clients storing and querying for SOAK_DURATION seconds against one SCP process run
 # under a 1,024-file limit; prints its open files, threads and RSS over time.
