@@ -14,9 +14,17 @@ identifiers are all generated from that table, so adding a key is one line.
   lower-cased, dates and times in fixed-width form so that ``BETWEEN`` and
   ``=`` on strings are correct). IS values are stored as integers. Empty values
   are stored as NULL.
-* Derived attributes (ModalitiesInStudy, the Number of ... Related ... counts)
-  are not stored: they are computed by correlated sub-queries when a request
-  asks for or matches on them, so they are always right, also after ``remove``.
+* Derived attributes (ModalitiesInStudy, SOPClassesInStudy, the Number of ...
+  Related ... counts) are not stored: they are computed by correlated sub-queries
+  when a request asks for or matches on them, so they are always right, also after
+  ``remove``. Every sub-query is an index search on the parent key (covering
+  indexes ``series(study_pk)``, ``image(series_pk)``, ``image(series_pk,
+  sop_class_uid)``), so a keyed query never turns into a scan
+  (``explain_find`` gives the SQL for EXPLAIN QUERY PLAN; tests check it).
+  RetrieveAETitle (the serving SCP's AE title, :meth:`SQLiteIndex.set_retrieve_ae_title`)
+  and InstanceAvailability (``ONLINE``) are constants, returned when asked at any
+  level. A response whose values are not all ASCII and that has no stored
+  character set says ISO_IR 192.
 * A query at level L joins the tables from the top down to L, applies every key
   of L and of the levels above it (unique keys of higher levels restrict the
   query as the hierarchical model wants; other keys of higher levels are matched
@@ -27,12 +35,36 @@ identifiers are all generated from that table, so adding a key is one line.
   series stays in its first study (a later instance that disagrees is indexed
   there and a warning is logged). Attributes: the last non-empty value wins.
 
-Threads: each thread gets its own connection (``threading.local``), so readers
-never wait for each other and, in WAL mode, not for the writer either. Writes
-are serialised by one lock per index (SQLite allows one writer; the lock avoids
-busy retries between our own threads) and SQLite's busy timeout (30 s) covers
-other processes. A ``find`` generator keeps a read transaction open until it is
-exhausted or closed; close it on C-CANCEL.
+Threads and connections: one writer connection, used under a lock (SQLite allows
+one writer; the lock avoids busy retries between our own threads; SQLite's busy
+timeout of 30 s covers other processes), and a bounded pool of reader connections
+(``pool_size``, 16 by default) shared by every thread: a ``find``/``locate``
+generator borrows one when its first match is asked for and gives it back in
+``finally`` (exhausted, closed on C-CANCEL, or collected), so the open files of
+the index (two per connection: the database and its WAL) stay bounded however
+many associations come and go. A borrower waits up to ``pool_timeout`` seconds
+for a free connection, then gets :class:`UnableToProcess` (0xC000). In WAL mode
+readers do not wait for the writer. A ``find`` generator keeps a read transaction
+(its snapshot) open until it ends.
+
+Ingest (:meth:`SQLiteIndex.add_instances`): one transaction per batch; the
+patient, study and series values of an instance are normalised once per distinct
+set (the instances of a series share them); within a batch the pks of known
+studies and series are cached, an update identical to the one last applied to the
+same row is skipped, and the batch's already-indexed instances are read with a
+few ``IN (...)`` queries, so a new instance costs one INSERT.
+
+Schema versions: the ``meta`` table's ``schema`` row; :func:`_migrate` creates a
+new index at the current version or upgrades an older one step by step
+(``_MIGRATIONS``) in one transaction when the index is opened; a newer version is
+refused.
+
+SQLite-specific (for the PostgreSQL back end to come): ``GLOB`` for wild cards
+(``LIKE``/``SIMILAR TO`` there), ``GROUP_CONCAT(DISTINCT ...)`` (``string_agg``),
+``INSERT`` + ``lastrowid`` (``RETURNING pk``), ``BEGIN IMMEDIATE``, the PRAGMAs
+(WAL, synchronous, foreign_keys), ``sqlite_master``, and the ``?`` parameter style
+(psycopg uses ``%s``). The statements themselves are generated from
+:data:`ATTRIBUTES` and use only joins, correlated sub-queries and ``IN``.
 
 ``synchronous=NORMAL`` is used with WAL: a power cut can lose the last few
 committed index entries (the database stays consistent); re-import the folder
