@@ -232,7 +232,7 @@ def main() -> int:
                 lines.append(f"| {size:,} | {rate:,.0f}/s | {key} | {level} | {v['matches']:.0f} | "
                              f"{v['p50_ms']:.1f} | {v['p95_ms']:.1f} |")
         if args.match_all:
-            ma = match_all(port, proc.pid, held)
+            ma = match_all(port, proc.pid, held + args.ingest)
             lines.append("")
             lines.append(f"IMAGE-level C-FIND matching all {ma['expected']:,} instances: "
                          f"{ma['matches']:,} answers in {ma['seconds']:.1f} s "
