@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: all venv build peers test cargo-test pytest demo bench clean
+.PHONY: all venv build peers test cargo-test pytest demo bench soak clean
 
 all: build
 
@@ -46,6 +46,13 @@ bench: build peers
 	cargo build --release -q --example rawcopy
 	$(PY) benches/run.py $(BENCH_ARGS)
 	$(PY) benches/bench_codec.py
+	$(PY) benches/bench_index.py --match-all --out benches/results.md $(BENCH_INDEX_ARGS)
+
+# 16 clients storing and querying for SOAK_DURATION seconds against one SCP process run
+# under a 1,024-file limit; prints its open files, threads and RSS over time.
+SOAK_DURATION ?= 600
+soak: build peers
+	$(PY) tests/soak.py --duration $(SOAK_DURATION) --clients 16 --nofile 1024
 
 clean:
 	rm -rf target $(VENV) python/fastdimse/*.so

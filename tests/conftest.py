@@ -23,6 +23,9 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "slow: long-running (e.g. 1 GiB transfers); deselect with -m 'not slow' "
         "(make test runs them)")
+    config.addinivalue_line(
+        "markers", "soak: concurrent load against an SCP process for a minute (tests/soak.py; "
+        "select with -m soak, make test runs it)")
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -328,26 +329,68 @@ def _index_tags() -> list[int]:
     return sorted(set(int(t) for t in _index._TAG_OF.values()))
 
 
-def _attributes_dict(attrs: dict, stored: StoredInstance) -> dict:
-    """Header values read by the core (raw bytes per tag) as keyword -> str for the index."""
-    from pydicom.charset import decode_bytes, convert_encodings
+_TEXT_VRS = frozenset({"PN", "LO", "SH", "ST", "LT", "UT", "UC"})
+_TAG_INFO: dict = {}  # tag -> (keyword, VR, delimiters for decode_bytes or None), or None
+
+
+def _tag_info(tag: int):
+    """(keyword, VR, delimiters) of a header tag, looked up once per tag."""
+    try:
+        return _TAG_INFO[tag]
+    except KeyError:
+        pass
     from pydicom.datadict import dictionary_VR, keyword_for_tag
 
+    try:
+        kw = keyword_for_tag(tag)
+        vr = dictionary_VR(tag) if kw else None
+    except KeyError:
+        kw = None
+    if not kw:
+        info = None
+    else:
+        delimiters = ({0x5C, 0x5E, 0x3D} if vr == "PN" else {0x5C}) if vr in _TEXT_VRS else None
+        info = (kw, vr, delimiters)
+    _TAG_INFO[tag] = info
+    return info
+
+
+@functools.lru_cache(maxsize=64)
+def _encodings(charset: bytes | None) -> tuple:
+    """Python codecs of a SpecificCharacterSet value (raw bytes), cached."""
+    from pydicom.charset import convert_encodings
+
+    if not charset:
+        return tuple(convert_encodings(["ISO_IR 6"]))
+    terms = [c.strip() for c in charset.decode("ascii", "replace").split("\\")]
+    return tuple(convert_encodings(terms))
+
+
+def _attributes_dict(attrs: dict, stored: StoredInstance) -> dict:
+    """Header values read by the core (raw bytes per tag) as keyword -> str for the index.
+
+    Text in the default repertoire (ASCII without ESC, the same bytes in every
+    character set DICOM allows) is decoded directly; anything else goes through
+    pydicom's ``decode_bytes`` with the instance's SpecificCharacterSet."""
     charset = attrs.get(0x00080005)
-    encodings = convert_encodings([c.strip() for c in charset.decode("ascii", "replace").split("\\")]
-                                  if charset else ["ISO_IR 6"])
+    encodings = None
     out: dict = {"SOPInstanceUID": stored.sop_instance_uid, "SOPClassUID": stored.sop_class_uid,
                  "TransferSyntaxUID": stored.transfer_syntax}
     for tag, raw in attrs.items():
-        kw = keyword_for_tag(tag)
-        if not kw:
+        info = _TAG_INFO[tag] if tag in _TAG_INFO else _tag_info(tag)
+        if info is None:
             continue
-        vr = dictionary_VR(tag)
-        if vr in ("PN", "LO", "SH", "ST", "LT", "UT", "UC"):
-            value = decode_bytes(raw, encodings, {0x5C, 0x5E, 0x3D} if vr == "PN" else {0x5C})
+        kw, vr, delimiters = info
+        if delimiters is not None and not (raw.isascii() and 0x1B not in raw):
+            from pydicom.charset import decode_bytes
+
+            if encodings is None:
+                encodings = list(_encodings(charset))
+            value = decode_bytes(raw, encodings, delimiters)
         else:
             value = raw.decode("ascii", "replace")
-        out.setdefault(kw, value.strip(" \x00"))
+        if kw not in out:
+            out[kw] = value.strip(" \x00")
     if charset:
         out["SpecificCharacterSet"] = charset.decode("ascii", "replace").strip()
     return out
@@ -373,6 +416,11 @@ class _QRBridge:
 
     def __init__(self, scp: DICOMSCP):
         self.scp = scp
+        # RetrieveAETitle in C-FIND answers: the back end learns our AE title when it
+        # can take it (optional: older back ends simply do not have the setter).
+        setter = getattr(scp.backend, "set_retrieve_ae_title", None)
+        if callable(setter):
+            setter(scp.entity.ae_title)
 
     def _ident(self, sop_class: str, identifier: bytes, ts: str):
         from . import codec
@@ -396,6 +444,14 @@ class _QRBridge:
             rows = backend.find_elements(ds, None, root)
 
             def encode_rows():
+                try:
+                    yield from _encode_rows(rows)
+                finally:
+                    close = getattr(rows, "close", None)
+                    if close is not None:  # a cancelled C-FIND gives the index connection back now
+                        close()
+
+            def _encode_rows(rows):
                 from pydicom import Dataset
 
                 for charset, elements in rows:
@@ -419,11 +475,16 @@ class _QRBridge:
         matches = backend.find(ds, None, root)
 
         def encode_all():
-            for m in matches:
-                # Built by the back end from decoded (str) values: its character set is
-                # the one it holds, not one to convert from.
-                m._read_charset = m._character_set
-                yield codec.encode(m, ts)
+            try:
+                for m in matches:
+                    # Built by the back end from decoded (str) values: its character set
+                    # is the one it holds, not one to convert from.
+                    m._read_charset = m._character_set
+                    yield codec.encode(m, ts)
+            finally:
+                close = getattr(matches, "close", None)
+                if close is not None:
+                    close()
 
         return encode_all()
 

@@ -14,9 +14,17 @@ identifiers are all generated from that table, so adding a key is one line.
   lower-cased, dates and times in fixed-width form so that ``BETWEEN`` and
   ``=`` on strings are correct). IS values are stored as integers. Empty values
   are stored as NULL.
-* Derived attributes (ModalitiesInStudy, the Number of ... Related ... counts)
-  are not stored: they are computed by correlated sub-queries when a request
-  asks for or matches on them, so they are always right, also after ``remove``.
+* Derived attributes (ModalitiesInStudy, SOPClassesInStudy, the Number of ...
+  Related ... counts) are not stored: they are computed by correlated sub-queries
+  when a request asks for or matches on them, so they are always right, also after
+  ``remove``. Every sub-query is an index search on the parent key (covering
+  indexes ``series(study_pk)``, ``image(series_pk)``, ``image(series_pk,
+  sop_class_uid)``), so a keyed query never turns into a scan
+  (``explain_find`` gives the SQL for EXPLAIN QUERY PLAN; tests check it).
+  RetrieveAETitle (the serving SCP's AE title, :meth:`SQLiteIndex.set_retrieve_ae_title`)
+  and InstanceAvailability (``ONLINE``) are constants, returned when asked at any
+  level. A response whose values are not all ASCII and that has no stored
+  character set says ISO_IR 192.
 * A query at level L joins the tables from the top down to L, applies every key
   of L and of the levels above it (unique keys of higher levels restrict the
   query as the hierarchical model wants; other keys of higher levels are matched
@@ -27,12 +35,36 @@ identifiers are all generated from that table, so adding a key is one line.
   series stays in its first study (a later instance that disagrees is indexed
   there and a warning is logged). Attributes: the last non-empty value wins.
 
-Threads: each thread gets its own connection (``threading.local``), so readers
-never wait for each other and, in WAL mode, not for the writer either. Writes
-are serialised by one lock per index (SQLite allows one writer; the lock avoids
-busy retries between our own threads) and SQLite's busy timeout (30 s) covers
-other processes. A ``find`` generator keeps a read transaction open until it is
-exhausted or closed; close it on C-CANCEL.
+Threads and connections: one writer connection, used under a lock (SQLite allows
+one writer; the lock avoids busy retries between our own threads; SQLite's busy
+timeout of 30 s covers other processes), and a bounded pool of reader connections
+(``pool_size``, 16 by default) shared by every thread: a ``find``/``locate``
+generator borrows one when its first match is asked for and gives it back in
+``finally`` (exhausted, closed on C-CANCEL, or collected), so the open files of
+the index (two per connection: the database and its WAL) stay bounded however
+many associations come and go. A borrower waits up to ``pool_timeout`` seconds
+for a free connection, then gets :class:`UnableToProcess` (0xC000). In WAL mode
+readers do not wait for the writer. A ``find`` generator keeps a read transaction
+(its snapshot) open until it ends.
+
+Ingest (:meth:`SQLiteIndex.add_instances`): one transaction per batch; the
+patient, study and series values of an instance are normalised once per distinct
+set (the instances of a series share them); within a batch the pks of known
+studies and series are cached, an update identical to the one last applied to the
+same row is skipped, and the batch's already-indexed instances are read with a
+few ``IN (...)`` queries, so a new instance costs one INSERT.
+
+Schema versions: the ``meta`` table's ``schema`` row; :func:`_migrate` creates a
+new index at the current version or upgrades an older one step by step
+(``_MIGRATIONS``) in one transaction when the index is opened; a newer version is
+refused.
+
+SQLite-specific (for the PostgreSQL back end to come): ``GLOB`` for wild cards
+(``LIKE``/``SIMILAR TO`` there), ``GROUP_CONCAT(DISTINCT ...)`` (``string_agg``),
+``INSERT`` + ``lastrowid`` (``RETURNING pk``), ``BEGIN IMMEDIATE``, the PRAGMAs
+(WAL, synchronous, foreign_keys), ``sqlite_master``, and the ``?`` parameter style
+(psycopg uses ``%s``). The statements themselves are generated from
+:data:`ATTRIBUTES` and use only joins, correlated sub-queries and ``IN``.
 
 ``synchronous=NORMAL`` is used with WAL: a power cut can lose the last few
 committed index entries (the database stays consistent); re-import the folder
@@ -46,6 +78,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -61,7 +94,9 @@ __all__ = ["SQLiteIndex", "ImportResult", "ATTRIBUTES", "DEFAULT_DB_NAME"]
 log = logging.getLogger("fastdimse.qr")
 
 DEFAULT_DB_NAME = "fastdimse-index.sqlite"
-_SCHEMA_VERSION = "1"
+_SCHEMA_VERSION = 2
+#: Connections in the readers' pool of one index (the writer is one more).
+DEFAULT_POOL_SIZE = 16
 
 _TABLES = {m.PATIENT: ("patient", "p"), m.STUDY: ("study", "st"),
            m.SERIES: ("series", "se"), m.IMAGE: ("image", "im")}
@@ -84,6 +119,8 @@ class Attr:
     column: str | None = None
     derived: str | None = None
     derived_match: tuple[str, str] | None = None  # (EXISTS template, column inside)
+    constant: Any = None  # a value not in the database (see _RETRIEVE_AE)
+    multi: bool = False   # derived as a comma-joined list of distinct values
 
     @property
     def alias(self) -> str:
@@ -113,6 +150,20 @@ _MODALITIES = ("(SELECT GROUP_CONCAT(DISTINCT x.modality) FROM series x"
                " WHERE x.study_pk = st.pk)")
 _MODALITIES_MATCH = ("EXISTS (SELECT 1 FROM series x WHERE x.study_pk = st.pk AND ({cond}))",
                      "x.modality")
+_SOP_CLASSES = ("(SELECT GROUP_CONCAT(DISTINCT x.sop_class_uid) FROM series y"
+                " JOIN image x ON x.series_pk = y.pk WHERE y.study_pk = st.pk)")
+_SOP_CLASSES_MATCH = ("EXISTS (SELECT 1 FROM series y JOIN image x ON x.series_pk = y.pk"
+                      " WHERE y.study_pk = st.pk AND ({cond}))", "x.sop_class_uid")
+
+
+class _RetrieveAE:
+    """Marks RetrieveAETitle: the index's :attr:`SQLiteIndex.retrieve_ae_title`."""
+
+    def __repr__(self) -> str:
+        return "<the SCP's AE title>"
+
+
+_RETRIEVE_AE = _RetrieveAE()
 
 #: Every attribute the index stores or derives. PS3.4 C.6.1.1 / C.6.2.1 required
 #: and unique keys, and common optional ones.
@@ -131,7 +182,10 @@ ATTRIBUTES: tuple[Attr, ...] = (
     _a("StudyID", m.STUDY, "study_id"),
     _a("StudyDescription", m.STUDY, "study_description"),
     _a("ReferringPhysicianName", m.STUDY, "referring_physician_name"),
-    _a("ModalitiesInStudy", m.STUDY, derived=_MODALITIES, derived_match=_MODALITIES_MATCH),
+    _a("ModalitiesInStudy", m.STUDY, derived=_MODALITIES, derived_match=_MODALITIES_MATCH,
+       multi=True),
+    _a("SOPClassesInStudy", m.STUDY, derived=_SOP_CLASSES, derived_match=_SOP_CLASSES_MATCH,
+       multi=True),
     _a("NumberOfStudyRelatedSeries", m.STUDY, derived=_COUNT_SERIES_OF_STUDY),
     _a("NumberOfStudyRelatedInstances", m.STUDY, derived=_COUNT_IMAGES_OF_STUDY),
     _a("SeriesInstanceUID", m.SERIES, "series_instance_uid"),
@@ -146,6 +200,9 @@ ATTRIBUTES: tuple[Attr, ...] = (
     _a("SOPClassUID", m.IMAGE, "sop_class_uid"),
     _a("InstanceNumber", m.IMAGE, "instance_number"),
     _a("AvailableTransferSyntaxUID", m.IMAGE, "transfer_syntax"),
+    # PS3.4 C.4.1.1.3.2: may be returned at any level (listed at the top one).
+    _a("RetrieveAETitle", m.PATIENT, constant=_RETRIEVE_AE),
+    _a("InstanceAvailability", m.PATIENT, constant="ONLINE"),
 )
 _BY_KEYWORD = {a.keyword: a for a in ATTRIBUTES}
 _STORED = {lv: [a for a in ATTRIBUTES if a.level == lv and a.column] for lv in m.LEVELS}
@@ -156,8 +213,27 @@ _TAG_OF = {kw: tag_for_keyword(kw) for kw in _READ_KEYWORDS + ["SpecificCharacte
 _PARENT = {m.STUDY: "patient_pk", m.SERIES: "study_pk", m.IMAGE: "series_pk"}
 
 
-def _schema() -> str:
-    out = ["CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);"]
+# Indexes of the version-1 schema: (table, columns).
+_INDEXES_V1 = [
+    ("patient", "patient_id"), ("patient", "patient_name_m"),
+    ("patient", "patient_birth_date_m"),
+    ("study", "patient_pk"), ("study", "study_date_m"), ("study", "accession_number"),
+    ("study", "study_id"), ("study", "referring_physician_name_m"),
+    ("series", "study_pk"), ("series", "modality"),
+    ("image", "series_pk"), ("image", "sop_class_uid"),
+]
+# Version 2: SOPClassesInStudy reads (series_pk, sop_class_uid) from the index alone.
+_INDEXES_V2 = [("image", "series_pk, sop_class_uid")]
+
+
+def _index_sql(table: str, columns: str) -> str:
+    name = f"ix_{table}_" + "_".join(c.strip() for c in columns.split(","))
+    return f"CREATE INDEX IF NOT EXISTS {name} ON {table}({columns})"
+
+
+def _schema() -> list[str]:
+    """The statements that create the current schema (all IF NOT EXISTS)."""
+    out = ["CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)"]
     parents = {m.STUDY: "patient", m.SERIES: "study", m.IMAGE: "series"}
     for lv in m.LEVELS:
         table, _ = _TABLES[lv]
@@ -178,18 +254,50 @@ def _schema() -> str:
         if lv == m.IMAGE:
             cols.append("path TEXT NOT NULL")
         cols.append("charset TEXT")
-        out.append(f"CREATE TABLE IF NOT EXISTS {table} (\n  " + ",\n  ".join(cols) + "\n);")
-    indexes = [
-        ("patient", "patient_id"), ("patient", "patient_name_m"),
-        ("patient", "patient_birth_date_m"),
-        ("study", "patient_pk"), ("study", "study_date_m"), ("study", "accession_number"),
-        ("study", "study_id"), ("study", "referring_physician_name_m"),
-        ("series", "study_pk"), ("series", "modality"),
-        ("image", "series_pk"), ("image", "sop_class_uid"),
-    ]
-    for table, col in indexes:
-        out.append(f"CREATE INDEX IF NOT EXISTS ix_{table}_{col} ON {table}({col});")
-    return "\n".join(out)
+        out.append(f"CREATE TABLE IF NOT EXISTS {table} (\n  " + ",\n  ".join(cols) + "\n)")
+    out += [_index_sql(t, c) for t, c in _INDEXES_V1 + _INDEXES_V2]
+    return out
+
+
+#: Schema migrations: version -> the statements that bring version - 1 to it.
+#: A new schema is created at _SCHEMA_VERSION directly.
+_MIGRATIONS: dict[int, list[str]] = {
+    2: [_index_sql(t, c) for t, c in _INDEXES_V2],
+}
+
+
+def _migrate(conn: sqlite3.Connection, db_path: str) -> None:
+    """Create the schema, or upgrade an older one step by step, in one transaction
+    (the meta table's ``schema`` row holds the version)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row is None:
+            for stmt in _schema():
+                conn.execute(stmt)
+            conn.execute("INSERT INTO meta(key, value) VALUES ('schema', ?)",
+                         (str(_SCHEMA_VERSION),))
+        else:
+            try:
+                version = int(row[0])
+            except (TypeError, ValueError):
+                raise UnableToProcess(f"the index {db_path} has an unknown schema version "
+                                      f"{row[0]!r}") from None
+            if version > _SCHEMA_VERSION:
+                raise UnableToProcess(f"the index {db_path} has schema version {version}, "
+                                      f"newer than this fastdimse ({_SCHEMA_VERSION})")
+            for v in range(version + 1, _SCHEMA_VERSION + 1):
+                log.info("SQLite index %s: upgrading the schema to version %d", db_path, v)
+                for stmt in _MIGRATIONS[v]:
+                    conn.execute(stmt)
+            if version != _SCHEMA_VERSION:
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'",
+                             (str(_SCHEMA_VERSION),))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 @dataclass
@@ -221,6 +329,8 @@ def _as_text(value: Any) -> str | None:
 
 
 def _getter(source: Any) -> Callable[[str], Any]:
+    if source.__class__ is dict:  # what the SCP's indexer passes: no ABC check
+        return source.get
     if isinstance(source, Dataset):
         def get(keyword: str) -> Any:
             elem = source.get(_TAG_OF[keyword], None)  # by tag: no keyword lookup
@@ -232,23 +342,160 @@ def _getter(source: Any) -> Callable[[str], Any]:
                         f"{type(source).__name__}")
 
 
-def _row_values(get: Callable[[str], Any], level: str) -> dict[str, Any]:
-    """Column -> value for one level, raw and normalised."""
+# Per level: (keyword, column, match column or None, VR) of every stored attribute
+# read from an instance (precomputed: add_instances runs this for every instance).
+_ROW_PLAN = {lv: tuple((a.keyword, a.column, a.match_column if a.match_column != a.column
+                        else None, a.vr)
+                       for a in _STORED[lv] if a.keyword != "AvailableTransferSyntaxUID")
+             for lv in m.LEVELS}
+_LEVEL_KEYWORDS = {lv: tuple(k for k, *_ in _ROW_PLAN[lv]) for lv in m.LEVELS}
+
+
+def _text_of(value: Any) -> str | None:
+    if value.__class__ is str:  # the usual case: skip _as_text's checks
+        value = value.strip("\x00 ")
+        return value or None
+    return _as_text(value)
+
+
+def _row_values(get: Callable[[str], Any], level: str,
+                raw: tuple | None = None) -> dict[str, Any]:
+    """Column -> value for one level, raw and normalised (``raw``: the values of
+    the level's keywords, when the caller already read them)."""
     row: dict[str, Any] = {}
-    for a in _STORED[level]:
-        if a.keyword == "AvailableTransferSyntaxUID":
+    if raw is None:
+        raw = tuple(get(k) for k in _LEVEL_KEYWORDS[level])
+    for (_kw, column, match_column, vr), value in zip(_ROW_PLAN[level], raw):
+        text = None if value is None else _text_of(value)
+        if vr == "IS":
+            row[column] = m.normalize_for_match(text, "IS") if text else None
             continue
-        text = _as_text(get(a.keyword))
-        if a.vr == "IS":
-            row[a.column] = m.normalize_for_match(text, "IS") if text else None
-            continue
-        row[a.column] = text
-        if a.match_column != a.column:
-            row[a.match_column] = m.normalize_for_match(text, a.vr)
+        row[column] = text
+        if match_column is not None:
+            row[match_column] = m.normalize_for_match(text, vr) if text else None
     return row
 
 
 # ---------------------------------------------------------------------------
+
+
+class _ConnectionPool:
+    """A bounded pool of SQLite connections shared by every thread of an index.
+
+    ``borrow()`` hands out an idle connection (opening one while fewer than
+    ``size`` exist) and waits up to ``timeout`` seconds when all are lent out
+    (then :class:`UnableToProcess`). A returned connection ends any read
+    transaction still open and goes back to the idle list; after :meth:`close`
+    the idle ones are closed at once and lent ones when they come back. So the
+    number of open connections (two file descriptors each: the database and its
+    WAL) never exceeds ``size`` however many threads come and go.
+    """
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection], size: int, timeout: float,
+                 name: str = "index"):
+        if size < 1:
+            raise ValueError("the pool needs at least one connection")
+        self._connect = connect
+        self.name = name
+        self.size = size
+        self.timeout = timeout
+        self._idle: list[sqlite3.Connection] = []
+        self._open = 0
+        self._closed = False
+        self._cond = threading.Condition()
+
+    @property
+    def open_connections(self) -> int:
+        return self._open
+
+    def acquire(self) -> sqlite3.Connection:
+        deadline = None
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise UnableToProcess(f"the index {self.name} is closed")
+                if self._idle:
+                    return self._idle.pop()
+                if self._open < self.size:
+                    self._open += 1
+                    break
+                if deadline is None:
+                    deadline = time.monotonic() + self.timeout
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._cond.wait(left):
+                    if not self._idle and self._open >= self.size and not self._closed:
+                        raise UnableToProcess(
+                            f"all {self.size} index connections are busy (waited "
+                            f"{self.timeout:g} s)")
+        try:
+            return self._connect()
+        except BaseException:
+            with self._cond:
+                self._open -= 1
+                self._cond.notify()
+            raise
+
+    def release(self, conn: sqlite3.Connection) -> None:
+        broken = False
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            broken = True
+        with self._cond:
+            if self._closed or broken:
+                self._open -= 1
+                self._cond.notify()
+                _close_quietly(conn)
+                return
+            self._idle.append(conn)
+            self._cond.notify()
+
+    @contextlib.contextmanager
+    def borrow(self) -> Iterator[sqlite3.Connection]:
+        conn = self.acquire()
+        try:
+            yield conn
+        finally:
+            self.release(conn)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._open -= len(idle)
+            self._cond.notify_all()
+        for conn in idle:
+            _close_quietly(conn)
+
+
+def _close_quietly(conn: sqlite3.Connection) -> None:
+    try:
+        conn.close()
+    except sqlite3.Error:  # pragma: no cover
+        pass
+
+
+class _Batch:
+    """What one write transaction of :meth:`SQLiteIndex.add_instances` has learnt:
+    the pks of the studies and series it touched, the instances it knows, and the
+    last values it applied to each row (so that the instances of one series update
+    their patient, study and series rows once, not once each)."""
+
+    __slots__ = ("studies", "series", "images", "applied")
+
+    def __init__(self) -> None:
+        self.studies: dict = {}   # StudyInstanceUID -> (study pk, patient pk, patient key)
+        self.series: dict = {}    # SeriesInstanceUID -> (series pk, study pk)
+        self.images: dict | None = None  # SOPInstanceUID -> (pk, series pk), when prefetched
+        self.applied: dict = {}   # (table, pk) -> (values, charset) last applied
+
+    def forget_pruned(self) -> None:
+        """Rows were deleted (an instance moved to another series): the cached
+        study and series pks may be stale."""
+        self.studies.clear()
+        self.series.clear()
+        self.applied.clear()
 
 
 class SQLiteIndex:
@@ -263,53 +510,74 @@ class SQLiteIndex:
     #: the ``_m`` columns are stored lower-cased accordingly.
     case_insensitive_pn = True
 
-    def __init__(self, storage_dir: str | os.PathLike, db_name: str = DEFAULT_DB_NAME):
+    def __init__(self, storage_dir: str | os.PathLike, db_name: str = DEFAULT_DB_NAME, *,
+                 pool_size: int = DEFAULT_POOL_SIZE, pool_timeout: float = 30.0,
+                 retrieve_ae_title: str | None = None):
         self.storage_dir = os.path.abspath(os.fspath(storage_dir))
         os.makedirs(self.storage_dir, exist_ok=True)
         self.db_path = os.path.join(self.storage_dir, db_name)
-        self._local = threading.local()
+        #: RetrieveAETitle (0008,0054) in C-FIND responses that ask for it; the
+        #: DICOMSCP serving this index sets its own AE title here.
+        self.retrieve_ae_title = retrieve_ae_title
         self._write_lock = threading.Lock()
-        self._all_conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
-        self._conns_lock = threading.Lock()
         self._closed = False
-        conn = self._conn()
-        with self._write_lock:
-            conn.executescript(_schema())
-            conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)",
-                         (_SCHEMA_VERSION,))
-        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            log.warning("SQLite index %s: WAL mode unavailable (journal_mode=%s)",
-                        self.db_path, mode)
+        self._level_cache: dict = {}
+        # One writer connection (under _write_lock) and a bounded pool of readers
+        # shared by every thread: connections are opened with check_same_thread
+        # off and used by one thread at a time.
+        self._writer = self._connect()
+        self._pool = _ConnectionPool(self._connect, pool_size, pool_timeout, self.db_path)
+        try:
+            with self._write_lock:
+                mode = self._writer.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    log.warning("SQLite index %s: WAL mode unavailable (journal_mode=%s)",
+                                self.db_path, mode)
+                _migrate(self._writer, self.db_path)
+        except BaseException:
+            self._writer.close()
+            raise
+
+    def set_retrieve_ae_title(self, ae_title: str | None) -> None:
+        """The AE title C-MOVE / C-GET requests for these instances go to, returned as
+        RetrieveAETitle (0008,0054) when a C-FIND asks for it (the SCP calls this)."""
+        self.retrieve_ae_title = ae_title.strip() if ae_title else None
 
     # -- connections ---------------------------------------------------------
 
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if self._closed:
-            if conn is not None:  # close() left this thread's connection to us
-                self._local.conn = None
-                conn.close()
-            raise UnableToProcess(f"the index {self.db_path} is closed")
-        if conn is None:
-            try:
-                conn = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None,
-                                       check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("PRAGMA foreign_keys=ON")
-            except sqlite3.Error as exc:
-                raise UnableToProcess(f"cannot open the index {self.db_path}: {exc}") from exc
-            self._local.conn = conn
-            with self._conns_lock:
-                self._all_conns.append((threading.current_thread(), conn))
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None,
+                                   check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise UnableToProcess(f"cannot open the index {self.db_path}: {exc}") from exc
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise UnableToProcess(f"cannot open the index {self.db_path}: {exc}") from exc
         return conn
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise UnableToProcess(f"the index {self.db_path} is closed")
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A pooled connection for reading, returned to the pool afterwards."""
+        self._check_open()
+        with self._pool.borrow() as conn:
+            yield conn
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, serialised with the other writers of this index."""
+        """One write transaction on the writer connection, serialised with the
+        other writers of this index."""
         with self._write_lock:
-            conn = self._conn()
+            self._check_open()
+            conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -318,23 +586,19 @@ class SQLiteIndex:
                 raise
             conn.execute("COMMIT")
 
+    @property
+    def open_connections(self) -> int:
+        """SQLite connections open now: the writer and the pooled readers."""
+        return self._pool.open_connections + (0 if self._closed else 1)
+
     def close(self) -> None:
-        """Close the index. The calling thread's connection and those of threads
-        that have ended are closed now; a thread still alive closes its own on
-        its next call (which then raises :class:`UnableToProcess`), because
-        closing a connection another thread may be using is not safe."""
+        """Close the index: the writer and the idle pooled connections now, a
+        connection lent to a running query when that query ends (a generator
+        closed or exhausted). Further calls raise :class:`UnableToProcess`."""
         self._closed = True
-        me = threading.current_thread()
-        with self._conns_lock:
-            conns, self._all_conns = self._all_conns, []
-        for thread, conn in conns:
-            if thread is me or not thread.is_alive():
-                try:
-                    conn.close()
-                except sqlite3.Error:  # pragma: no cover
-                    pass
-        if getattr(self._local, "conn", None) is not None:
-            self._local.conn = None
+        self._pool.close()
+        with self._write_lock:
+            _close_quietly(self._writer)
 
     def __enter__(self) -> "SQLiteIndex":
         return self
@@ -344,7 +608,8 @@ class SQLiteIndex:
 
     @property
     def journal_mode(self) -> str:
-        return str(self._conn().execute("PRAGMA journal_mode").fetchone()[0]).lower()
+        with self._read() as conn:
+            return str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
 
     # -- adding --------------------------------------------------------------
 
@@ -522,7 +787,26 @@ class SQLiteIndex:
 
     def _extract(self, path: str | os.PathLike, ds: Any, transfer_syntax: str | None) -> dict:
         get = _getter(ds)
-        rows = {lv: _row_values(get, lv) for lv in m.LEVELS}
+        rows = {}
+        cache = self._level_cache
+        for lv in m.LEVELS:
+            raw = tuple(get(k) for k in _LEVEL_KEYWORDS[lv])
+            if lv == m.IMAGE:  # different for every instance (and completed below)
+                rows[lv] = _row_values(get, lv, raw)
+                continue
+            # The instances of a series share their patient, study and series values:
+            # normalise each distinct set once. The rows are never modified.
+            key = (lv, raw)
+            try:
+                row = cache.get(key)
+            except TypeError:  # an unhashable value (a list): no caching
+                rows[lv] = _row_values(get, lv, raw)
+                continue
+            if row is None:
+                if len(cache) >= 4096:
+                    cache.clear()
+                row = cache[key] = _row_values(get, lv, raw)
+            rows[lv] = row
         for lv, col in ((m.STUDY, "study_instance_uid"), (m.SERIES, "series_instance_uid"),
                         (m.IMAGE, "sop_instance_uid"), (m.IMAGE, "sop_class_uid")):
             if not rows[lv].get(col):
@@ -541,15 +825,38 @@ class SQLiteIndex:
 
     def _insert_many(self, items: list[dict]) -> int:
         with self._write() as conn:
+            batch = _Batch()
+            batch.images = self._existing_images(conn, items)
             for item in items:
-                self._insert(conn, item)
+                self._insert(conn, item, batch)
         return len(items)
 
     @staticmethod
-    def _update(conn: sqlite3.Connection, table: str, pk: int, values: dict, charset) -> None:
+    def _existing_images(conn: sqlite3.Connection, items: list[dict]) -> dict:
+        """SOP Instance UID -> (pk, series_pk) of the items' instances already indexed,
+        read in a few IN (...) queries instead of one SELECT per instance."""
+        uids = list({item["rows"][m.IMAGE]["sop_instance_uid"] for item in items})
+        found: dict = {}
+        for i in range(0, len(uids), 500):  # under SQLite's bound-parameter limit
+            chunk = uids[i:i + 500]
+            found.update((uid, (pk, series_pk)) for uid, pk, series_pk in conn.execute(
+                "SELECT sop_instance_uid, pk, series_pk FROM image WHERE sop_instance_uid IN "
+                f"({', '.join('?' * len(chunk))})", chunk))
+        return found
+
+    @staticmethod
+    def _update(conn: sqlite3.Connection, table: str, pk: int, values: dict, charset,
+                batch: "_Batch | None" = None) -> None:
         # Last non-empty value wins. Values are kept decoded (str), so any character
         # set that covers them all will do for a response: when an update brings a
         # different one, the row's becomes ISO_IR 192 (UTF-8), which covers anything.
+        # The update is idempotent: the same values as the last ones applied to this
+        # row in the batch change nothing, so they are not sent again.
+        if batch is not None:
+            key = (table, pk)
+            if batch.applied.get(key) == (values, charset):
+                return
+            batch.applied[key] = (values, charset)
         sets = [f"{c} = COALESCE(?, {c})" for c in values]
         sets.append("charset = CASE WHEN ? IS NULL THEN charset WHEN charset IS NULL "
                     "OR charset = ? THEN ? ELSE 'ISO_IR 192' END")
@@ -563,84 +870,104 @@ class SQLiteIndex:
                            f"({', '.join('?' * len(cols))})", list(values.values()))
         return int(cur.lastrowid)
 
-    def _insert(self, conn: sqlite3.Connection, item: dict) -> None:
+    def _insert(self, conn: sqlite3.Connection, item: dict, batch: "_Batch | None" = None) -> None:
+        if batch is None:
+            batch = _Batch()
         rows, charset, patient_key = item["rows"], item["charset"], item["patient_key"]
         study_uid = rows[m.STUDY]["study_instance_uid"]
         series_uid = rows[m.SERIES]["series_instance_uid"]
         sop_uid = rows[m.IMAGE]["sop_instance_uid"]
 
         # patient + study
-        found = conn.execute("SELECT st.pk, st.patient_pk, p.patient_key FROM study st "
-                             "JOIN patient p ON p.pk = st.patient_pk "
-                             "WHERE st.study_instance_uid = ?", (study_uid,)).fetchone()
+        found = batch.studies.get(study_uid)
+        if found is None:
+            found = conn.execute("SELECT st.pk, st.patient_pk, p.patient_key FROM study st "
+                                 "JOIN patient p ON p.pk = st.patient_pk "
+                                 "WHERE st.study_instance_uid = ?", (study_uid,)).fetchone()
         if found is None:
             row = conn.execute("SELECT pk FROM patient WHERE patient_key = ?",
                                (patient_key,)).fetchone()
             if row is None:
                 patient_pk = self._insert_row(conn, "patient", {
                     "patient_key": patient_key, **rows[m.PATIENT], "charset": charset})
+                batch.applied[("patient", patient_pk)] = (rows[m.PATIENT], charset)
             else:
                 patient_pk = row[0]
-                self._update(conn, "patient", patient_pk, rows[m.PATIENT], charset)
+                self._update(conn, "patient", patient_pk, rows[m.PATIENT], charset, batch)
             study_pk = self._insert_row(conn, "study", {
                 "patient_pk": patient_pk, **rows[m.STUDY], "charset": charset})
+            batch.applied[("study", study_pk)] = (rows[m.STUDY], charset)
+            batch.studies[study_uid] = (study_pk, patient_pk, patient_key)
         else:
             study_pk, patient_pk, known_key = found
+            batch.studies[study_uid] = found
             if known_key == patient_key:
-                self._update(conn, "patient", patient_pk, rows[m.PATIENT], charset)
+                self._update(conn, "patient", patient_pk, rows[m.PATIENT], charset, batch)
             else:
                 log.warning("instance %s: study %s is indexed under PatientID %r, not %r; "
                             "kept under %r", sop_uid, study_uid, known_key, patient_key,
                             known_key)
-            self._update(conn, "study", study_pk, rows[m.STUDY], charset)
+            self._update(conn, "study", study_pk, rows[m.STUDY], charset, batch)
 
         # series
-        found = conn.execute("SELECT pk, study_pk FROM series WHERE series_instance_uid = ?",
-                             (series_uid,)).fetchone()
+        found = batch.series.get(series_uid)
+        if found is None:
+            found = conn.execute("SELECT pk, study_pk FROM series WHERE series_instance_uid = ?",
+                                 (series_uid,)).fetchone()
         if found is None:
             series_pk = self._insert_row(conn, "series", {
                 "study_pk": study_pk, **rows[m.SERIES], "charset": charset})
+            batch.applied[("series", series_pk)] = (rows[m.SERIES], charset)
+            batch.series[series_uid] = (series_pk, study_pk)
         else:
             series_pk = found[0]
+            batch.series[series_uid] = found
             if found[1] != study_pk:
                 log.warning("instance %s: series %s belongs to another study than %s; "
                             "kept in its first study", sop_uid, series_uid, study_uid)
-            self._update(conn, "series", series_pk, rows[m.SERIES], charset)
+            self._update(conn, "series", series_pk, rows[m.SERIES], charset, batch)
 
         # image
-        found = conn.execute("SELECT pk, series_pk FROM image WHERE sop_instance_uid = ?",
-                             (sop_uid,)).fetchone()
-        values = dict(rows[m.IMAGE])
+        if batch.images is None:
+            found = conn.execute("SELECT pk, series_pk FROM image WHERE sop_instance_uid = ?",
+                                 (sop_uid,)).fetchone()
+        else:
+            found = batch.images.get(sop_uid)
+        values = rows[m.IMAGE]
         if found is None:
-            self._insert_row(conn, "image", {"series_pk": series_pk, **values,
-                                             "charset": charset})
+            image_pk = self._insert_row(conn, "image", {"series_pk": series_pk, **values,
+                                                        "charset": charset})
         else:
             image_pk, old_series = found
             cols = list(values)
             conn.execute(f"UPDATE image SET series_pk = ?, charset = ?, "
                          f"{', '.join(c + ' = ?' for c in cols)} WHERE pk = ?",
                          [series_pk, charset, *values.values(), image_pk])
-            if old_series != series_pk:
-                self._prune(conn, old_series)
+            if old_series != series_pk and self._prune(conn, old_series):
+                batch.forget_pruned()
+        if batch.images is not None:
+            batch.images[sop_uid] = (image_pk, series_pk)
 
     @staticmethod
-    def _prune(conn: sqlite3.Connection, series_pk: int) -> None:
-        """Delete the series if empty, then its study and patient if empty."""
+    def _prune(conn: sqlite3.Connection, series_pk: int) -> bool:
+        """Delete the series if empty, then its study and patient if empty.
+        Returns whether anything was deleted."""
         row = conn.execute("SELECT study_pk FROM series WHERE pk = ?", (series_pk,)).fetchone()
         if row is None or conn.execute("SELECT 1 FROM image WHERE series_pk = ? LIMIT 1",
                                        (series_pk,)).fetchone():
-            return
+            return False
         study_pk = row[0]
         conn.execute("DELETE FROM series WHERE pk = ?", (series_pk,))
         if conn.execute("SELECT 1 FROM series WHERE study_pk = ? LIMIT 1",
                         (study_pk,)).fetchone():
-            return
+            return True
         patient_pk = conn.execute("SELECT patient_pk FROM study WHERE pk = ?",
                                   (study_pk,)).fetchone()[0]
         conn.execute("DELETE FROM study WHERE pk = ?", (study_pk,))
         if not conn.execute("SELECT 1 FROM study WHERE patient_pk = ? LIMIT 1",
                             (patient_pk,)).fetchone():
             conn.execute("DELETE FROM patient WHERE pk = ?", (patient_pk,))
+        return True
 
     # -- querying ------------------------------------------------------------
 
@@ -660,6 +987,11 @@ class SQLiteIndex:
                 continue
             cond = m.parse_key(elem.value, attr.vr, keyword, self.case_insensitive_pn)
             if isinstance(cond, m.Universal):
+                continue
+            if attr.constant is not None:
+                value = self.retrieve_ae_title if attr.constant is _RETRIEVE_AE else attr.constant
+                if not m.match_value(cond, m.normalize_for_match(value, attr.vr)):
+                    clauses.append("0")  # the constant does not match: nothing does
                 continue
             if attr.derived_match is not None:
                 template, inner = attr.derived_match
@@ -719,7 +1051,20 @@ class SQLiteIndex:
             raise IdentifierError(f"cannot decode the identifier: {exc}") from exc
 
     def _prepare_find(self, identifier: Dataset, level: str | None,
-                      root: str) -> Iterator[Dataset]:
+                      root: str, elements_only: bool = False) -> Iterator[Any]:
+        sql, params, plan, level, first_charset = self._find_sql(identifier, level, root)
+        request_charset = identifier.get("SpecificCharacterSet", None)
+        if elements_only:
+            return self._find_elements(sql, params, plan, level, first_charset, request_charset)
+        return self._find_rows(sql, params, plan, level, first_charset, request_charset)
+
+    def explain_find(self, identifier: Any, level: str | None, root: str) -> tuple[str, list]:
+        """The SQL statement and parameters :meth:`find` runs for ``identifier``
+        (for ``EXPLAIN QUERY PLAN``, and to compare back ends)."""
+        sql, params, *_ = self._find_sql(self._as_dataset(identifier), level, root)
+        return sql, params
+
+    def _find_sql(self, identifier: Dataset, level: str | None, root: str) -> tuple:
         level = m.query_level(identifier, level, root)
         root_name = m.normalize_root(root)
         unique = m.required_unique_keys(level, root_name)
@@ -742,7 +1087,9 @@ class SQLiteIndex:
                 continue
             seen.add(tag)
             attr = _BY_KEYWORD.get(elem.keyword)
-            if attr is not None and _LEVEL_RANK[attr.level] <= rank:
+            if attr is not None and attr.constant is not None:
+                plan.append((tag, attr.vr, attr, None))
+            elif attr is not None and _LEVEL_RANK[attr.level] <= rank:
                 plan.append((tag, attr.vr, attr, select_of(attr)))
             else:
                 plan.append((tag, elem.VR, None, None))
@@ -757,11 +1104,8 @@ class SQLiteIndex:
         sql = (f"SELECT {', '.join(selects)} {self._from(level)}"
                + (f" WHERE {' AND '.join(where)}" if where else "")
                + f" ORDER BY {order}")
-        request_charset = identifier.get("SpecificCharacterSet", None)
         log.debug("C-FIND %s level %s: %s %r", root_name, level, sql, params)
-        if getattr(self, "_elements_only", False):
-            return self._find_elements(sql, params, plan, level, first_charset, request_charset)
-        return self._find_rows(sql, params, plan, level, first_charset, request_charset)
+        return sql, params, plan, level, first_charset
 
     def _find_rows(self, sql: str, params: list, plan: list, level: str,
                    first_charset: int, request_charset: Any) -> Iterator[Dataset]:
@@ -778,31 +1122,44 @@ class SQLiteIndex:
                        first_charset: int, request_charset: Any) -> Iterator[tuple[Any, list]]:
         """Each match as (SpecificCharacterSet or None, [(tag, VR, value)]), the
         QueryRetrieveLevel included, in plan order."""
+        # The connection is borrowed when the first match is asked for and given
+        # back in ``finally``: when the generator is exhausted, closed (C-CANCEL)
+        # or collected, whichever thread that happens on.
+        self._check_open()
+        conn = self._pool.acquire()
+        cur = None
         try:
-            cur = self._conn().execute(sql, params)
-        except sqlite3.Error as exc:
-            raise UnableToProcess(f"index query failed: {exc}") from exc
-        try:
+            try:
+                cur = conn.execute(sql, params)
+            except sqlite3.Error as exc:
+                raise UnableToProcess(f"index query failed: {exc}") from exc
+            retrieve_ae = self.retrieve_ae_title
             for row in cur:
                 charset = _response_charset(row[first_charset:], request_charset)
                 elements = [(0x00080052, "CS", level)]
                 for tag, vr, attr, idx in plan:
                     value = None if idx is None else row[idx]
-                    if value is not None and attr is not None:
-                        if attr.keyword == "ModalitiesInStudy":
+                    if attr is not None:
+                        if attr.constant is not None:
+                            value = retrieve_ae if attr.constant is _RETRIEVE_AE else attr.constant
+                        elif value is not None and attr.multi:
                             value = sorted(set(value.split(",")))
                             value = value[0] if len(value) == 1 else value
                     if vr == "SQ":
                         value = []
                     elements.append((tag, vr, value))
+                if charset is None and _has_non_ascii(elements):
+                    charset = "ISO_IR 192"  # values are decoded text: UTF-8 holds any
                 yield charset, elements
         except sqlite3.Error as exc:
             raise UnableToProcess(f"index query failed: {exc}") from exc
         finally:
-            try:
-                cur.close()
-            except sqlite3.ProgrammingError:  # the index was closed meanwhile
-                pass
+            if cur is not None:
+                try:
+                    cur.close()
+                except sqlite3.Error:  # pragma: no cover
+                    pass
+            self._pool.release(conn)
 
     def find_elements(self, identifier: Any, level: str | None, root: str) -> Iterator[tuple[Any, list]]:
         """As :meth:`find`, but each match as (SpecificCharacterSet or None,
@@ -810,14 +1167,12 @@ class SQLiteIndex:
         if self._closed:
             raise UnableToProcess(f"the index {self.db_path} is closed")
         try:
-            self._elements_only = True
-            return self._prepare_find(self._as_dataset(identifier), level, root)
+            return self._prepare_find(self._as_dataset(identifier), level, root,
+                                      elements_only=True)
         except IdentifierError:
             raise
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
             raise IdentifierError(f"cannot decode the identifier: {exc}") from exc
-        finally:
-            self._elements_only = False
 
     def locate(self, identifier: Any, level: str | None, root: str) -> Iterator[InstanceRef]:
         """C-MOVE / C-GET: the instances under the entities selected by the unique
@@ -852,31 +1207,51 @@ class SQLiteIndex:
         return self._locate_rows(sql, params)
 
     def _locate_rows(self, sql: str, params: list) -> Iterator[InstanceRef]:
+        self._check_open()
+        conn = self._pool.acquire()
+        cur = None
         try:
-            cur = self._conn().execute(sql, params)
-        except sqlite3.Error as exc:
-            raise UnableToProcess(f"index query failed: {exc}") from exc
-        try:
+            try:
+                cur = conn.execute(sql, params)
+            except sqlite3.Error as exc:
+                raise UnableToProcess(f"index query failed: {exc}") from exc
             for cls, uid, ts, path in cur:
                 yield InstanceRef(cls, uid, ts or "", path)
+        except sqlite3.Error as exc:
+            raise UnableToProcess(f"index query failed: {exc}") from exc
         finally:
-            try:
-                cur.close()
-            except sqlite3.ProgrammingError:  # the index was closed meanwhile
-                pass
+            if cur is not None:
+                try:
+                    cur.close()
+                except sqlite3.Error:  # pragma: no cover
+                    pass
+            self._pool.release(conn)
 
     # -- small conveniences ----------------------------------------------------
 
     def count(self, level: str = m.IMAGE) -> int:
         """Number of indexed patients / studies / series / instances."""
         table = _TABLES[str(level).upper()][0]
-        return int(self._conn().execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+        with self._read() as conn:
+            return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
     def get_instance(self, sop_instance_uid: str) -> InstanceRef | None:
-        row = self._conn().execute(
-            "SELECT sop_class_uid, sop_instance_uid, transfer_syntax, path FROM image "
-            "WHERE sop_instance_uid = ?", (str(sop_instance_uid).strip("\x00 "),)).fetchone()
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT sop_class_uid, sop_instance_uid, transfer_syntax, path FROM image "
+                "WHERE sop_instance_uid = ?", (str(sop_instance_uid).strip("\x00 "),)).fetchone()
         return None if row is None else InstanceRef(row[0], row[1], row[2] or "", row[3])
+
+
+def _has_non_ascii(elements: list) -> bool:
+    for _tag, _vr, value in elements:
+        if isinstance(value, str):
+            if not value.isascii():
+                return True
+        elif isinstance(value, list):
+            if any(isinstance(v, str) and not v.isascii() for v in value):
+                return True
+    return False
 
 
 def _response_charset(stored: Iterable[str | None], request_charset: Any) -> Any:
