@@ -291,9 +291,9 @@ def test_a_version_1_index_is_upgraded_on_open(tmp_path):
         assert index.count() == 1
     conn = sqlite3.connect(db)
     try:
-        assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0] == "2"
+        assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0] == "3"
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-        assert "ix_image_series_pk_sop_class_uid" in names
+        assert "ix_image_series_pk_sop_class_uid" in names and "ix_image_path" in names
     finally:
         conn.close()
 

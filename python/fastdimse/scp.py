@@ -154,7 +154,7 @@ class DICOMSCP:
                 raise ValueError("Query/Retrieve needs a storage_dir (for the default index) or a backend")
             from .qr import SQLiteIndex
 
-            backend = SQLiteIndex(self.storage_dir)
+            backend = SQLiteIndex(self.storage_dir, synchronous="FULL" if fsync else "NORMAL")
         self.backend = backend
         abstracts = list(supported_abstract_syntaxes) if supported_abstract_syntaxes is not None else [uids.VERIFICATION]
         self.transfer_syntaxes = list(transfer_syntaxes or uids.DEFAULT_TRANSFER_SYNTAXES)

@@ -94,7 +94,7 @@ __all__ = ["SQLiteIndex", "ImportResult", "ATTRIBUTES", "DEFAULT_DB_NAME"]
 log = logging.getLogger("fastdimse.qr")
 
 DEFAULT_DB_NAME = "fastdimse-index.sqlite"
-_SCHEMA_VERSION = 2
+_SCHEMA_VERSION = 3
 #: Connections in the readers' pool of one index (the writer is one more).
 DEFAULT_POOL_SIZE = 16
 
@@ -224,6 +224,8 @@ _INDEXES_V1 = [
 ]
 # Version 2: SOPClassesInStudy reads (series_pk, sop_class_uid) from the index alone.
 _INDEXES_V2 = [("image", "series_pk, sop_class_uid")]
+# Version 3: reconcile() looks instances up by path.
+_INDEXES_V3 = [("image", "path")]
 
 
 def _index_sql(table: str, columns: str) -> str:
@@ -255,7 +257,7 @@ def _schema() -> list[str]:
             cols.append("path TEXT NOT NULL")
         cols.append("charset TEXT")
         out.append(f"CREATE TABLE IF NOT EXISTS {table} (\n  " + ",\n  ".join(cols) + "\n)")
-    out += [_index_sql(t, c) for t, c in _INDEXES_V1 + _INDEXES_V2]
+    out += [_index_sql(t, c) for t, c in _INDEXES_V1 + _INDEXES_V2 + _INDEXES_V3]
     return out
 
 
@@ -263,6 +265,7 @@ def _schema() -> list[str]:
 #: A new schema is created at _SCHEMA_VERSION directly.
 _MIGRATIONS: dict[int, list[str]] = {
     2: [_index_sql(t, c) for t, c in _INDEXES_V2],
+    3: [_index_sql(t, c) for t, c in _INDEXES_V3],
 }
 
 
@@ -512,7 +515,13 @@ class SQLiteIndex:
 
     def __init__(self, storage_dir: str | os.PathLike, db_name: str = DEFAULT_DB_NAME, *,
                  pool_size: int = DEFAULT_POOL_SIZE, pool_timeout: float = 30.0,
-                 retrieve_ae_title: str | None = None):
+                 retrieve_ae_title: str | None = None, synchronous: str = "NORMAL"):
+        if str(synchronous).upper() not in ("NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"synchronous must be NORMAL, FULL or EXTRA, not {synchronous!r}")
+        #: SQLite's synchronous mode: NORMAL (WAL: a crash of the process loses no
+        #: commit, a power cut may lose the last ones) or FULL (every commit synced:
+        #: power-loss safe); a DICOMSCP with fsync=True asks for FULL.
+        self.synchronous = str(synchronous).upper()
         self.storage_dir = os.path.abspath(os.fspath(storage_dir))
         os.makedirs(self.storage_dir, exist_ok=True)
         self.db_path = os.path.join(self.storage_dir, db_name)
@@ -553,7 +562,7 @@ class SQLiteIndex:
             raise UnableToProcess(f"cannot open the index {self.db_path}: {exc}") from exc
         try:
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.Error as exc:
             conn.close()
@@ -700,10 +709,9 @@ class SQLiteIndex:
 
         root = os.path.abspath(os.fspath(folder) if folder is not None else self.storage_dir)
         started = time.time()
-        conn = self._conn()
-        conn.execute("CREATE INDEX IF NOT EXISTS ix_image_path ON image(path)")
         key = "reconciled:" + root
-        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        with self._read() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         since = float(row[0]) - 2.0 if row else None  # slack for clock granularity
         own = {self.db_path, self.db_path + "-wal", self.db_path + "-shm",
                self.db_path + "-journal"}
@@ -727,8 +735,9 @@ class SQLiteIndex:
                 if not changed or entry.path in own or not entry.is_file():
                     continue
                 path = os.path.abspath(entry.path)
-                if conn.execute("SELECT 1 FROM image WHERE path = ?", (path,)).fetchone():
-                    continue
+                with self._read() as conn:
+                    if conn.execute("SELECT 1 FROM image WHERE path = ?", (path,)).fetchone():
+                        continue
                 try:
                     batch.append(self._extract(path, self._read_header(path), None))
                 except Exception as exc:  # one bad file must not stop the others
