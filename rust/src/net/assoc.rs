@@ -655,12 +655,9 @@ impl Association {
         cmd.has_dataset = true;
         let mut out = std::mem::take(&mut self.wbuf);
         out.clear();
+        // The command PDU stays at the front of `out` and leaves with the first data PDU,
+        // in one write (see `quick_ack` for why writes are kept whole).
         dimse::fragment(context_id, true, &cmd.encode(), self.negotiated().peer_max_pdu, &mut out);
-        let r = self.write_all(&out);
-        if let Err(e) = r {
-            self.wbuf = out;
-            return Err(e);
-        }
         let result = match (len, transcoder) {
             (Some(total), None) => self.stream_known(context_id, source, total, max, &mut out),
             (_, t) => self.stream_unknown(context_id, source, t, max, &mut out),
@@ -700,7 +697,9 @@ impl Association {
             let mut out = std::mem::take(&mut self.wbuf);
             out.clear();
             dimse::fragment(context_id, true, &cmd.encode(), self.negotiated().peer_max_pdu, &mut out);
-            let r = self.write_all(&out).map_err(StreamError::Net).and_then(|_| self.sendfile_pdus(context_id, file, offset, len, max));
+            // The command goes out with the first data PDU's header (MSG_MORE), so that
+            // both leave in the segment that carries the start of the data.
+            let r = self.sendfile_pdus(context_id, &out, file, offset, len, max);
             self.wbuf = out;
             return match r {
                 Ok(n) => Ok(n),
@@ -723,18 +722,22 @@ impl Association {
     }
 
     #[cfg(target_os = "linux")]
-    fn sendfile_pdus(&mut self, ctx: u8, file: &std::fs::File, offset: u64, total: u64, max: usize) -> Result<u64, StreamError> {
+    /// `command`: the command PDU(s), sent before the first data PDU's header.
+    fn sendfile_pdus(&mut self, ctx: u8, command: &[u8], file: &std::fs::File, offset: u64, total: u64, max: usize) -> Result<u64, StreamError> {
         use std::os::fd::AsRawFd;
         let sock = self.stream.as_raw_fd();
         let fd = file.as_raw_fd();
         let _ = self.set_write_timeout(self.timeouts.network);
-        let mut hdr = Vec::with_capacity(pdu::PDATA_SINGLE_PDV_OVERHEAD);
+        let mut hdr = Vec::with_capacity(command.len() + pdu::PDATA_SINGLE_PDV_OVERHEAD);
+        hdr.extend_from_slice(command);
         let mut left = total;
         let mut off = offset as libc::off_t;
         loop {
             let n = left.min(max as u64) as usize;
             let control = if left == n as u64 { Pdv::LAST } else { 0 };
-            hdr.clear();
+            if left != total {
+                hdr.clear();
+            }
             pdu::write_single_pdv_header(&mut hdr, ctx, control, n as u32);
             // The header goes with MSG_MORE so that it leaves in the same segment as the data.
             let mut sent = 0;
@@ -786,10 +789,13 @@ impl Association {
         }
     }
 
+    /// `out` holds the command PDU(s), sent in one write with the first data PDU.
     fn stream_known(&mut self, ctx: u8, source: &mut dyn std::io::Read, total: u64, max: usize, out: &mut Vec<u8>) -> Result<u64, StreamError> {
         const H: usize = pdu::PDATA_SINGLE_PDV_OVERHEAD;
-        // One buffer of a whole PDU, zeroed once; each PDU is read into it and sent.
-        let need = H + (total.min(max as u64) as usize);
+        // One buffer of the command and a whole PDU, zeroed once; each PDU is read into it
+        // (behind the command the first time) and sent.
+        let mut at = out.len();
+        let need = at + H + (total.min(max as u64) as usize);
         if out.len() < need {
             out.resize(need, 0);
         }
@@ -800,11 +806,15 @@ impl Association {
             let control = if left == n as u64 { Pdv::LAST } else { 0 };
             hdr.clear();
             pdu::write_single_pdv_header(&mut hdr, ctx, control, n as u32);
-            out[..H].copy_from_slice(&hdr);
-            source.read_exact(&mut out[H..H + n]).map_err(|e| {
+            out[at..at + H].copy_from_slice(&hdr);
+            source.read_exact(&mut out[at + H..at + H + n]).map_err(|e| {
                 StreamError::Source(NetError::Io(std::io::Error::new(e.kind(), format!("reading the data set ({} of {total} bytes sent): {e}", total - left))))
             })?;
-            self.write_all(&out[..H + n]).map_err(StreamError::Net)?;
+            self.write_all(&out[..at + H + n]).map_err(StreamError::Net)?;
+            if at > 0 {
+                // From now on each PDU at the front of the buffer.
+                at = 0;
+            }
             left -= n as u64;
             if left == 0 {
                 return Ok(total);
@@ -820,6 +830,8 @@ impl Association {
         max: usize,
         out: &mut Vec<u8>,
     ) -> Result<u64, StreamError> {
+        // `out` holds the command PDU(s): they leave with the first data PDU, in one write.
+        let mut command = out.len();
         let mut pend: Vec<u8> = Vec::with_capacity(max * 2);
         let mut chunk = vec![0u8; max.clamp(4096, 1 << 20)];
         let mut sent = 0u64;
@@ -844,7 +856,8 @@ impl Association {
             while pend.len() - start > max || (eof && start < pend.len()) {
                 let n = (pend.len() - start).min(max);
                 let last = eof && start + n == pend.len();
-                out.clear();
+                out.truncate(command);
+                command = 0;
                 pdu::write_single_pdv_header(out, ctx, if last { Pdv::LAST } else { 0 }, n as u32);
                 out.extend_from_slice(&pend[start..start + n]);
                 self.write_all(out).map_err(StreamError::Net)?;
@@ -854,7 +867,7 @@ impl Association {
             pend.drain(..start);
         }
         if sent == 0 {
-            out.clear();
+            out.truncate(command);
             pdu::write_single_pdv_header(out, ctx, Pdv::LAST, 0);
             self.write_all(out).map_err(StreamError::Net)?;
         }
