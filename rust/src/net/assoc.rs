@@ -228,10 +228,14 @@ fn set_int_option(fd: i32, level: i32, opt: i32, value: i32) {
 /// and leaves pingpong mode, so that the next segment is acknowledged as soon as we read
 /// it. The kernel does not keep the option (it re-enters pingpong mode on our next
 /// send), hence after every read, not once. One setsockopt per read.
+/// `FASTDIMSE_NO_QUICKACK=1` turns it off (for comparison: the benchmark's "before").
 #[cfg(target_os = "linux")]
 fn quick_ack(stream: &TcpStream) {
     use std::os::fd::AsRawFd;
-    set_int_option(stream.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_QUICKACK, 1);
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *ON.get_or_init(|| std::env::var_os("FASTDIMSE_NO_QUICKACK").is_none()) {
+        set_int_option(stream.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_QUICKACK, 1);
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
