@@ -220,9 +220,10 @@ fn set_int_option(fd: i32, level: i32, opt: i32, value: i32) {
 /// the connection looks interactive ("pingpong" mode, entered each time we send soon
 /// after receiving: every request/response exchange), in the hope of carrying it on data
 /// of ours; but we have nothing to send until the peer's PDU is complete. So every
-/// C-STORE-RQ from storescu and every C-STORE-RSP of storescp (to our SCU, C-MOVE and
-/// C-GET sub-operations alike) waited one delayed ACK: ~22 instances/s. Our own writes do
-/// not stall the peer: we set TCP_NODELAY and send a small message in one write.
+/// C-STORE-RQ from storescu, and every C-STORE-RSP that storescp or getscu sends us (our
+/// SCU, our C-MOVE and C-GET sub-operations), waited one delayed ACK: ~22 instances/s.
+/// Our own writes do not stall the peer: we set TCP_NODELAY, and a small message leaves
+/// in one write (command and data PDU), a large one's command with its first data PDU.
 ///
 /// TCP_QUICKACK, set after each read from the socket, sends an ACK that is pending now
 /// and leaves pingpong mode, so that the next segment is acknowledged as soon as we read
