@@ -87,11 +87,12 @@ class ChildFailed(RuntimeError):
 class Child:
     """A spawned process, its wall time and its peak RSS.
 
-    ``argv`` is run with ``env`` added to the environment; its stdout and stderr go to
-    ``log_path`` (a temporary file if not given). Use as a context manager.
+    ``argv`` is run with ``env`` added to the environment (a value of None removes the
+    variable); its stdout and stderr go to ``log_path`` (a temporary file if not given).
+    Use as a context manager.
     """
 
-    def __init__(self, argv: list[str], *, name: str, env: dict[str, str] | None = None,
+    def __init__(self, argv: list[str], *, name: str, env: dict[str, str | None] | None = None,
                  log_dir: str | None = None, cwd: str | None = None):
         self.name = name
         self.argv = list(argv)
@@ -100,7 +101,11 @@ class Child:
         fd, self._rss_path = tempfile.mkstemp(prefix=f"{_slug(name)}-", suffix=".rss", dir=run_log_dir())
         os.close(fd)
         full_env = dict(os.environ)
-        full_env.update(env or {})
+        for key, value in (env or {}).items():
+            if value is None:
+                full_env.pop(key, None)
+            else:
+                full_env[key] = value
         cmd = [GNU_TIME, "-f", "%M", "-o", self._rss_path, *self.argv] if GNU_TIME else self.argv
         self._log_file = open(self.log_path, "wb")
         self.returncode: int | None = None

@@ -43,6 +43,8 @@ PY = sys.executable
 WORKERS = str(HERE / "workers.py")
 PDU = "131072"
 DCMTK_ENV = {"TCP_NODELAY": "1"}
+# dcmtk as users run it: without TCP_NODELAY=1 it keeps Nagle's algorithm on.
+DCMTK_DEFAULT_ENV: dict[str, str | None] = {"TCP_NODELAY": None}
 # The machine's floor (rust/examples/rawcopy.rs), built by `make bench`.
 RAWCOPY = HERE.parent / "target" / "release" / "examples" / "rawcopy"
 UNAVAILABLE = 3  # exit status of a worker whose API is missing
@@ -154,9 +156,9 @@ def _expect_all(ds: DataSet, out: str, suffix: str | None = None) -> None:
         raise CaseFailed(f"received files hold {size} bytes, fewer than the {ds.dataset_bytes} sent")
 
 
-def _storescu(port: int, ds: DataSet, called: str, cfg: RunConfig) -> Child:
+def _storescu(port: int, ds: DataSet, called: str, cfg: RunConfig, env=DCMTK_ENV) -> Child:
     argv = [a.replace("{called}", called) for a in storescu_argv(port, ds.directory)]
-    scu = Child(argv, name="storescu", env=DCMTK_ENV)
+    scu = Child(argv, name="storescu", env=env)
     rc = scu.wait(cfg.timeout)
     if scu.timed_out:
         raise CaseFailed(f"storescu timed out after {cfg.timeout:.0f} s")
@@ -215,10 +217,10 @@ def store_fastdimse_fastdimse(ds: DataSet, cfg: RunConfig) -> Result:
         shutil.rmtree(out, ignore_errors=True)
 
 
-def store_fastdimse_dcmtk(ds: DataSet, cfg: RunConfig) -> Result:
+def store_fastdimse_dcmtk(ds: DataSet, cfg: RunConfig, env=DCMTK_ENV) -> Result:
     out, port = scratch_dir("storescp"), free_port()
     try:
-        with _start_server(storescp_argv(port, out), "storescp", port, DCMTK_ENV) as scp:
+        with _start_server(storescp_argv(port, out), "storescp", port, env) as scp:
             scu, doc = _fastdimse_store(port, ds, "DCMSCP", cfg)
         _expect_all(ds, out)
         return Result(doc["elapsed"], ds.files, ds.dataset_bytes, scu.peak_rss_kb(), scp.peak_rss_kb())
@@ -226,11 +228,11 @@ def store_fastdimse_dcmtk(ds: DataSet, cfg: RunConfig) -> Result:
         shutil.rmtree(out, ignore_errors=True)
 
 
-def store_dcmtk_fastdimse(ds: DataSet, cfg: RunConfig) -> Result:
+def store_dcmtk_fastdimse(ds: DataSet, cfg: RunConfig, env=DCMTK_ENV) -> Result:
     out, port = scratch_dir("fastdimse-scp"), free_port()
     try:
         with _start_server(fastdimse_scp_argv(port, out, plain=True), "fastdimse-scp", port) as scp:
-            scu = _storescu(port, ds, "FDSCP", cfg)
+            scu = _storescu(port, ds, "FDSCP", cfg, env)
         _expect_all(ds, out, ".dcm")
         return Result(scu.wall_s, ds.files, ds.dataset_bytes, scu.peak_rss_kb(), scp.peak_rss_kb())
     finally:
@@ -450,6 +452,8 @@ REF_DCMTK = "dcmtk storescu -> dcmtk storescp"
 REF_PYNETDICOM = "pynetdicom -> pynetdicom (in-process)"
 FD_FD = "fastdimse -> fastdimse"
 FLOOR = "machine floor: raw TCP copy into new files, no DICOM (rawcopy)"
+FD_DCMTK_DEFAULT = "fastdimse -> dcmtk storescp (default dcmtk: no TCP_NODELAY, Nagle on)"
+DCMTK_DEFAULT_FD = "dcmtk storescu (default dcmtk: no TCP_NODELAY, Nagle on) -> fastdimse"
 
 # (row label, family for --cases, function, ratio against dcmtk?, ratio against pynetdicom?)
 STORE_CASES: list[tuple[str, str, Callable[[DataSet, RunConfig], Result], bool, bool]] = [
@@ -462,6 +466,12 @@ STORE_CASES: list[tuple[str, str, Callable[[DataSet, RunConfig], Result], bool, 
     (FD_FD, "fastdimse", store_fastdimse_fastdimse, True, True),
     ("fastdimse -> dcmtk storescp", "fastdimse", store_fastdimse_dcmtk, True, False),
     ("dcmtk storescu -> fastdimse", "fastdimse", store_dcmtk_fastdimse, True, False),
+    # dcmtk as users run it, Nagle on (no TCP_NODELAY=1): what fastdimse's TCP_QUICKACK is
+    # for (docs/architecture.md). Ratios still against dcmtk -> dcmtk with TCP_NODELAY=1.
+    (FD_DCMTK_DEFAULT, "fastdimse",
+     lambda ds, cfg: store_fastdimse_dcmtk(ds, cfg, DCMTK_DEFAULT_ENV), True, False),
+    (DCMTK_DEFAULT_FD, "fastdimse",
+     lambda ds, cfg: store_dcmtk_fastdimse(ds, cfg, DCMTK_DEFAULT_ENV), True, False),
     # Not DICOM: its ratios are the most any implementation could reach on this machine.
     (FLOOR, "floor", store_floor, True, True),
 ]
@@ -679,7 +689,8 @@ def conditions(args, started: float) -> str:
         "its defaults: max PDU 1 MiB, and an asynchronous operations window of 16 proposed (granted only "
         "by a fastdimse SCP; dcmtk and pynetdicom answer one C-STORE at a time). "
         "dcmtk with TCP_NODELAY=1 and its largest PDU: `storescp -pdu 131072 +B` (bit-preserving: streams to file), "
-        "`storescu -pdu 131072 -R -nh +sd +r DIR`. pynetdicom: SCU and SCP in one process, `send_c_store(path)`, "
+        "`storescu -pdu 131072 -R -nh +sd +r DIR`; the rows marked \"default dcmtk\" run the same dcmtk "
+        "commands without TCP_NODELAY in their environment (Nagle on, as users run dcmtk). pynetdicom: SCU and SCP in one process, `send_c_store(path)`, "
         "the SCP handler writes `event.encoded_dataset()`; pynetdicom never sets TCP_NODELAY, the "
         "\"TCP_NODELAY patched in\" row sets it on its sockets (not used for the ratios).",
         "",

@@ -196,13 +196,51 @@ fn tune_buffers(stream: &TcpStream) {
     });
     for (opt, size) in [(libc::SO_SNDBUF, snd), (libc::SO_RCVBUF, rcv)] {
         if let Some(n) = size {
-            // SAFETY: a valid socket and a 4-byte int option value that outlives the call.
-            unsafe {
-                libc::setsockopt(stream.as_raw_fd(), libc::SOL_SOCKET, opt, (&n as *const i32).cast(), std::mem::size_of::<i32>() as libc::socklen_t)
-            };
+            set_int_option(stream.as_raw_fd(), libc::SOL_SOCKET, opt, n);
         }
     }
 }
+
+/// setsockopt(2) with an `int` value; a failure only leaves the option as it was.
+#[cfg(target_os = "linux")]
+fn set_int_option(fd: i32, level: i32, opt: i32, value: i32) {
+    // SAFETY: `fd` is an open socket for the duration of the call; the option value is a
+    // 4-byte int on our stack that outlives the call, and its size is passed with it.
+    unsafe {
+        libc::setsockopt(fd, level, opt, (&value as *const i32).cast(), std::mem::size_of::<i32>() as libc::socklen_t)
+    };
+}
+
+/// Peers that leave Nagle's algorithm on, and our delayed ACKs.
+///
+/// dcmtk (unless `TCP_NODELAY=1` is in its environment), pynetdicom and many PACS keep
+/// Nagle on, and write a PDU in two calls: its 12 header bytes (PDU + PDV header), then
+/// the rest. The first small segment leaves at once; Nagle holds the second until the
+/// first is acknowledged. Linux, on our side, delays that ACK (by at least 40 ms) whenever
+/// the connection looks interactive ("pingpong" mode, entered each time we send soon
+/// after receiving: every request/response exchange), in the hope of carrying it on data
+/// of ours; but we have nothing to send until the peer's PDU is complete. So every
+/// C-STORE-RQ from storescu, and every C-STORE-RSP that storescp or getscu sends us (our
+/// SCU, our C-MOVE and C-GET sub-operations), waited one delayed ACK: ~22 instances/s.
+/// Our own writes do not stall the peer: we set TCP_NODELAY, and a small message leaves
+/// in one write (command and data PDU), a large one's command with its first data PDU.
+///
+/// TCP_QUICKACK, set after each read from the socket, sends an ACK that is pending now
+/// and leaves pingpong mode, so that the next segment is acknowledged as soon as we read
+/// it. The kernel does not keep the option (it re-enters pingpong mode on our next
+/// send), hence after every read, not once. One setsockopt per read.
+/// `FASTDIMSE_NO_QUICKACK=1` turns it off (for comparison: the benchmark's "before").
+#[cfg(target_os = "linux")]
+fn quick_ack(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *ON.get_or_init(|| std::env::var_os("FASTDIMSE_NO_QUICKACK").is_none()) {
+        set_int_option(stream.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_QUICKACK, 1);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn quick_ack(_stream: &TcpStream) {}
 
 /// A socket timeout within this much of the wanted one is left as it is (it saves one
 /// setsockopt per read; the waits are in seconds).
@@ -622,12 +660,9 @@ impl Association {
         cmd.has_dataset = true;
         let mut out = std::mem::take(&mut self.wbuf);
         out.clear();
+        // The command PDU stays at the front of `out` and leaves with the first data PDU,
+        // in one write (see `quick_ack` for why writes are kept whole).
         dimse::fragment(context_id, true, &cmd.encode(), self.negotiated().peer_max_pdu, &mut out);
-        let r = self.write_all(&out);
-        if let Err(e) = r {
-            self.wbuf = out;
-            return Err(e);
-        }
         let result = match (len, transcoder) {
             (Some(total), None) => self.stream_known(context_id, source, total, max, &mut out),
             (_, t) => self.stream_unknown(context_id, source, t, max, &mut out),
@@ -667,7 +702,9 @@ impl Association {
             let mut out = std::mem::take(&mut self.wbuf);
             out.clear();
             dimse::fragment(context_id, true, &cmd.encode(), self.negotiated().peer_max_pdu, &mut out);
-            let r = self.write_all(&out).map_err(StreamError::Net).and_then(|_| self.sendfile_pdus(context_id, file, offset, len, max));
+            // The command goes out with the first data PDU's header (MSG_MORE), so that
+            // both leave in the segment that carries the start of the data.
+            let r = self.sendfile_pdus(context_id, &out, file, offset, len, max);
             self.wbuf = out;
             return match r {
                 Ok(n) => Ok(n),
@@ -690,18 +727,22 @@ impl Association {
     }
 
     #[cfg(target_os = "linux")]
-    fn sendfile_pdus(&mut self, ctx: u8, file: &std::fs::File, offset: u64, total: u64, max: usize) -> Result<u64, StreamError> {
+    /// `command`: the command PDU(s), sent before the first data PDU's header.
+    fn sendfile_pdus(&mut self, ctx: u8, command: &[u8], file: &std::fs::File, offset: u64, total: u64, max: usize) -> Result<u64, StreamError> {
         use std::os::fd::AsRawFd;
         let sock = self.stream.as_raw_fd();
         let fd = file.as_raw_fd();
         let _ = self.set_write_timeout(self.timeouts.network);
-        let mut hdr = Vec::with_capacity(pdu::PDATA_SINGLE_PDV_OVERHEAD);
+        let mut hdr = Vec::with_capacity(command.len() + pdu::PDATA_SINGLE_PDV_OVERHEAD);
+        hdr.extend_from_slice(command);
         let mut left = total;
         let mut off = offset as libc::off_t;
         loop {
             let n = left.min(max as u64) as usize;
             let control = if left == n as u64 { Pdv::LAST } else { 0 };
-            hdr.clear();
+            if left != total {
+                hdr.clear();
+            }
             pdu::write_single_pdv_header(&mut hdr, ctx, control, n as u32);
             // The header goes with MSG_MORE so that it leaves in the same segment as the data.
             let mut sent = 0;
@@ -753,10 +794,13 @@ impl Association {
         }
     }
 
+    /// `out` holds the command PDU(s), sent in one write with the first data PDU.
     fn stream_known(&mut self, ctx: u8, source: &mut dyn std::io::Read, total: u64, max: usize, out: &mut Vec<u8>) -> Result<u64, StreamError> {
         const H: usize = pdu::PDATA_SINGLE_PDV_OVERHEAD;
-        // One buffer of a whole PDU, zeroed once; each PDU is read into it and sent.
-        let need = H + (total.min(max as u64) as usize);
+        // One buffer of the command and a whole PDU, zeroed once; each PDU is read into it
+        // (behind the command the first time) and sent.
+        let mut at = out.len();
+        let need = at + H + (total.min(max as u64) as usize);
         if out.len() < need {
             out.resize(need, 0);
         }
@@ -767,11 +811,15 @@ impl Association {
             let control = if left == n as u64 { Pdv::LAST } else { 0 };
             hdr.clear();
             pdu::write_single_pdv_header(&mut hdr, ctx, control, n as u32);
-            out[..H].copy_from_slice(&hdr);
-            source.read_exact(&mut out[H..H + n]).map_err(|e| {
+            out[at..at + H].copy_from_slice(&hdr);
+            source.read_exact(&mut out[at + H..at + H + n]).map_err(|e| {
                 StreamError::Source(NetError::Io(std::io::Error::new(e.kind(), format!("reading the data set ({} of {total} bytes sent): {e}", total - left))))
             })?;
-            self.write_all(&out[..H + n]).map_err(StreamError::Net)?;
+            self.write_all(&out[..at + H + n]).map_err(StreamError::Net)?;
+            if at > 0 {
+                // From now on each PDU at the front of the buffer.
+                at = 0;
+            }
             left -= n as u64;
             if left == 0 {
                 return Ok(total);
@@ -787,6 +835,8 @@ impl Association {
         max: usize,
         out: &mut Vec<u8>,
     ) -> Result<u64, StreamError> {
+        // `out` holds the command PDU(s): they leave with the first data PDU, in one write.
+        let mut command = out.len();
         let mut pend: Vec<u8> = Vec::with_capacity(max * 2);
         let mut chunk = vec![0u8; max.clamp(4096, 1 << 20)];
         let mut sent = 0u64;
@@ -811,7 +861,8 @@ impl Association {
             while pend.len() - start > max || (eof && start < pend.len()) {
                 let n = (pend.len() - start).min(max);
                 let last = eof && start + n == pend.len();
-                out.clear();
+                out.truncate(command);
+                command = 0;
                 pdu::write_single_pdv_header(out, ctx, if last { Pdv::LAST } else { 0 }, n as u32);
                 out.extend_from_slice(&pend[start..start + n]);
                 self.write_all(out).map_err(StreamError::Net)?;
@@ -821,7 +872,7 @@ impl Association {
             pend.drain(..start);
         }
         if sent == 0 {
-            out.clear();
+            out.truncate(command);
             pdu::write_single_pdv_header(out, ctx, Pdv::LAST, 0);
             self.write_all(out).map_err(StreamError::Net)?;
         }
@@ -899,6 +950,7 @@ impl Association {
                     return Err(NetError::Closed("in the middle of a data set"));
                 }
                 Ok(got) => {
+                    quick_ack(&self.stream);
                     if rx.sink_error.is_none() {
                         if let Some(DataSink::Writer(w)) = rx.sink.as_mut() {
                             if let Err(e) = w.write_all(&buf[..got]) {
@@ -954,6 +1006,7 @@ impl Association {
             if n == 0 {
                 return Err((done, SpliceError::Socket(NetError::Closed("in the middle of a data set"))));
             }
+            quick_ack(&self.stream);
             let mut k = 0usize;
             while k < n as usize {
                 // SAFETY: as above.
@@ -1025,7 +1078,10 @@ impl Association {
                     self.close();
                     return Err(NetError::Closed("during the operation"));
                 }
-                Ok(k) => self.rend += k,
+                Ok(k) => {
+                    self.rend += k;
+                    quick_ack(&self.stream);
+                }
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
                 Err(e) => return Err(NetError::Io(e)),
             }
@@ -1373,7 +1429,10 @@ impl Association {
                         Ok(0) => {
                             return Err(ReadError::Closed);
                         }
-                        Ok(k) => self.rend += k,
+                        Ok(k) => {
+                            self.rend += k;
+                            quick_ack(&self.stream);
+                        }
                         Err(e) => {
                             match e.kind() {
                                 ErrorKind::WouldBlock | ErrorKind::TimedOut => return Err(ReadError::Timeout),
