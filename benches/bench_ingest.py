@@ -1,0 +1,140 @@
+"""Indexed, crash-safe ingest against dcmtk (`make bench` runs it).
+
+    python benches/bench_ingest.py [--n 2000] [--index postgresql://...] [--out FILE]
+
+``--n`` small instances (4x4 16-bit CT, ~1.5 KB each, one series) are sent over one
+association into each receiver, and the rate is counted from the sender's start to its
+exit (storescu) or to ``store()`` returning (our SCU):
+
+- dcmtk ``storescu`` -> dcmtk ``storescp`` (unindexed: files only, the floor of a
+  storage SCP),
+- dcmtk ``storescu`` -> dcmtk ``dcmqrscp`` (dcmtk's Q/R archive: files and its index),
+- dcmtk ``storescu`` -> the fastdimse archive (``DICOMSCP(storage_dir=...)`` in its own
+  process: files and the SQLite index, each success answered only after its index row is
+  committed), and the same with ``--index URL`` (PostgreSQL) when given,
+- our SCU (window 16) -> the fastdimse archive.
+
+dcmtk runs as users run it (no TCP_NODELAY in the environment). Every receiver writes to
+/dev/shm. Prints a Markdown table and appends it to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TESTS = HERE.parent / "tests"
+sys.path.insert(0, str(TESTS))
+
+import peers  # noqa: E402
+import qr_helpers as q  # noqa: E402
+from peers import HOST, PYTHON, free_port  # noqa: E402
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env.pop("TCP_NODELAY", None)
+    return env
+
+
+def storescu(port: int, called: str, src: Path) -> float:
+    argv = ["storescu", "-aet", "BENCH", "-aec", called, "+sd", "+r", HOST, str(port), str(src)]
+    t = time.perf_counter()
+    done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_env(),
+                          timeout=3600)
+    dt = time.perf_counter() - t
+    if done.returncode != 0:
+        raise RuntimeError(done.stdout.decode(errors="replace")[-2000:])
+    return dt
+
+
+def our_scu(port: int, called: str, src: Path) -> float:
+    from fastdimse import DICOMSCU, Entity
+
+    t = time.perf_counter()
+    results = DICOMSCU(Entity("BENCH", HOST, 0)).store(Entity(called, HOST, port), [str(src)])
+    dt = time.perf_counter() - t
+    bad = [r for r in results if not r.is_success]
+    if bad:
+        raise RuntimeError(f"{len(bad)} failed: {bad[0].reason}")
+    return dt
+
+
+def archive(log_dir: Path, storage: Path, index: str | None) -> peers.Peer:
+    port = free_port()
+    argv = [PYTHON, str(TESTS / "archive_scp.py"), str(storage), str(port), "ARCHIVE"]
+    if index:
+        argv += ["--index", index]
+    return peers.start_process(argv, port=port, log_dir=log_dir, name=f"archive-{port}",
+                               env=_env())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--index", default=None, help="a PostgreSQL URL for the extra rows")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    n = args.n
+    src = Path(f"/dev/shm/fastdimse-bench-ingest-{n}")
+    if not src.exists():
+        q.write_archive(src, q.bulk_truth(n, tag=77))
+    rows = []
+    scratch = Path(tempfile.mkdtemp(prefix="fd-ingest-", dir="/dev/shm"))
+    logs = scratch / "logs"
+    try:
+        def run(name: str, start, send) -> None:
+            out = scratch / name.replace(" ", "_")
+            peer = start(out)
+            try:
+                dt = send(peer.port)
+            finally:
+                peer.stop()
+            rows.append((name, dt))
+            print(f"{name}: {n / dt:,.0f}/s", flush=True)
+
+        def start_storescp(out: Path) -> peers.Peer:
+            out.mkdir(parents=True)
+            port = free_port()
+            return peers.start_process(["storescp", "-aet", "STORESCP", "+B", "-od", str(out), str(port)],
+                                       port=port, log_dir=logs, name="storescp", env=_env())
+
+        run("storescu -> storescp (unindexed)", start_storescp,
+            lambda port: storescu(port, "STORESCP", src))
+        run("storescu -> dcmqrscp (dcmtk Q/R archive, indexed)",
+            lambda out: q.start_dcmqrscp(logs, out, {"NOWHERE": (HOST, 1)}),
+            lambda port: storescu(port, q.DCMQRSCP_AE, src))
+        run("storescu -> fastdimse archive (SQLite, crash-safe)",
+            lambda out: archive(logs, out, None), lambda port: storescu(port, "ARCHIVE", src))
+        run("fastdimse SCU -> fastdimse archive (SQLite, crash-safe)",
+            lambda out: archive(logs, out, None), lambda port: our_scu(port, "ARCHIVE", src))
+        if args.index:
+            run("storescu -> fastdimse archive (PostgreSQL, crash-safe)",
+                lambda out: archive(logs, out, args.index), lambda port: storescu(port, "ARCHIVE", src))
+            run("fastdimse SCU -> fastdimse archive (PostgreSQL, crash-safe)",
+                lambda out: archive(logs, out, args.index), lambda port: our_scu(port, "ARCHIVE", src))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    base = {name: dt for name, dt in rows}
+    qr = base["storescu -> dcmqrscp (dcmtk Q/R archive, indexed)"]
+    lines = [f"## Indexed ingest, {n} small instances, one association (dcmtk without TCP_NODELAY)", "",
+             "| case | wall s | instances/s | x dcmqrscp |", "|---|---|---|---|"]
+    for name, dt in rows:
+        lines.append(f"| {name} | {dt:.3f} | {n / dt:,.0f} | {qr / dt:.2f}x |")
+    table = "\n".join(lines) + "\n"
+    print(table)
+    if args.out:
+        with open(args.out, "a") as fh:
+            fh.write("\n" + table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
