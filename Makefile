@@ -8,6 +8,8 @@ PIP := $(VENV)/bin/pip
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+# Largest batch of the sender-RSS benchmark (10^6 takes several minutes and ~2 GB of /dev/shm).
+SENDER_RSS_MAX ?= 1000000
 
 .PHONY: all venv build peers test cargo-test pytest demo bench clean
 
@@ -46,6 +48,7 @@ bench: build peers
 	cargo build --release -q --example rawcopy
 	$(PY) benches/run.py $(BENCH_ARGS)
 	$(PY) benches/bench_codec.py
+	$(PY) benches/bench_sender_rss.py --max-size $(SENDER_RSS_MAX)
 
 clean:
 	rm -rf target $(VENV) python/fastdimse/*.so
