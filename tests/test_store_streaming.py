@@ -249,3 +249,26 @@ def test_exception_in_the_generator_propagates_after_sending_what_came_before(fa
     assert len(sd.index_by_instance(storage)) == 3
     with pytest.raises(TypeError):
         make_scu().store(scp.remote(), iter([paths[0], 42]))
+
+
+@pytest.mark.timeout(120)
+def test_more_classes_than_128_contexts_interleaved(fastdimse_scp_factory, fastdimse_log, tmp_path):
+    """70 SOP classes (2 contexts each: own syntax + fall-back = 140 > 128) interleaved
+    instance by instance: the SCU parks what the current association cannot carry instead
+    of switching at every instance, and every instance arrives."""
+    classes = [f"1.2.826.0.1.3680043.10.1011.{i}" for i in range(70)]
+    storage = tmp_path / "store"
+    scp = fastdimse_scp_factory(storage_dir=storage, storage_sop_classes=classes, query_retrieve=False)
+    paths = []
+    for i in range(210):
+        ds = sd.make_image(sd.SC_IMAGE, rows=4, columns=4, seed=i, with_sequence=False)
+        ds.SOPClassUID = classes[i % 70]
+        paths.append(sd.write_instance(ds, tmp_path / "src" / f"{i:03d}.dcm"))
+    start = len(fastdimse_log.records)
+    summary = make_scu().store(scp.remote(), iter(paths), lookahead=16)
+    assert (summary.total, summary.completed, summary.failed) == (210, 210, 0), list(summary)[:3]
+    # far fewer associations than the 210 a switch per instance would take
+    assert 2 <= summary.associations <= 6, summary
+    accepted = [r for r in fastdimse_log.records[start:] if re.search(r"association from .* accepted", r.getMessage())]
+    assert len(accepted) == summary.associations
+    assert len(sd.index_by_instance(storage)) == 210

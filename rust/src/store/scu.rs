@@ -631,7 +631,6 @@ fn scan(
     emit: &dyn Fn(StoreResult),
 ) {
     let mut index = 0usize;
-    let mut senders_gone = false;
     for it in items {
         let expanded: Box<dyn Iterator<Item = StoreItem>> = match it {
             StoreItem::Path(p) if p.is_dir() => Box::new(Walker::new(&p).map(StoreItem::Path)),
@@ -658,12 +657,6 @@ fn scan(
                     continue;
                 }
             };
-            if senders_gone {
-                let mut r = p.result();
-                r.reason = Some("no sender left (see the errors above)".into());
-                emit(r);
-                continue;
-            }
             if let Source::Memory(d) = &p.source {
                 let n = d.len() as u64;
                 plan.reserve_memory(n);
@@ -671,8 +664,8 @@ fn scan(
             }
             plan.record(&p);
             if let Err(std::sync::mpsc::SendError(p)) = tx.send(p) {
-                // Every sender ended (they report what they held): this one, too.
-                senders_gone = true;
+                // The receiving end is dropped only after the senders end, which is after
+                // this thread: not expected, but reported rather than lost.
                 let mut r = p.result();
                 r.reason = Some("no sender left (see the errors above)".into());
                 emit(r);
