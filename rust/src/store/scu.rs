@@ -1,11 +1,13 @@
 //! The storage SCU: send files (or in-memory data sets) with C-STORE.
 //!
-//! Planning reads only each file's meta group. One association carries a whole batch
-//! (more SOP classes than 128 presentation contexts spill over into further
-//! associations); each instance goes over a context in its own transfer syntax, or is
+//! Planning streams (see "the streaming planner" below): a scanner reads only each
+//! file's meta group, a bounded window ahead of the senders; an association proposes
+//! the contexts of the classes seen so far (more than 128 contexts spill into further
+//! associations) and another is opened when an instance needs a context it did not
+//! propose. Each instance goes over a context in its own transfer syntax, or is
 //! transcoded on the fly to another uncompressed one the peer accepted. A compressed
 //! instance the peer will not take as is fails alone, with a reason, and the rest go on.
-//! `parallel` > 1 splits the batch over that many associations at once.
+//! `parallel` > 1 sends over that many associations at once.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fs::File;
