@@ -272,3 +272,25 @@ def test_more_classes_than_128_contexts_interleaved(fastdimse_scp_factory, fastd
     accepted = [r for r in fastdimse_log.records[start:] if re.search(r"association from .* accepted", r.getMessage())]
     assert len(accepted) == summary.associations
     assert len(sd.index_by_instance(storage)) == 210
+
+
+@pytest.mark.timeout(60)
+def test_the_first_instance_is_sent_before_the_generator_goes_on(fastdimse_scp_factory, tmp_path):
+    """The generator gives one instance, then waits for its result before giving the
+    rest: an SCU that read its input before sending would never see that result."""
+    import threading
+
+    scp = fastdimse_scp_factory(storage_dir=tmp_path / "store")
+    paths = _files(tmp_path, 4)
+    first_done = threading.Event()
+    waited = []
+
+    def gen():
+        yield paths[0]
+        waited.append(first_done.wait(20))
+        yield from paths[1:]
+
+    summary = make_scu().store(scp.remote(), gen(), on_progress=lambda r: first_done.set())
+    assert waited == [True], "the first result did not come while the generator waited"
+    assert (summary.total, summary.completed) == (4, 4), summary
+    assert summary.associations == 1

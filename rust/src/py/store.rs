@@ -24,8 +24,12 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
-/// Items pulled from Python per GIL acquisition.
+/// Items pulled from Python per GIL acquisition, at most. The first pull takes one (so
+/// the first instance goes on its way at once, whatever the iterable does next), each
+/// further one twice as many as the one before, and a pull stops early once it has
+/// taken [`BATCH_TIME`] (a slow iterable: what it gave goes on meanwhile).
 const BATCH: usize = 32;
+const BATCH_TIME: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// A flag a store() checks before each instance: once set, it stops.
 #[pyclass(module = "fastdimse._core")]
@@ -58,6 +62,8 @@ struct PyFeed {
     done: bool,
     error: Arc<Mutex<Option<PyErr>>>,
     cancel: Arc<AtomicBool>,
+    /// Items the next pull may take.
+    batch: usize,
 }
 
 fn to_item(it: &Bound<'_, PyAny>) -> PyResult<StoreItem> {
@@ -72,9 +78,15 @@ impl Iterator for PyFeed {
     type Item = StoreItem;
     fn next(&mut self) -> Option<StoreItem> {
         if self.buf.is_empty() && !self.done && !self.cancel.load(Ordering::SeqCst) {
+            let n = self.batch;
+            self.batch = (n * 2).min(BATCH);
             Python::attach(|py| {
                 let mut it = self.iter.bind(py).clone();
-                for _ in 0..BATCH {
+                let start = std::time::Instant::now();
+                for _ in 0..n {
+                    if start.elapsed() > BATCH_TIME {
+                        break;
+                    }
                     match it.next() {
                         None => {
                             self.done = true;
@@ -192,7 +204,7 @@ fn store_instances<'py>(
     opts.cancel = Some(flag.clone());
     let so = StreamOptions { keep_results, max_failures, lookahead: lookahead.max(1), drain_on_cancel: false };
     let error = Arc::new(Mutex::new(None));
-    let feed = PyFeed { iter: items.try_iter()?.unbind(), buf: VecDeque::new(), done: false, error: error.clone(), cancel: flag };
+    let feed = PyFeed { iter: items.try_iter()?.unbind(), buf: VecDeque::new(), done: false, error: error.clone(), cancel: flag, batch: 1 };
     let progress = |r: &StoreResult| {
         if let Some(cb) = &on_progress {
             Python::attach(|py| {
