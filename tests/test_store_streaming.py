@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import shutil
@@ -28,9 +27,11 @@ from pathlib import Path
 import pydicom
 import pytest
 
+import fastdimse
+
 import peers
 import storedata as sd
-from peers import HOST, PYTHON, TESTS_DIR, free_port, make_scu, peer_entity
+from peers import PYTHON, TESTS_DIR, free_port, make_scu, peer_entity
 
 WORKER = TESTS_DIR / "store_rss_worker.py"
 N_BIG = 100_000
@@ -119,7 +120,7 @@ def test_generator_needing_new_associations_into_dcmtk_storescp(peer_log_dir, tm
         log = peer.log()
     finally:
         peer.stop()
-    assert isinstance(summary, __import__("fastdimse").StoreSummary)
+    assert isinstance(summary, fastdimse.StoreSummary)
     assert (summary.total, summary.completed, summary.failed) == (len(sources), len(sources), 0), summary
     assert list(summary) == []
     # The first association could only propose the first class(es): more followed.

@@ -231,6 +231,7 @@ impl Iterator for Walker {
 }
 
 /// Read one item's meta group: the instance to send, or why it cannot be sent.
+#[allow(clippy::result_large_err)]
 fn plan_one(index: usize, it: StoreItem) -> Result<Planned, StoreResult> {
     match it {
         StoreItem::Path(path) => {
