@@ -8,6 +8,8 @@ PIP := $(VENV)/bin/pip
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+# Largest batch of the sender-RSS benchmark (10^6 takes several minutes and ~2 GB of /dev/shm).
+SENDER_RSS_MAX ?= 1000000
 
 .PHONY: all venv build peers test cargo-test pytest demo bench soak clean
 
@@ -47,6 +49,8 @@ bench: build peers
 	$(PY) benches/run.py $(BENCH_ARGS)
 	$(PY) benches/bench_codec.py
 	$(PY) benches/bench_index.py --match-all --out benches/results.md $(BENCH_INDEX_ARGS)
+	$(PY) benches/bench_ingest.py --out benches/results.md
+	$(PY) benches/bench_sender_rss.py --max-size $(SENDER_RSS_MAX)
 
 # 16 clients storing and querying for SOAK_DURATION seconds against one SCP process run
 # under a 1,024-file limit; prints its open files, threads and RSS over time.

@@ -474,3 +474,46 @@ def assert_received(sources: list[Source], out_dir: Path, *, source_ae: str | No
 def leftover_temp_files(storage_dir: Path) -> list[Path]:
     """fastdimse's temporary files (``.fastdimse-*.part``) anywhere under ``storage_dir``."""
     return sorted(storage_dir.rglob(".fastdimse-*.part"))
+
+
+# --- many small files, fast (for memory tests and benchmarks) ---------------------------------
+
+def _copy_uid(i: int) -> bytes:
+    # Fixed length (28 characters, even: no padding byte) so it can replace the
+    # template's UID in place: "2.25.8071948.9.1" + 12 digits.
+    return f"{UID_ROOT}.9.1{i:012d}".encode()
+
+
+def write_uid_copies(folder: Path, n: int, *, start: int = 0, per_folder: int = 1000,
+                     sop_class: str = SC_IMAGE, transfer_syntax: str = EXPLICIT_VR_LE) -> int:
+    """Write ``n`` small Part-10 files (4x4 pixels, a few hundred bytes each) under
+    ``folder/NNNNN/NNNNNNN.dcm``, ``per_folder`` to a folder: one template written by
+    pydicom, copied with its SOP Instance UID (meta group and data set) patched in the
+    bytes. Instance ``i`` has the UID ``copy_uid(i)``. Returns the bytes written."""
+    placeholder = _copy_uid(0)
+    ds = make_image(sop_class, patient_id="COPIES", rows=4, columns=4, seed=1,
+                    with_sequence=False, sop_uid=placeholder.decode())
+    folder.mkdir(parents=True, exist_ok=True)
+    template_path = write_instance(ds, folder / "template.tmp", transfer_syntax)
+    template = template_path.read_bytes()
+    template_path.unlink()
+    parts = template.split(placeholder)
+    assert len(parts) == 3, "the UID must occur in the meta group and in the data set"
+    total = 0
+    current = None
+    for i in range(start, start + n):
+        sub = folder / f"{i // per_folder:05d}"
+        if sub != current:
+            sub.mkdir(exist_ok=True)
+            current = sub
+        uid = _copy_uid(i)
+        data = parts[0] + uid + parts[1] + uid + parts[2]
+        with open(sub / f"{i:07d}.dcm", "wb") as f:
+            f.write(data)
+        total += len(data)
+    return total
+
+
+def copy_uid(i: int) -> str:
+    """The SOP Instance UID of copy ``i`` of :func:`write_uid_copies`."""
+    return _copy_uid(i).decode()

@@ -19,7 +19,7 @@ def refresh_logging() -> None:
 
 from .entity import Entity
 from .scp import DICOMSCP, StoredInstance
-from .scu import DICOMSCU, Association, EchoResponse, PresentationContext, StoreResult
+from .scu import DICOMSCU, Association, EchoResponse, PresentationContext, StoreResult, StoreStream, StoreSummary
 
 __all__ = [
     "Entity",
@@ -29,6 +29,8 @@ __all__ = [
     "EchoResponse",
     "PresentationContext",
     "StoreResult",
+    "StoreStream",
+    "StoreSummary",
     "StoredInstance",
     "errors",
     "status",

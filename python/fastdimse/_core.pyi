@@ -1,6 +1,6 @@
 """Type stubs of the compiled Rust core, fastdimse._core."""
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 __version__: str
 IMPLEMENTATION_CLASS_UID: str
@@ -79,12 +79,20 @@ class Server:
     def active_associations(self) -> int: ...
     def stop(self) -> None: ...
 
+class StoreCancel:
+    """A flag store_instances checks before each instance."""
+
+    def __init__(self) -> None: ...
+    def cancel(self) -> None: ...
+    @property
+    def is_cancelled(self) -> bool: ...
+
 def store_instances(
     host: str,
     port: int,
     calling_ae_title: str,
     called_ae_title: str,
-    items: list[str | tuple[str, str, str, str, bytes]],
+    items: Iterable[str | tuple[str, str, str, str, bytes]],
     max_pdu_length: int = 1048576,
     parallel: int = 1,
     connect_timeout: float | None = 10.0,
@@ -94,9 +102,17 @@ def store_instances(
     on_progress: Callable[[dict[str, Any]], None] | None = None,
     move_originator: tuple[str, int] | None = None,
     window: int = 16,
-) -> list[dict[str, Any]]:
-    """C-STORE a batch; items are paths (folders walked) or
-    (label, SOP class UID, SOP instance UID, transfer syntax UID, data set bytes)."""
+    *,
+    keep_results: bool = True,
+    max_failures: int = 1000,
+    lookahead: int = 1024,
+    cancel: StoreCancel | None = None,
+) -> dict[str, Any]:
+    """C-STORE whatever `items` (any iterable, pulled lazily) yields: paths (folders
+    walked) or (label, SOP class UID, SOP instance UID, transfer syntax UID, data set
+    bytes). Returns a summary dict: total, completed, warning, failed, bytes,
+    associations, cancelled, failures (dicts), results (dicts in input order when
+    keep_results, else None)."""
 
 # ---- dataset codec (rust/src/py/codec.rs; used by fastdimse.codec) ----------------------
 

@@ -11,7 +11,8 @@ from typing import Callable, Iterable, Sequence
 from . import _core, uids
 from .entity import Entity
 
-__all__ = ["DICOMSCU", "Association", "EchoResponse", "PresentationContext", "StoreResult"]
+__all__ = ["DICOMSCU", "Association", "EchoResponse", "PresentationContext", "StoreResult", "StoreStream",
+           "StoreSummary"]
 
 log = logging.getLogger("fastdimse")
 
@@ -67,6 +68,163 @@ class StoreResult:
         from .status import category
 
         return self.status is not None and category(self.status) in ("success", "warning")
+
+
+@dataclass(frozen=True)
+class StoreSummary:
+    """What a :meth:`DICOMSCU.store` did, without one object per instance.
+
+    ``completed`` (status 0x0000) + ``warning`` (stored with a warning status) +
+    ``failed`` (a failure status, or not sent) == ``total``. ``failures`` holds the first
+    ``max_failures`` failed instances with their reasons; iterating the summary yields
+    them. ``bytes``: data set bytes sent; ``associations``: associations opened.
+    """
+
+    total: int
+    completed: int
+    warning: int
+    failed: int
+    bytes: int
+    associations: int
+    cancelled: bool
+    elapsed: float
+    failures: tuple[StoreResult, ...]
+
+    @property
+    def is_success(self) -> bool:
+        """Every instance stored (success or warning status), and none cancelled."""
+        return self.failed == 0 and not self.cancelled
+
+    @property
+    def failures_not_kept(self) -> int:
+        """Failures counted but beyond ``max_failures`` (not in ``failures``)."""
+        return self.failed - len(self.failures)
+
+    def __iter__(self):
+        return iter(self.failures)
+
+    def __str__(self) -> str:
+        s = (f"{self.total} instance(s): {self.completed} stored, {self.warning} with a warning, "
+             f"{self.failed} failed; {self.bytes} bytes over {self.associations} association(s) "
+             f"in {self.elapsed:.2f} s")
+        return s + (" (cancelled)" if self.cancelled else "")
+
+
+def _summary(d: dict, elapsed: float) -> StoreSummary:
+    return StoreSummary(
+        total=d["total"], completed=d["completed"], warning=d["warning"], failed=d["failed"],
+        bytes=d["bytes"], associations=d["associations"], cancelled=d["cancelled"], elapsed=elapsed,
+        failures=tuple(StoreResult(**f) for f in d["failures"]),
+    )
+
+
+class _StoreCall:
+    """The arguments of one store(), for the core call."""
+
+    def __init__(self, scu: "DICOMSCU", remote: Entity, parallel: int, window: int, lookahead: int,
+                 max_failures: int):
+        self.scu, self.remote = scu, remote
+        self.parallel, self.window, self.lookahead, self.max_failures = parallel, window, lookahead, max_failures
+        self.cancel = _core.StoreCancel()
+        self.elapsed = 0.0
+
+    def run(self, prepared, progress, *, keep_results: bool) -> dict:
+        import time
+
+        scu, remote = self.scu, self.remote
+        t0 = time.perf_counter()
+        try:
+            return _core.store_instances(
+                remote.ip_address, remote.port, scu.entity.ae_title, remote.ae_title, prepared,
+                scu.max_pdu_length, self.parallel, scu.connect_timeout, scu.acse_timeout,
+                scu.dimse_timeout, scu.network_timeout, progress, None, self.window,
+                keep_results=keep_results, max_failures=self.max_failures,
+                lookahead=self.lookahead, cancel=self.cancel,
+            )
+        finally:
+            self.elapsed = time.perf_counter() - t0
+
+
+_END = object()
+
+
+class StoreStream:
+    """The results of a :meth:`DICOMSCU.store` with ``results="iter"``, as they settle.
+
+    Sending runs in a background thread; results wait in a bounded queue (sending waits
+    for a reader that falls behind). After the last one, ``summary`` is the
+    :class:`StoreSummary`. ``close()`` (or leaving a ``with`` block, or stopping early)
+    cancels what is not sent yet and waits for the sending to end.
+    """
+
+    QUEUE = 1024
+
+    def __init__(self, call: _StoreCall, items, on_progress):
+        import queue
+        import threading
+
+        self._call = call
+        self._queue: "queue.Queue" = queue.Queue(self.QUEUE)
+        self._error: BaseException | None = None
+        self._closed = False
+        self.summary: StoreSummary | None = None
+
+        def progress(d: dict) -> None:
+            r = StoreResult(**d)
+            if on_progress is not None:
+                on_progress(r)
+            self._queue.put(r)
+
+        def work() -> None:
+            try:
+                out = call.run(map(_store_item, items), progress, keep_results=False)
+                self.summary = _summary(out, call.elapsed)
+            except BaseException as e:  # handed to the reader
+                self._error = e
+            finally:
+                self._queue.put(_END)
+
+        self._thread = threading.Thread(target=work, name="fastdimse-store", daemon=True)
+        self._thread.start()
+
+    def __iter__(self) -> "StoreStream":
+        return self
+
+    def __next__(self) -> StoreResult:
+        if self._closed:
+            raise StopIteration
+        r = self._queue.get()
+        if r is _END:
+            self._closed = True
+            self._thread.join()
+            if self._error is not None:
+                raise self._error
+            raise StopIteration
+        return r
+
+    def cancel(self) -> None:
+        """Stop before the next instance (those in flight still settle)."""
+        self._call.cancel.cancel()
+
+    def close(self) -> None:
+        """Cancel what is not sent yet and wait until the sending ends."""
+        if self._closed:
+            return
+        self.cancel()
+        while self._queue.get() is not _END:
+            pass
+        self._closed = True
+        self._thread.join()
+
+    def __enter__(self) -> "StoreStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            self._call.cancel.cancel()
 
 
 def _store_item(item):
@@ -295,53 +453,72 @@ class DICOMSCU:
         on_progress: Callable[[StoreResult], None] | None = None,
         parallel: int = 1,
         window: int = 16,
-    ) -> list[StoreResult]:
-        """C-STORE every item to ``remote``; one :class:`StoreResult` per instance, in order.
+        results: str = "auto",
+        lookahead: int = 1024,
+        max_failures: int = 1000,
+    ):
+        """C-STORE every item to ``remote``.
 
-        ``items``: a path, a folder (walked recursively) or a pydicom Dataset, or an
-        iterable of those. Only each file's meta group is read to plan the association:
-        one presentation context per SOP class and transfer syntax found, plus the
-        uncompressed syntaxes as fall-backs. Each instance goes in its own syntax when
-        accepted, else transcoded in Rust to an accepted uncompressed one; a compressed
-        instance the peer does not accept fails alone with a reason. The bytes stream
-        from file to socket in Rust. ``parallel`` > 1 sends over that many associations
-        at once. ``window``: C-STOREs kept in flight on each association, proposed as an
-        asynchronous operations window (PS3.7 D.3.3.3); a peer that does not answer it
-        (dcmtk, pynetdicom) gets one at a time. 1 never proposes one. ``on_progress(result)`` is called as each instance finishes (from the
-        sending thread). Raises :class:`~fastdimse.errors.AssociationError` /
+        ``items``: a path, a folder (walked recursively, lazily) or a pydicom Dataset, or
+        any iterable of those (a list, a generator: it is pulled as the sending goes, a
+        few at a time). Planning streams: only each file's meta group is read, at most
+        ``lookahead`` instances ahead of the sending; an association proposes one
+        presentation context per SOP class and transfer syntax seen so far (plus the
+        uncompressed syntaxes as fall-backs, at most 128 contexts), and an instance of a
+        class it did not propose makes the SCU open another association that does.
+        Each instance goes in its own syntax when accepted, else transcoded in Rust to
+        an accepted uncompressed one; a compressed instance the peer does not accept
+        fails alone with a reason. The bytes stream from file to socket in Rust.
+        ``parallel`` > 1 sends over that many associations at once. ``window``:
+        C-STOREs kept in flight on each association, proposed as an asynchronous
+        operations window (PS3.7 D.3.3.3); a peer that does not answer it (dcmtk,
+        pynetdicom) gets one at a time. 1 never proposes one. ``on_progress(result)``
+        is called as each instance finishes (from a sending thread).
+
+        ``results`` says what comes back:
+
+        - ``"list"``: one :class:`StoreResult` per instance, in input order (memory
+          grows with the number of instances);
+        - ``"summary"``: a :class:`StoreSummary` (counts, bytes, the failures with their
+          reasons, at most ``max_failures`` of them); iterating it yields the failures;
+        - ``"iter"``: a :class:`StoreStream`, an iterator of :class:`StoreResult` in the
+          order they settle (a bounded queue: sending waits for a slow reader), whose
+          ``.summary`` is set at the end; leaving its ``with`` block early cancels;
+        - ``"auto"`` (default): ``"list"`` when ``items`` is one path or Dataset, a list
+          or a tuple (the call forms of earlier versions), ``"summary"`` for any other
+          iterable (a generator, an iterator).
+
+        Raises :class:`~fastdimse.errors.AssociationError` /
         :class:`~fastdimse.errors.NetworkError` only when no association at all could be
-        established.
+        established (for ``"iter"``: at the end of the iteration). An exception raised
+        by ``items`` itself (or an item of the wrong type) stops the reading; what was
+        read before is still sent, then the exception propagates.
         """
-        # A pydicom Dataset can only be here if pydicom is imported: paths alone never
-        # pay for importing it.
         if not 1 <= window <= 0xFFFF:
             raise ValueError("window must be 1 .. 65535")
+        if results not in ("auto", "list", "summary", "iter"):
+            raise ValueError("results must be 'auto', 'list', 'summary' or 'iter'")
+        if lookahead < 1:
+            raise ValueError("lookahead must be at least 1")
+        # A pydicom Dataset can only be here if pydicom is imported: paths alone never
+        # pay for importing it.
         pydicom = sys.modules.get("pydicom")
         single = (str, os.PathLike) + ((pydicom.Dataset,) if pydicom is not None else ())
         if isinstance(items, single):
             items = [items]
-        prepared = [_store_item(i) for i in items]
+        if results == "auto":
+            results = "list" if isinstance(items, (list, tuple)) else "summary"
+        call = _StoreCall(self, remote, parallel, window, lookahead, max_failures)
+        if results == "iter":
+            return StoreStream(call, items, on_progress)
         progress = None
         if on_progress is not None:
             def progress(d: dict) -> None:
                 on_progress(StoreResult(**d))
-        results = _core.store_instances(
-            remote.ip_address,
-            remote.port,
-            self.entity.ae_title,
-            remote.ae_title,
-            prepared,
-            self.max_pdu_length,
-            parallel,
-            self.connect_timeout,
-            self.acse_timeout,
-            self.dimse_timeout,
-            self.network_timeout,
-            progress,
-            None,
-            window,
-        )
-        return [StoreResult(**d) for d in results]
+        out = call.run(map(_store_item, items), progress, keep_results=(results == "list"))
+        if results == "list":
+            return [StoreResult(**d) for d in out["results"]]
+        return _summary(out, call.elapsed)
 
     def __repr__(self) -> str:
         return f"DICOMSCU({self.entity!r})"

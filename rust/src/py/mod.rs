@@ -7,6 +7,7 @@ mod codec;
 mod dimse;
 mod errors;
 mod net;
+mod store;
 
 use pyo3::prelude::*;
 
@@ -33,6 +34,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("IMPLEMENTATION_CLASS_UID", crate::ul::DEFAULT_IMPLEMENTATION_CLASS_UID)?;
     m.add("IMPLEMENTATION_VERSION_NAME", crate::ul::DEFAULT_IMPLEMENTATION_VERSION_NAME)?;
     net::register(m)?;
+    store::register(m)?;
     codec::register(m)?;
     Ok(())
 }

@@ -9,13 +9,12 @@ use super::errors::{make, net_error};
 use crate::dimse::{field, Command, VERIFICATION_SOP_CLASS};
 use crate::net::{self, EchoOnlyHandler, NetError, Received, Server, ServerConfig, ServiceHandler, Timeouts};
 use crate::qr::{Failure, FindResults, QrHandler, QrProvider, QrRequest};
-use crate::store::{self, DuplicatePolicy, StorageConfig, StorageHandler, StoreItem, StoreOptions, StoreResult, StoredInstance};
+use crate::store::{self, DuplicatePolicy, StorageConfig, StorageHandler, StoredInstance};
 use crate::ul::{AcceptorConfig, RequestorConfig};
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyAssociation>()?;
     m.add_class::<PyServer>()?;
-    m.add_function(wrap_pyfunction!(store_instances, m)?)?;
     Ok(())
 }
 
@@ -195,77 +194,8 @@ fn stored_callback(cb: Py<PyAny>) -> Arc<store::scp::OnStored> {
     })
 }
 
-fn result_dict<'py>(py: Python<'py>, r: &StoreResult) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
-    let d = pyo3::types::PyDict::new(py);
-    d.set_item("index", r.index)?;
-    d.set_item("path", r.path.as_ref().map(|p| p.to_string_lossy().to_string()))?;
-    d.set_item("sop_class_uid", &r.sop_class_uid)?;
-    d.set_item("sop_instance_uid", &r.sop_instance_uid)?;
-    d.set_item("transfer_syntax", &r.transfer_syntax)?;
-    d.set_item("sent_transfer_syntax", &r.sent_transfer_syntax)?;
-    d.set_item("status", r.status)?;
-    d.set_item("reason", &r.reason)?;
-    d.set_item("bytes", r.bytes)?;
-    Ok(d)
-}
-
 /// C-STOREs a requestor may keep in flight on one of our associations (when it asks).
 const STORE_WINDOW: u16 = 32;
-
-/// C-STORE a batch. `items`: paths (str; folders walked) or tuples
-/// (label, sop class, sop instance, transfer syntax, bytes). Returns one dict per instance.
-#[pyfunction]
-#[pyo3(signature = (host, port, calling_ae_title, called_ae_title, items, max_pdu_length=1048576, parallel=1,
-                    connect_timeout=Some(10.0), acse_timeout=Some(30.0), dimse_timeout=Some(30.0),
-                    network_timeout=Some(60.0), on_progress=None, move_originator=None, window=store::scu::DEFAULT_WINDOW))]
-#[allow(clippy::too_many_arguments)]
-fn store_instances<'py>(
-    py: Python<'py>,
-    host: String,
-    port: u16,
-    calling_ae_title: String,
-    called_ae_title: String,
-    items: Vec<Bound<'py, PyAny>>,
-    max_pdu_length: u32,
-    parallel: usize,
-    connect_timeout: Option<f64>,
-    acse_timeout: Option<f64>,
-    dimse_timeout: Option<f64>,
-    network_timeout: Option<f64>,
-    on_progress: Option<Py<PyAny>>,
-    move_originator: Option<(String, u16)>,
-    window: u16,
-) -> PyResult<Vec<Bound<'py, pyo3::types::PyDict>>> {
-    let mut list = Vec::with_capacity(items.len());
-    for it in items {
-        if let Ok(p) = it.extract::<std::path::PathBuf>() {
-            list.push(StoreItem::Path(p));
-        } else {
-            let (label, sop_class_uid, sop_instance_uid, transfer_syntax, data): (String, String, String, String, Vec<u8>) = it.extract()?;
-            list.push(StoreItem::Memory { label, sop_class_uid, sop_instance_uid, transfer_syntax, data });
-        }
-    }
-    let mut cfg = RequestorConfig::new(calling_ae_title, called_ae_title);
-    cfg.max_pdu_length = max_pdu_length;
-    let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
-    let mut opts = StoreOptions::new(addr, cfg);
-    opts.timeouts = timeouts(connect_timeout, acse_timeout, dimse_timeout, network_timeout)?;
-    opts.parallel = parallel.max(1);
-    opts.move_originator = move_originator;
-    opts.window = window.max(1);
-    let progress = |r: &StoreResult| {
-        if let Some(cb) = &on_progress {
-            Python::attach(|py| {
-                let res = result_dict(py, r).and_then(|d| cb.call1(py, (d,)));
-                if let Err(e) = res {
-                    log::warn!("on_progress callback failed: {e}");
-                }
-            });
-        }
-    };
-    let results = py.detach(|| store::store(&opts, list, &progress)).map_err(|e| net_error(py, e))?;
-    results.iter().map(|r| result_dict(py, r)).collect()
-}
 
 fn secs(v: Option<f64>) -> PyResult<Option<Duration>> {
     match v {
@@ -275,7 +205,7 @@ fn secs(v: Option<f64>) -> PyResult<Option<Duration>> {
     }
 }
 
-fn timeouts(connect: Option<f64>, acse: Option<f64>, dimse: Option<f64>, network: Option<f64>) -> PyResult<Timeouts> {
+pub(super) fn timeouts(connect: Option<f64>, acse: Option<f64>, dimse: Option<f64>, network: Option<f64>) -> PyResult<Timeouts> {
     Ok(Timeouts { connect: secs(connect)?, acse: secs(acse)?, dimse: secs(dimse)?, network: secs(network)? })
 }
 
