@@ -263,6 +263,9 @@ class SQLiteIndex:
     #: the ``_m`` columns are stored lower-cased accordingly.
     case_insensitive_pn = True
 
+    #: SQL of one C-FIND condition (a dialect hook: PostgreSQL has LIKE, not GLOB).
+    _condition_sql = staticmethod(m.condition_sql)
+
     def __init__(self, storage_dir: str | os.PathLike, db_name: str = DEFAULT_DB_NAME):
         self.storage_dir = os.path.abspath(os.fspath(storage_dir))
         os.makedirs(self.storage_dir, exist_ok=True)
@@ -667,12 +670,12 @@ class SQLiteIndex:
                     sql, p = template.format(cond=f"{inner} IS NOT NULL"), []
                     sql = "NOT " + sql
                 else:
-                    inner_sql, p = m.condition_sql(cond, inner)
+                    inner_sql, p = self._condition_sql(cond, inner)
                     sql = template.format(cond=inner_sql)
             elif attr.derived is not None:
-                sql, p = m.condition_sql(cond, attr.derived)
+                sql, p = self._condition_sql(cond, attr.derived)
             else:
-                sql, p = m.condition_sql(cond, f"{attr.alias}.{attr.match_column}")
+                sql, p = self._condition_sql(cond, f"{attr.alias}.{attr.match_column}")
             clauses.append(sql)
             params.extend(p)
         return clauses, params
