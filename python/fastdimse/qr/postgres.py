@@ -122,13 +122,12 @@ class StoredElsewhere(UnableToProcess):
 
     def __init__(self, elsewhere: dict[str, tuple[str, int]], total: int, here: str):
         self.elsewhere, self.total, self.here = elsewhere, total, here
-        parts = [f"{n} on {host}" + (f" (location {loc})" if loc != host else "")
-                 for loc, (host, n) in sorted(elsewhere.items())]
-        hosts = ", ".join(sorted({host for host, _ in elsewhere.values()}))
+        where = "; ".join(
+            (f"on host {host}" if loc == host else f"at {loc} on host {host}") + f": {n}"
+            for loc, (host, n) in sorted(elsewhere.items()))
         n = sum(c for _, c in elsewhere.values())
-        # The DIMSE Error Comment keeps 64 characters: the host comes first.
-        super().__init__(f"stored on {hosts}: {n} of {total} instances; retrieve there "
-                         f"({'; '.join(parts)}; this SCP's location is {here})")
+        # The DIMSE Error Comment keeps 64 characters: where comes first.
+        super().__init__(f"stored {where} of {total} instances; retrieve there, not at {here}")
 
 
 @functools.lru_cache(maxsize=512)
