@@ -113,6 +113,8 @@ _PARENT = {m.STUDY: ("patient_pk", "patient", "patient_key"),
            m.IMAGE: ("series_pk", "series", "series_instance_uid")}
 _RETRYABLE = (pgerrors.DeadlockDetected, pgerrors.SerializationFailure, psycopg.OperationalError)
 _INT8 = (-(2 ** 63), 2 ** 63 - 1)
+_COLUMN_TYPES = {col: "bigint" for a in ATTRIBUTES if a.vr == "IS" and a.column
+                 for col in (a.column,)}
 _LOCATE_HEAD = "SELECT im.sop_class_uid, im.sop_instance_uid, im.transfer_syntax, im.path "
 
 
@@ -427,20 +429,17 @@ class PostgresIndex(SQLiteIndex):
             image = dict(rows[m.IMAGE], location=self.location)
             fold(m.IMAGE, sop, se, image, charset, replace=True)
 
-        for lv in m.LEVELS:
+        for lv in m.LEVELS:  # one statement per level: rows as arrays, unnest()ed
             entries = sorted(folded[lv].items())
             if not entries:
                 continue
-            cols = [c for c in entries[0][1][1] if c != _UNIQUE_COLUMN[lv]]
-            sql = self._upsert_sql(lv, tuple(cols))
-            params = []
-            for key, (parent, values, charset) in entries:
-                row = [key, *(values.get(c) for c in cols), charset]
-                if lv != m.PATIENT:
-                    row.append(parent)
-                params.append(row)
-            with conn.cursor() as cur:
-                cur.executemany(sql, params)
+            cols = tuple(c for c in entries[0][1][1] if c != _UNIQUE_COLUMN[lv])
+            columns: list[list] = [[key for key, _ in entries]]
+            columns += [[values.get(c) for _, (_, values, _) in entries] for c in cols]
+            columns.append([charset for _, (_, _, charset) in entries])
+            if lv != m.PATIENT:
+                columns.append([parent for _, (parent, _, _) in entries])
+            conn.execute(self._upsert_sql(lv, cols), columns)
         for pk in sorted(old_series):
             self._prune(_Tx(conn), pk)  # an instance that moved may leave a series empty
         present = conn.execute("SELECT COUNT(*) FROM image WHERE sop_instance_uid = ANY(%s)",
@@ -464,13 +463,21 @@ class PostgresIndex(SQLiteIndex):
         else:
             new = {c: f"COALESCE(EXCLUDED.{c}, t.{c})" for c in cols}
             new["charset"] = charset
-        placeholders = ", ".join(["%s"] * len(names))
+        types = [_COLUMN_TYPES.get(c, "text") for c in names]
+        if level != m.PATIENT:
+            types.append("text")  # the parent's key
+        arrays = ", ".join(f"%s::{t}[]" for t in types)
+        aliases = [f"v{i}" for i in range(len(types))]
+        values = ", ".join(aliases[: len(names)])
+        source = f"unnest({arrays}) AS v({', '.join(aliases)})"
         if level == m.PATIENT:
-            head = f"INSERT INTO {table} AS t ({', '.join(names)}) VALUES ({placeholders})"
+            head = (f"INSERT INTO {table} AS t ({', '.join(names)}) SELECT {values} FROM {source} "
+                    "ORDER BY v0")  # rows locked in key order in every writer
         else:  # the parent by its key: the parent's row was upserted first
             fk, ptable, pkey = _PARENT[level]
             head = (f"INSERT INTO {table} AS t ({', '.join(names)}, {fk}) "
-                    f"SELECT {placeholders}, x.pk FROM {ptable} x WHERE x.{pkey} = %s")
+                    f"SELECT {values}, x.pk FROM {source} JOIN {ptable} x "
+                    f"ON x.{pkey} = v.{aliases[-1]} ORDER BY v0")
         targets = list(new)
         return (f"{head} ON CONFLICT ({key}) DO UPDATE SET "
                 + ", ".join(f"{c} = {new[c]}" for c in targets)
