@@ -282,3 +282,26 @@ def test_dicomscp_index_url(pg_url, tmp_path):
     with pytest.raises(ValueError):
         DICOMSCP(Entity("X", HOST, 0), storage_dir=tmp_path, index=pg_url,
                  backend=q.MemoryBackend([]))
+
+
+def test_reconcile_indexes_this_locations_unindexed_files_once(pg_url, tmp_path):
+    """Files in the storage folder that the index does not list for this location (an
+    SCP killed between rename and commit, files copied in) are indexed at start, once;
+    another location's reconciliation keeps its own bookkeeping."""
+    from fastdimse.qr.postgres import PostgresIndex
+
+    storage = tmp_path / "storage"
+    first = q.write_archive(storage / "copied", q.bulk_truth(30, tag=46))
+    with PostgresIndex(pg_url, storage, location="a") as a:
+        assert a.reconcile().added == len(first)
+        assert a.reconcile().added == 0
+        later = q.write_archive(storage / "later", q.bulk_truth(5, tag=47))
+        assert a.reconcile().added == len(later)
+        assert a.count("IMAGE") == len(first) + len(later)
+        with PostgresIndex(pg_url, tmp_path / "elsewhere", location="b") as b:
+            q.write_archive(tmp_path / "elsewhere", q.bulk_truth(3, tag=48))
+            assert b.reconcile().added == 3
+        assert a.reconcile().added == 0
+        refs = list(a.locate({"QueryRetrieveLevel": "STUDY",
+                              "StudyInstanceUID": first[0].StudyInstanceUID}, None, "study"))
+        assert {r.sop_instance_uid for r in refs} == {t.SOPInstanceUID for t in first}

@@ -500,28 +500,27 @@ class PostgresIndex(SQLiteIndex):
         key = f"reconciled:{self.location}:{root}"
         row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         since = float(row[0]) - 2.0 if row else None
-        batch: list[dict] = []
-        for current, files in _changed_folders(root, since):
-            if not files:
-                continue
-            with self._write() as tx:
-                known = {p for (p,) in tx.execute(
-                    "SELECT path FROM image WHERE location = ? AND path = ANY(?)",
-                    (self.location, files))}
-            for path in files:
-                if path in known:
-                    continue
+
+        def unindexed() -> Iterator[str]:
+            for _folder, files in _changed_folders(root, since):
+                if files:
+                    with self._write() as tx:
+                        known = {p for (p,) in tx.execute(
+                            "SELECT path FROM image WHERE location = ? AND path = ANY(?)",
+                            (self.location, files))}
+                    yield from (p for p in files if p not in known)
+
+        def extracted(paths: Iterable[str]) -> Iterator[dict]:
+            for path in paths:
                 try:
-                    batch.append(self._extract(path, self._read_header(path), None))
+                    yield self._extract(path, self._read_header(path), None)
                 except Exception as exc:  # one bad file must not stop the others
                     log.warning("not indexed: %s: %s", path, exc)
                     result.skipped.append((path, str(exc)))
-                    continue
-                if len(batch) >= batch_size:
-                    result.added += self._insert_many(batch)
-                    batch = []
-        if batch:
-            result.added += self._insert_many(batch)
+
+        found = extracted(unindexed())
+        while chunk := list(itertools.islice(found, batch_size)):
+            result.added += self._insert_many(chunk)
         with self._write() as tx:
             tx.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
                        "DO UPDATE SET value = EXCLUDED.value", (key, repr(started)))
