@@ -11,14 +11,14 @@ BENCH_ARGS ?=
 # Largest batch of the sender-RSS benchmark (10^6 takes several minutes and ~2 GB of /dev/shm).
 SENDER_RSS_MAX ?= 1000000
 
-.PHONY: all venv build peers test cargo-test pytest demo bench soak clean
+.PHONY: all venv build peers postgres test cargo-test pytest demo bench soak clean
 
 all: build
 
 $(VENV)/.deps: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q "maturin>=1.5,<2" "pydicom>=3.0" "pytest>=8" pytest-timeout hypothesis "pynetdicom>=2.1" pytest-benchmark "sqlalchemy>=2"
+	$(PIP) install -q "maturin>=1.5,<2" "pydicom>=3.0" "pytest>=8" pytest-timeout hypothesis "pynetdicom>=2.1" pytest-benchmark "sqlalchemy>=2" "psycopg[binary]>=3.1" "psycopg-pool>=3.2"
 	touch $@
 
 venv: $(VENV)/.deps
@@ -28,13 +28,19 @@ peers:
 	@command -v storescp >/dev/null && command -v echoscu >/dev/null || \
 	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dcmtk )
 
+# PostgreSQL from Debian when its server is missing (the tests start their own, in a
+# temporary folder, as the unprivileged user the package creates).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql )
+
 build: venv
 	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/maturin develop --release -q
 
 cargo-test:
 	cargo test --release -p fastdimse
 
-pytest: build peers
+pytest: build peers postgres
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test: cargo-test pytest
@@ -42,7 +48,7 @@ test: cargo-test pytest
 demo: build peers
 	$(PY) examples/demo.py
 
-bench: build peers
+bench: build peers postgres
 	$(PIP) install -q numpy "sqlalchemy>=2"
 	@[ -x /usr/bin/time ] || ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq time )
 	cargo build --release -q --example rawcopy
@@ -51,6 +57,7 @@ bench: build peers
 	$(PY) benches/bench_index.py --match-all --out benches/results.md $(BENCH_INDEX_ARGS)
 	$(PY) benches/bench_ingest.py --out benches/results.md
 	$(PY) benches/bench_sender_rss.py --max-size $(SENDER_RSS_MAX)
+	$(PY) benches/bench_index_pg.py
 
 # 16 clients storing and querying for SOAK_DURATION seconds against one SCP process run
 # under a 1,024-file limit; prints its open files, threads and RSS over time.

@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import peers  # noqa: E402
 from peers import HOST, SCP_AE, RunningSCP, free_port, make_scu, wait_for_port  # noqa: E402
+from pgserver import pg_server, pg_url  # noqa: E402,F401  (PostgreSQL, started on first use)
 
 
 def pytest_configure(config):

@@ -616,6 +616,21 @@ def start_pynetdicom_qrscp(log_dir: Path, workdir: Path, destinations: dict[str,
 
 # --- our own SCPs -------------------------------------------------------------------------
 
+#: The index back ends the Q/R suites run against (fixtures parametrized with these).
+QR_BACKENDS = ["sqlite", "postgresql"]
+_databases = iter(range(10**9))
+
+
+def index_kwargs(request) -> dict:
+    """DICOMSCP keyword arguments for the back end ``request.param`` names: none for the
+    default SQLite index in the storage folder; ``index=`` a fresh database on the test
+    session's PostgreSQL server (tests/pgserver.py) for "postgresql"."""
+    if request.param == "sqlite":
+        return {}
+    server = request.getfixturevalue("pg_server")
+    return {"index": server.create_database(f"qr{next(_databases)}")}
+
+
 def start_our_qr(ae_title: str, *, storage_dir=None, backend=None, known_entities=(), **kwargs):
     """Our DICOMSCP as a Q/R SCP on a free loopback port, answering; returns
     (scp, remote Entity). The caller stops it (``scp.stop()``)."""

@@ -28,12 +28,14 @@ TESTS = Path(__file__).resolve().parent
 AE = "ARCHIVE"
 
 
-def start_archive(log_dir: Path, storage: Path, known: dict[str, int], name: str) -> peers.Peer:
+def start_archive(log_dir: Path, storage: Path, known: dict[str, int], name: str,
+                  args: tuple[str, ...] = (), ae_title: str = AE) -> peers.Peer:
+    """tests/archive_scp.py on a free port; ``args``: more of its options (--index...)."""
     port = free_port()
-    argv = [PYTHON, str(TESTS / "archive_scp.py"), str(storage), str(port), AE]
+    argv = [PYTHON, str(TESTS / "archive_scp.py"), str(storage), str(port), ae_title, *args]
     for ae, p in known.items():
         argv += ["--known", f"{ae}={HOST}:{p}"]
-    return peers.start_process(argv, port=port, log_dir=log_dir, name=name, ae_title=AE)
+    return peers.start_process(argv, port=port, log_dir=log_dir, name=name, ae_title=ae_title)
 
 
 def kill9(peer: peers.Peer) -> None:
@@ -85,12 +87,13 @@ def acknowledged(kind: str, ack_file: Path, log_dir: Path) -> list[str]:
 
 
 def check_everything_acknowledged_is_there(acked: set[str], study_uid: str, storage: Path,
-                                           log_dir: Path, tmp: Path) -> None:
+                                           log_dir: Path, tmp: Path,
+                                           args: tuple[str, ...] = ()) -> None:
     from fastdimse import DICOMSCU, Entity
 
     catcher_dir = tmp / "caught"
     catcher = q.start_dcmtk_catcher(log_dir, catcher_dir, ae_title="CATCHER")
-    archive = start_archive(log_dir, storage, {"CATCHER": catcher.port}, "archive-after")
+    archive = start_archive(log_dir, storage, {"CATCHER": catcher.port}, "archive-after", args)
     try:
         remote = Entity(AE, HOST, archive.port)
         scu = DICOMSCU(Entity("CHECKER", HOST, 0))

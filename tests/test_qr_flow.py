@@ -41,12 +41,13 @@ def catcher(tmp_path):
         scp.stop()
 
 
-@pytest.fixture
-def qr(tmp_path, archive, catcher):
-    """Our Q/R SCP (SQLite index), CATCHER its only known destination, filled by C-STORE."""
+@pytest.fixture(params=qh.QR_BACKENDS)
+def qr(request, tmp_path, archive, catcher):
+    """Our Q/R SCP (SQLite index, or PostgreSQL), CATCHER its only known destination,
+    filled by C-STORE."""
     _c, catcher_remote, _dir = catcher
     scp, remote = qh.start_our_qr(QR_AE, storage_dir=tmp_path / "qr",
-                                  known_entities=[catcher_remote])
+                                  known_entities=[catcher_remote], **qh.index_kwargs(request))
     try:
         results = make_scu().store(remote, [i.path for i in archive])
         assert [r.status for r in results] == [0] * len(archive), results
@@ -55,10 +56,11 @@ def qr(tmp_path, archive, catcher):
         scp.stop()
 
 
-@pytest.fixture(scope="module")
-def qr_module(tmp_path_factory, archive):
-    """One Q/R SCP for the many read-only C-FIND cases."""
-    scp, remote = qh.start_our_qr(QR_AE, storage_dir=tmp_path_factory.mktemp("qr"))
+@pytest.fixture(scope="module", params=qh.QR_BACKENDS)
+def qr_module(request, tmp_path_factory, archive):
+    """One Q/R SCP for the many read-only C-FIND cases (per index back end)."""
+    scp, remote = qh.start_our_qr(QR_AE, storage_dir=tmp_path_factory.mktemp("qr"),
+                                  **qh.index_kwargs(request))
     try:
         results = make_scu().store(remote, [i.path for i in archive])
         assert [r.status for r in results] == [0] * len(archive), results

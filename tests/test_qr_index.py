@@ -1,6 +1,8 @@
-"""Tests of fastdimse.qr.SQLiteIndex: import, C-FIND matching at every level of both
-roots against a brute-force truth computed from the generated archive, derived
-attributes, character sets, C-MOVE/C-GET lookups, removal, threads, WAL, scale."""
+"""Tests of the Q/R index back ends, fastdimse.qr.SQLiteIndex and PostgresIndex (each test
+that builds an index runs against both: the ``backend`` parameter): import, C-FIND
+matching at every level of both roots against a brute-force truth computed from the
+generated archive, derived attributes, character sets, C-MOVE/C-GET lookups, removal,
+threads, WAL, scale."""
 
 from __future__ import annotations
 
@@ -135,11 +137,49 @@ def write_instance(inst: dict) -> None:
     ds.save_as(inst["path"], enforce_file_format=True)
 
 
-@pytest.fixture(scope="module")
-def archive(tmp_path_factory):
+BACKENDS = ["sqlite", "postgresql"]
+_db_names = iter(range(10**9))
+
+
+def open_backend(request, backend: str, folder):
+    """A new index of the given kind over ``folder``: SQLite in the folder, or
+    PostgreSQL in a fresh database of the session's server (tests/pgserver.py)."""
+    if backend == "sqlite":
+        return qr.SQLiteIndex(folder)  # the index file lives in the folder
+    server = request.getfixturevalue("pg_server")
+    url = server.create_database(f"ix{next(_db_names)}")
+    return qr.PostgresIndex(url, folder)
+
+
+def reopen(index, folder):
+    """The same index opened again (a restart)."""
+    if isinstance(index, qr.SQLiteIndex) and not hasattr(index, "url"):
+        return qr.SQLiteIndex(folder)
+    return qr.PostgresIndex(index.url, folder)
+
+
+@pytest.fixture(params=BACKENDS)
+def make_index(request):
+    """``make_index(folder)``: an index of the test's back end; a second call in the same
+    test opens the same index again (same database) over the folder it is given."""
+    opened = []
+
+    def make(folder):
+        index = (open_backend(request, request.param, folder) if not opened
+                 else reopen(opened[0], folder))
+        opened.append(index)
+        return index
+
+    yield make
+    for index in opened:
+        index.close()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def archive(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp("archive")
     truth = make_archive(folder)
-    index = qr.SQLiteIndex(folder)  # the index file lives in the archive folder
+    index = open_backend(request, request.param, folder)
     result = index.import_folder(folder)
     yield index, truth, result, folder
     index.close()
@@ -208,15 +248,16 @@ def test_import_counts_and_skips(archive):
     assert skipped == ["README.txt", "empty.dcm"]
 
 
-def test_import_logs_a_warning_for_non_dicom(tmp_path, caplog):
+def test_import_logs_a_warning_for_non_dicom(make_index, tmp_path, caplog):
     (tmp_path / "notes.txt").write_text("hello")
-    with qr.SQLiteIndex(tmp_path / "store") as index:
+    with make_index(tmp_path / "store") as index:
         with caplog.at_level(logging.WARNING, logger="fastdimse.qr"):
             result = index.import_folder(tmp_path)
     assert result.added == 0
     assert any("notes.txt" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.parametrize("archive", ["sqlite"], indirect=True)
 def test_wal_mode_and_query_indexes(archive):
     index, *_ = archive
     assert index.journal_mode == "wal"
@@ -246,7 +287,7 @@ def test_is_a_qr_backend(archive):
 
 def test_reopen_keeps_the_index(archive):
     index, truth, _, folder = archive
-    with qr.SQLiteIndex(folder) as again:
+    with reopen(archive[0], folder) as again:
         assert again.count("IMAGE") == len(truth)
 
 
@@ -606,8 +647,8 @@ def test_specific_character_set_returned_as_stored(archive):
     assert r.SpecificCharacterSet == "ISO_IR 100"
 
 
-def test_mixed_character_sets_fall_back_to_utf8(tmp_path):
-    with qr.SQLiteIndex(tmp_path) as index:
+def test_mixed_character_sets_fall_back_to_utf8(make_index, tmp_path):
+    with make_index(tmp_path) as index:
         study = generate_uid()
         # UTF-8 first, then Latin-1 without a name: the Cyrillic name needs UTF-8
         for charset, name in (("ISO_IR 192", "Ямада^Таро"), ("ISO_IR 100", None)):
@@ -730,8 +771,8 @@ def _header(**kw):
     return h
 
 
-def test_add_instance_from_a_mapping_and_readding_updates(tmp_path):
-    with qr.SQLiteIndex(tmp_path) as index:
+def test_add_instance_from_a_mapping_and_readding_updates(make_index, tmp_path):
+    with make_index(tmp_path) as index:
         h = _header()
         index.add_instance(tmp_path / "a.dcm", h, ExplicitVRLittleEndian)
         ref = index.get_instance(h["SOPInstanceUID"])
@@ -747,13 +788,13 @@ def test_add_instance_from_a_mapping_and_readding_updates(tmp_path):
         assert r.StudyDescription == "later" and str(r.PatientName) == "Remove^Me"
 
 
-def test_add_reads_the_file_when_given_no_dataset(tmp_path):
+def test_add_reads_the_file_when_given_no_dataset(make_index, tmp_path):
     inst = {"PatientID": "F1", "PatientName": "File^One", "StudyInstanceUID": generate_uid(),
             "SeriesInstanceUID": generate_uid(), "SOPInstanceUID": generate_uid(),
             "SOPClassUID": CLASS_OF["MR"], "Modality": "MR",
             "TransferSyntaxUID": ImplicitVRLittleEndian, "path": str(tmp_path / "x.dcm")}
     write_instance(inst)
-    with qr.SQLiteIndex(tmp_path / "store") as index:
+    with make_index(tmp_path / "store") as index:
         index.add(inst["path"])
         (ref,) = index.locate({"QueryRetrieveLevel": "PATIENT", "PatientID": "F1"}, None,
                               "patient")
@@ -767,8 +808,8 @@ def test_add_reads_the_file_when_given_no_dataset(tmp_path):
 
 @pytest.mark.parametrize("missing", ["SOPInstanceUID", "SOPClassUID", "StudyInstanceUID",
                                      "SeriesInstanceUID"])
-def test_add_instance_requires_the_identifying_uids(tmp_path, missing):
-    with qr.SQLiteIndex(tmp_path) as index:
+def test_add_instance_requires_the_identifying_uids(make_index, tmp_path, missing):
+    with make_index(tmp_path) as index:
         h = _header()
         del h[missing]
         with pytest.raises(qr.InstanceError):
@@ -776,8 +817,8 @@ def test_add_instance_requires_the_identifying_uids(tmp_path, missing):
         assert index.count("IMAGE") == 0 and index.count("PATIENT") == 0
 
 
-def test_remove_prunes_empty_parents(tmp_path):
-    with qr.SQLiteIndex(tmp_path) as index:
+def test_remove_prunes_empty_parents(make_index, tmp_path):
+    with make_index(tmp_path) as index:
         a, b = _header(), _header()
         c = _header(SeriesInstanceUID="1.2.826.0.1.2", Modality="MR")
         for h in (a, b, c):
@@ -795,8 +836,8 @@ def test_remove_prunes_empty_parents(tmp_path):
         assert [index.count(lv) for lv in LEVELS] == [0, 0, 0, 0]
 
 
-def test_study_stays_with_its_first_patient(tmp_path, caplog):
-    with qr.SQLiteIndex(tmp_path) as index:
+def test_study_stays_with_its_first_patient(make_index, tmp_path, caplog):
+    with make_index(tmp_path) as index:
         index.add_instance(tmp_path / "a", _header(PatientID="A"))
         with caplog.at_level(logging.WARNING, logger="fastdimse.qr"):
             index.add_instance(tmp_path / "b", _header(PatientID="B"))
@@ -809,11 +850,11 @@ def test_study_stays_with_its_first_patient(tmp_path, caplog):
 # threads
 
 
-def test_concurrent_adds_and_finds(tmp_path):
+def test_concurrent_adds_and_finds(make_index, tmp_path):
     n_threads, per_thread = 8, 150
     studies = [generate_uid() for _ in range(5)]  # shared: threads race on the same rows
     errors = []
-    with qr.SQLiteIndex(tmp_path) as index:
+    with make_index(tmp_path) as index:
         start = threading.Barrier(n_threads + 2)
 
         def writer(t):
@@ -853,10 +894,10 @@ def test_concurrent_adds_and_finds(tmp_path):
         assert total == n_threads * per_thread
 
 
-def test_an_open_find_does_not_block_writers(tmp_path):
+def test_an_open_find_does_not_block_writers(make_index, tmp_path):
     """WAL: a C-FIND being streamed (open read transaction) must not stop a C-STORE
     from indexing in another thread."""
-    with qr.SQLiteIndex(tmp_path) as index:
+    with make_index(tmp_path) as index:
         for _ in range(5):
             index.add_instance(tmp_path / "f", _header())
         gen = index.find(_ds(QueryRetrieveLevel="IMAGE"), None, "study")
@@ -879,8 +920,8 @@ def test_an_open_find_does_not_block_writers(tmp_path):
         assert index.count("IMAGE") == 6
 
 
-def test_close_while_another_thread_holds_a_connection(tmp_path):
-    index = qr.SQLiteIndex(tmp_path)
+def test_close_while_another_thread_holds_a_connection(make_index, tmp_path):
+    index = make_index(tmp_path)
     index.add_instance(tmp_path / "f", _header())
     opened, closed, outcome = threading.Event(), threading.Event(), []
 
@@ -908,7 +949,7 @@ def test_close_while_another_thread_holds_a_connection(tmp_path):
 # scale
 
 
-def test_import_10000_instances(tmp_path):
+def test_import_10000_instances(make_index, tmp_path):
     """Time is printed (run with -s), never asserted."""
     folder = tmp_path / "big"
     template = {"SOPClassUID": CLASS_OF["CT"], "Modality": "CT",
@@ -930,7 +971,7 @@ def test_import_10000_instances(tmp_path):
                                     "InstanceNumber": i + 1, "path": str(sub / f"{i}.dcm")})
                     n += 1
     t1 = time.perf_counter()
-    with qr.SQLiteIndex(tmp_path / "store") as index:
+    with make_index(tmp_path / "store") as index:
         result = index.import_folder(folder)
         t2 = time.perf_counter()
         assert result.added == n == 10_000 and result.skipped == []

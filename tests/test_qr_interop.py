@@ -39,15 +39,16 @@ def catcher_port() -> int:
     return qh.free_port()
 
 
-@pytest.fixture(scope="module")
-def our_qr(tmp_path_factory, archive, catcher_port):
-    """Our DICOMSCP as a Q/R SCP (SQLite index), filled by our C-STORE SCU; CATCHER is
-    its only known move destination."""
+@pytest.fixture(scope="module", params=qh.QR_BACKENDS)
+def our_qr(request, tmp_path_factory, archive, catcher_port):
+    """Our DICOMSCP as a Q/R SCP (SQLite index, or PostgreSQL), filled by our C-STORE
+    SCU; CATCHER is its only known move destination."""
     from fastdimse import DICOMSCP, Entity
 
     storage = tmp_path_factory.mktemp("qrscp-storage")
     scp = DICOMSCP(Entity(QR_AE, HOST, 0), storage_dir=storage,
-                   known_entities=[Entity(CATCHER_AE, HOST, catcher_port)])
+                   known_entities=[Entity(CATCHER_AE, HOST, catcher_port)],
+                   **qh.index_kwargs(request))
     scp.listen_for_incoming_associations(keep_listener_running=True)
     try:
         wait_for_port(HOST, scp.port, timeout=10.0)

@@ -93,6 +93,12 @@ class DICOMSCP:
     a :class:`~fastdimse.qr.SQLiteIndex` in ``storage_dir`` that indexes every instance
     stored by C-STORE (``import_folder()`` adds existing files).
 
+    - ``index``: ``"postgresql://user@host:port/db"`` keeps the index in PostgreSQL
+      (:class:`~fastdimse.qr.postgres.PostgresIndex`, needs ``psycopg[binary]``), shared
+      with other SCP processes or hosts: C-FIND sees what any of them stored; C-MOVE and
+      C-GET send the files of this SCP's ``storage_location`` (default: the host name;
+      SCPs on one shared storage path give the same name) and refuse, naming the host,
+      a retrieve of files stored at another location.
     - ``known_entities``: the C-MOVE destinations, as Entities (or a dict AE title ->
       Entity). A C-MOVE to any other AE title is refused with 0xA801 and nothing is sent.
 
@@ -119,6 +125,8 @@ class DICOMSCP:
         on_stored: Callable[[StoredInstance], int | None] | None = None,
         fsync: bool = False,
         backend=None,
+        index: str | None = None,
+        storage_location: str | None = None,
         known_entities=None,
         query_retrieve: bool | None = None,
         storage_transfer_syntaxes: Sequence[str] | None = None,
@@ -129,6 +137,14 @@ class DICOMSCP:
             raise ValueError(f"duplicates must be 'overwrite', 'keep' or 'reject', not {duplicates!r}")
         self.entity = entity
         self.storage_dir = os.fspath(storage_dir) if storage_dir is not None else None
+        if index is not None and backend is not None:
+            raise ValueError("give either index= (a URL) or backend=, not both")
+        if index is not None:
+            if not str(index).startswith(("postgresql://", "postgres://")):
+                raise ValueError(f"index must be a postgresql:// URL, not {index!r}")
+            from .qr.postgres import PostgresIndex
+
+            backend = PostgresIndex(str(index), self.storage_dir, location=storage_location)
         # Storage contexts are accepted when storing, and also for a Q/R SCP without a
         # storage folder: C-GET sends its sub-operations on them (C-STORE to such an
         # SCP is refused with 0x0122).

@@ -2,7 +2,8 @@
 
 Pure Python (standard library + pydicom); it does not need the Rust core, so it
 can be used and tested on its own. The Q/R SCPs call a :class:`QRBackend`;
-:class:`SQLiteIndex` is the default one.
+:class:`SQLiteIndex` is the default one; :class:`PostgresIndex` (module ``postgres``,
+needs psycopg) is the same index in PostgreSQL, shared by several SCPs.
 
 >>> from fastdimse.qr import SQLiteIndex
 >>> index = SQLiteIndex("/srv/dicom")            # doctest: +SKIP
@@ -22,5 +23,14 @@ __all__ = [
     "QRError", "IdentifierError", "UnableToProcess", "InstanceError",
     "ATTRIBUTES", "DEFAULT_DB_NAME",
     "PATIENT", "STUDY", "SERIES", "IMAGE", "LEVELS", "PATIENT_ROOT", "STUDY_ROOT",
-    "UNIQUE_KEYS",
+    "UNIQUE_KEYS", "PostgresIndex", "StoredElsewhere",
 ]
+
+
+def __getattr__(name: str):
+    # The PostgreSQL back end needs psycopg: imported only when asked for.
+    if name in ("PostgresIndex", "StoredElsewhere"):
+        from . import postgres
+
+        return getattr(postgres, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -74,6 +74,7 @@ to recover them.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import sqlite3
@@ -513,6 +514,9 @@ class SQLiteIndex:
     #: the ``_m`` columns are stored lower-cased accordingly.
     case_insensitive_pn = True
 
+    #: SQL of one C-FIND condition (a dialect hook: PostgreSQL has LIKE, not GLOB).
+    _condition_sql = staticmethod(m.condition_sql)
+
     def __init__(self, storage_dir: str | os.PathLike, db_name: str = DEFAULT_DB_NAME, *,
                  pool_size: int = DEFAULT_POOL_SIZE, pool_timeout: float = 30.0,
                  retrieve_ae_title: str | None = None, synchronous: str = "NORMAL"):
@@ -703,58 +707,65 @@ class SQLiteIndex:
         by file: a file cannot arrive in a folder without changing that folder's ctime
         (which, unlike the mtime, cannot be set back). The first reconciliation of an
         index looks at every folder. Hidden files (the SCP's temporary ``.fastdimse-*``
-        files among them) and the index's own files are ignored.
+        files among them) and the index's own files are ignored. One index query per
+        folder; files are read and indexed in batches as they are found.
         """
-        import time
-
+        result = ImportResult()
+        if folder is None and self.storage_dir is None:
+            return result
         root = os.path.abspath(os.fspath(folder) if folder is not None else self.storage_dir)
         started = time.time()
-        key = "reconciled:" + root
-        with self._read() as conn:
-            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        since = float(row[0]) - 2.0 if row else None  # slack for clock granularity
-        own = {self.db_path, self.db_path + "-wal", self.db_path + "-shm",
-               self.db_path + "-journal"}
-        result = ImportResult()
-        batch: list[dict] = []
-        stack = [root]
-        while stack:
-            current = stack.pop()
-            try:
-                entries = list(os.scandir(current))
-                changed = since is None or os.stat(current).st_ctime >= since
-            except OSError as exc:
-                log.warning("cannot list %s: %s", current, exc)
-                continue
-            for entry in entries:
-                if entry.name.startswith("."):
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-                    continue
-                if not changed or entry.path in own or not entry.is_file():
-                    continue
-                path = os.path.abspath(entry.path)
-                with self._read() as conn:
-                    if conn.execute("SELECT 1 FROM image WHERE path = ?", (path,)).fetchone():
-                        continue
+        key = self._reconcile_key(root)
+        last = self._get_meta(key)
+        since = float(last) - 2.0 if last else None  # slack for clock granularity
+        own = {self.db_path + suffix for suffix in ("", "-wal", "-shm", "-journal")}
+
+        def unindexed() -> Iterator[str]:
+            for _folder, files in _changed_folders(root, since):
+                files = [p for p in files if p not in own]
+                if files:
+                    known = self._known_paths(files)
+                    yield from (p for p in files if p not in known)
+
+        def extracted(paths: Iterable[str]) -> Iterator[dict]:
+            for path in paths:
                 try:
-                    batch.append(self._extract(path, self._read_header(path), None))
+                    yield self._extract(path, self._read_header(path), None)
                 except Exception as exc:  # one bad file must not stop the others
                     log.warning("not indexed: %s: %s", path, exc)
                     result.skipped.append((path, str(exc)))
-                    continue
-                if len(batch) >= batch_size:
-                    result.added += self._insert_many(batch)
-                    batch = []
-        if batch:
-            result.added += self._insert_many(batch)
-        with self._write() as wconn:
-            wconn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
-                          (key, repr(started)))
+
+        found = extracted(unindexed())
+        while chunk := list(itertools.islice(found, batch_size)):
+            result.added += self._insert_many(chunk)
+        self._set_meta(key, repr(started))
         if result.added:
             log.info("reconciled %s: %d instance(s) indexed that were not", root, result.added)
         return result
+
+    # Hooks of reconcile() (PostgresIndex has its own: rows per location).
+
+    def _reconcile_key(self, root: str) -> str:
+        return "reconciled:" + root
+
+    def _get_meta(self, key: str) -> str | None:
+        with self._read() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _set_meta(self, key: str, value: str) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def _known_paths(self, paths: list[str]) -> set[str]:
+        """Which of ``paths`` the index lists."""
+        known: set[str] = set()
+        with self._read() as conn:
+            for i in range(0, len(paths), 500):
+                part = paths[i:i + 500]
+                known.update(p for (p,) in conn.execute(
+                    f"SELECT path FROM image WHERE path IN ({', '.join('?' * len(part))})", part))
+        return known
 
     def remove(self, sop_instance_uid: str) -> bool:
         """Remove one instance from the index (not the file), and its series, study
@@ -1008,12 +1019,12 @@ class SQLiteIndex:
                     sql, p = template.format(cond=f"{inner} IS NOT NULL"), []
                     sql = "NOT " + sql
                 else:
-                    inner_sql, p = m.condition_sql(cond, inner)
+                    inner_sql, p = self._condition_sql(cond, inner)
                     sql = template.format(cond=inner_sql)
             elif attr.derived is not None:
-                sql, p = m.condition_sql(cond, attr.derived)
+                sql, p = self._condition_sql(cond, attr.derived)
             else:
-                sql, p = m.condition_sql(cond, f"{attr.alias}.{attr.match_column}")
+                sql, p = self._condition_sql(cond, f"{attr.alias}.{attr.match_column}")
             clauses.append(sql)
             params.extend(p)
         return clauses, params
@@ -1250,6 +1261,30 @@ class SQLiteIndex:
                 "SELECT sop_class_uid, sop_instance_uid, transfer_syntax, path FROM image "
                 "WHERE sop_instance_uid = ?", (str(sop_instance_uid).strip("\x00 "),)).fetchone()
         return None if row is None else InstanceRef(row[0], row[1], row[2] or "", row[3])
+
+
+def _changed_folders(root: str, since: float | None) -> Iterator[tuple[str, list[str]]]:
+    """(folder, its non-hidden files as absolute paths) for every folder under ``root``
+    whose ctime is at or after ``since`` (every folder when None); hidden folders are
+    not entered."""
+    stack = [root]
+    while stack:
+        current = stack.pop()
+        try:
+            entries = list(os.scandir(current))
+            changed = since is None or os.stat(current).st_ctime >= since
+        except OSError as exc:
+            log.warning("cannot list %s: %s", current, exc)
+            continue
+        files = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+            elif changed and entry.is_file():
+                files.append(os.path.abspath(entry.path))
+        yield current, files
 
 
 def _has_non_ascii(elements: list) -> bool:

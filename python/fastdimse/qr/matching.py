@@ -61,7 +61,7 @@ from .backend import IdentifierError
 
 __all__ = [
     "Universal", "Empty", "Single", "Wildcard", "Range", "AnyOf", "Condition",
-    "WILDCARD_VRS", "parse_key", "match_value", "condition_sql",
+    "WILDCARD_VRS", "parse_key", "match_value", "condition_sql", "like_escape",
     "normalize_date", "normalize_time", "normalize_datetime", "normalize_for_match",
     "PATIENT", "STUDY", "SERIES", "IMAGE", "LEVELS", "PATIENT_ROOT", "STUDY_ROOT",
     "ROOT_LEVELS", "UNIQUE_KEYS", "normalize_root", "query_level",
@@ -431,17 +431,34 @@ def glob_escape(pattern: str) -> str:
     return pattern.replace("[", "[[]")
 
 
-def condition_sql(cond: Condition, column: str) -> tuple[str, list]:
-    """SQL boolean expression (and its parameters) for ``cond`` on ``column``,
-    which holds values normalised with :func:`normalize_for_match` (NULL when
-    absent or empty). Universal gives ``"1"``."""
+def like_escape(pattern: str) -> str:
+    """A DICOM wild card pattern as an SQL ``LIKE ... ESCAPE '\\'`` pattern (standard
+    SQL, for databases without GLOB such as PostgreSQL): ``*`` -> ``%``, ``?`` -> ``_``,
+    and LIKE's own ``%``, ``_`` and the escape character made literal."""
+    out = []
+    for ch in pattern:
+        if ch in "\\%_":
+            out.append("\\" + ch)
+        else:
+            out.append("%" if ch == "*" else "_" if ch == "?" else ch)
+    return "".join(out)
+
+
+def condition_sql(cond: Condition, column: str, wildcard: str = "glob") -> tuple[str, list]:
+    """SQL boolean expression (and its parameters, ``?`` placeholders) for ``cond`` on
+    ``column``, which holds values normalised with :func:`normalize_for_match` (NULL
+    when absent or empty). Universal gives ``"1=1"``. Wild cards use SQLite's GLOB, or
+    with ``wildcard="like"`` a case-sensitive ``LIKE ? ESCAPE '\\'`` (portable SQL; the
+    column must compare bytewise, e.g. COLLATE "C", for the same answers as GLOB)."""
     if isinstance(cond, Universal):
-        return "1", []
+        return "1=1", []
     if isinstance(cond, Empty):
         return f"{column} IS NULL", []
     if isinstance(cond, Single):
         return f"{column} = ?", [cond.value]
     if isinstance(cond, Wildcard):
+        if wildcard == "like":
+            return f"{column} LIKE ? ESCAPE '\\'", [like_escape(cond.pattern)]
         return f"{column} GLOB ?", [glob_escape(cond.pattern)]
     if isinstance(cond, Range):
         if cond.low is not None and cond.high is not None:
@@ -458,7 +475,7 @@ def condition_sql(cond: Condition, column: str) -> tuple[str, list]:
             parts.append(f"{column} IN ({', '.join('?' * len(singles))})")
             params.extend(singles)
         for c in others:
-            sql, p = condition_sql(c, column)
+            sql, p = condition_sql(c, column, wildcard)
             parts.append(sql)
             params.extend(p)
         return "(" + " OR ".join(parts) + ")", params
