@@ -127,23 +127,33 @@ def check_everything_acknowledged_is_there(acked: set[str], study_uid: str, stor
     assert not list(storage.rglob(".fastdimse-*")), "temporary files left after the restart"
 
 
-@pytest.mark.parametrize("sender", ["fastdimse", "storescu"])
-def test_kill_during_ingest_loses_nothing_acknowledged(sender, tmp_path, peer_log_dir):
-    truth = q.write_archive(tmp_path / "src", q.bulk_truth(1500, tag=31))
-    storage = tmp_path / "storage"
+def ingest_and_kill(sender: str, src: Path, archive: peers.Peer, tmp_path: Path,
+                    log_dir: Path, kill_after: int | None) -> set[str]:
+    """Send ``src`` into ``archive`` and kill -9 it once ``kill_after`` instances are
+    acknowledged (None: right after the sender is done). Returns what was acknowledged."""
     ack_file = tmp_path / "acked.txt"
-    archive = start_archive(peer_log_dir, storage, {}, "archive-before")
-    proc = start_sender(sender, tmp_path / "src", archive.port, ack_file, peer_log_dir)
+    proc = start_sender(sender, src, archive.port, ack_file, log_dir)
     try:
-        wait_until(lambda: len(acknowledged(sender, ack_file, peer_log_dir)) >= 300
-                   or proc.poll() is not None, 120, "300 acknowledged instances")
-        kill9(archive)
+        if kill_after is None:
+            proc.wait(timeout=120)
+        else:
+            wait_until(lambda: len(acknowledged(sender, ack_file, log_dir)) >= kill_after
+                       or proc.poll() is not None, 120, f"{kill_after} acknowledged instances")
+        kill9(archive)  # at once: nothing gets a chance to catch up
         proc.wait(timeout=60)
     finally:
         peers.stop_process(proc)
         proc._fastdimse_log.close()
         archive.stop()
-    acked = set(acknowledged(sender, ack_file, peer_log_dir))
+    return set(acknowledged(sender, ack_file, log_dir))
+
+
+@pytest.mark.parametrize("sender", ["fastdimse", "storescu"])
+def test_kill_during_ingest_loses_nothing_acknowledged(sender, tmp_path, peer_log_dir):
+    truth = q.write_archive(tmp_path / "src", q.bulk_truth(1500, tag=31))
+    storage = tmp_path / "storage"
+    archive = start_archive(peer_log_dir, storage, {}, "archive-before")
+    acked = ingest_and_kill(sender, tmp_path / "src", archive, tmp_path, peer_log_dir, 300)
     assert 300 <= len(acked) < len(truth), f"{len(acked)} acknowledged: the kill came too late"
     check_everything_acknowledged_is_there(acked, truth[0].StudyInstanceUID, storage,
                                            peer_log_dir, tmp_path)
@@ -153,17 +163,8 @@ def test_kill_during_ingest_loses_nothing_acknowledged(sender, tmp_path, peer_lo
 def test_kill_right_after_ingest_loses_nothing(sender, tmp_path, peer_log_dir):
     truth = q.write_archive(tmp_path / "src", q.bulk_truth(400, tag=32))
     storage = tmp_path / "storage"
-    ack_file = tmp_path / "acked.txt"
     archive = start_archive(peer_log_dir, storage, {}, "archive-before")
-    proc = start_sender(sender, tmp_path / "src", archive.port, ack_file, peer_log_dir)
-    try:
-        proc.wait(timeout=120)
-        kill9(archive)  # at once: nothing gets a chance to catch up
-    finally:
-        peers.stop_process(proc)
-        proc._fastdimse_log.close()
-        archive.stop()
-    acked = set(acknowledged(sender, ack_file, peer_log_dir))
+    acked = ingest_and_kill(sender, tmp_path / "src", archive, tmp_path, peer_log_dir, None)
     assert acked == {t.SOPInstanceUID for t in truth}, f"only {len(acked)} acknowledged"
     check_everything_acknowledged_is_there(acked, truth[0].StudyInstanceUID, storage,
                                            peer_log_dir, tmp_path)

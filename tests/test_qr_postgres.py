@@ -22,8 +22,8 @@ import pytest
 import peers
 import qr_helpers as q
 from peers import HOST, PYTHON
-from test_crash_safety import (acknowledged, check_everything_acknowledged_is_there, kill9,
-                               start_archive, start_sender, wait_until)
+from test_crash_safety import (acknowledged, check_everything_acknowledged_is_there,  # noqa: F401
+                               ingest_and_kill, kill9, start_archive, start_sender, wait_until)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -234,21 +234,10 @@ def test_kill_one_of_two_archives_mid_ingest_loses_nothing(sender, pg_url, tmp_p
     and everything acknowledged is found, moved and retrieved by C-GET."""
     truth = q.write_archive(tmp_path / "src", q.bulk_truth(1200, tag=44))
     storage = tmp_path / "storage"
-    ack_file = tmp_path / "acked.txt"
     a = _archive(peer_log_dir, storage, pg_url, "archive-a")
     b = _archive(peer_log_dir, storage, pg_url, "archive-b", ae="ARCHB")
-    proc = start_sender(sender, tmp_path / "src", a.port, ack_file, peer_log_dir)
     try:
-        try:
-            wait_until(lambda: len(acknowledged(sender, ack_file, peer_log_dir)) >= 250
-                       or proc.poll() is not None, 120, "250 acknowledged instances")
-            kill9(a)
-            proc.wait(timeout=60)
-        finally:
-            peers.stop_process(proc)
-            proc._fastdimse_log.close()
-            a.stop()
-        acked = set(acknowledged(sender, ack_file, peer_log_dir))
+        acked = ingest_and_kill(sender, tmp_path / "src", a, tmp_path, peer_log_dir, 250)
         assert 250 <= len(acked) < len(truth), f"{len(acked)} acknowledged: the kill came too late"
         found = _find_uids(b.port, "ARCHB", truth[0].StudyInstanceUID)
         assert not acked - found, f"{len(acked - found)} acknowledged instances not in the index"

@@ -1142,19 +1142,10 @@ class SQLiteIndex:
                        first_charset: int, request_charset: Any) -> Iterator[tuple[Any, list]]:
         """Each match as (SpecificCharacterSet or None, [(tag, VR, value)]), the
         QueryRetrieveLevel included, in plan order."""
-        # The connection is borrowed when the first match is asked for and given
-        # back in ``finally``: when the generator is exhausted, closed (C-CANCEL)
-        # or collected, whichever thread that happens on.
-        self._check_open()
-        conn = self._pool.acquire()
-        cur = None
-        try:
-            try:
-                cur = conn.execute(sql, params)
-            except sqlite3.Error as exc:
-                raise UnableToProcess(f"index query failed: {exc}") from exc
-            retrieve_ae = self.retrieve_ae_title
-            for row in cur:
+        # The connection is borrowed and given back by _rows (closed with this generator).
+        retrieve_ae = self.retrieve_ae_title
+        with contextlib.closing(self._rows(sql, params)) as rows:
+            for row in rows:
                 charset = _response_charset(row[first_charset:], request_charset)
                 elements = [(0x00080052, "CS", level)]
                 for tag, vr, attr, idx in plan:
@@ -1171,15 +1162,6 @@ class SQLiteIndex:
                 if charset is None and _has_non_ascii(elements):
                     charset = "ISO_IR 192"  # values are decoded text: UTF-8 holds any
                 yield charset, elements
-        except sqlite3.Error as exc:
-            raise UnableToProcess(f"index query failed: {exc}") from exc
-        finally:
-            if cur is not None:
-                try:
-                    cur.close()
-                except sqlite3.Error:  # pragma: no cover
-                    pass
-            self._pool.release(conn)
 
     def find_elements(self, identifier: Any, level: str | None, root: str) -> Iterator[tuple[Any, list]]:
         """As :meth:`find`, but each match as (SpecificCharacterSet or None,
@@ -1227,6 +1209,14 @@ class SQLiteIndex:
         return self._locate_rows(sql, params)
 
     def _locate_rows(self, sql: str, params: list) -> Iterator[InstanceRef]:
+        with contextlib.closing(self._rows(sql, params)) as rows:
+            for cls, uid, ts, path in rows:
+                yield InstanceRef(cls, uid, ts or "", path)
+
+    def _rows(self, sql: str, params: list) -> Iterator[tuple]:
+        """The rows of one query, streamed. The connection is borrowed when the first
+        row is asked for and given back in ``finally``: when the generator is
+        exhausted, closed (C-CANCEL) or collected, whichever thread that happens on."""
         self._check_open()
         conn = self._pool.acquire()
         cur = None
@@ -1235,8 +1225,7 @@ class SQLiteIndex:
                 cur = conn.execute(sql, params)
             except sqlite3.Error as exc:
                 raise UnableToProcess(f"index query failed: {exc}") from exc
-            for cls, uid, ts, path in cur:
-                yield InstanceRef(cls, uid, ts or "", path)
+            yield from cur
         except sqlite3.Error as exc:
             raise UnableToProcess(f"index query failed: {exc}") from exc
         finally:
