@@ -55,7 +55,7 @@ bench: build peers postgres
 	$(PY) benches/run.py $(BENCH_ARGS)
 	$(PY) benches/bench_codec.py
 	$(PY) benches/bench_index.py --match-all --out benches/results.md $(BENCH_INDEX_ARGS)
-	$(PY) benches/bench_ingest.py --out benches/results.md
+	$(PY) benches/bench_ingest.py --postgres --out benches/results.md
 	$(PY) benches/bench_sender_rss.py --max-size $(SENDER_RSS_MAX)
 	$(PY) benches/bench_index_pg.py
 

@@ -1,6 +1,6 @@
 """Indexed, crash-safe ingest against dcmtk (`make bench` runs it).
 
-    python benches/bench_ingest.py [--n 2000] [--index postgresql://...] [--out FILE]
+    python benches/bench_ingest.py [--n 2000] [--postgres | --index postgresql://...] [--out FILE]
 
 ``--n`` small instances (4x4 16-bit CT, ~1.5 KB each, one series) are sent over one
 association into each receiver, and the rate is counted from the sender's start to its
@@ -85,6 +85,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--index", default=None, help="a PostgreSQL URL for the extra rows")
+    ap.add_argument("--postgres", action="store_true",
+                    help="start a PostgreSQL (tests/pgserver.py, fsync on) for the extra rows")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     n = args.n
@@ -92,6 +94,11 @@ def main() -> int:
     if not src.exists():
         q.write_archive(src, q.bulk_truth(n, tag=77))
     rows = []
+    server = None
+    if args.postgres and not args.index:
+        import pgserver
+
+        server = pgserver.start_postgres(durable=True)
     scratch = Path(tempfile.mkdtemp(prefix="fd-ingest-", dir="/dev/shm"))
     logs = scratch / "logs"
     try:
@@ -128,13 +135,17 @@ def main() -> int:
             lambda out: archive(logs, out, None), lambda port: storescu(port, "ARCHIVE", src))
         run("fastdimse SCU -> fastdimse archive (SQLite, crash-safe)",
             lambda out: archive(logs, out, None), lambda port: our_scu(port, "ARCHIVE", src))
-        if args.index:
+        if args.index or server is not None:
+            urls = iter([args.index] * 2 if args.index else
+                        [server.create_database("ingest1"), server.create_database("ingest2")])
             run("storescu (default, Nagle on) -> fastdimse archive (PostgreSQL, crash-safe)",
-                lambda out: archive(logs, out, args.index), lambda port: storescu(port, "ARCHIVE", src))
+                lambda out: archive(logs, out, next(urls)), lambda port: storescu(port, "ARCHIVE", src))
             run("fastdimse SCU -> fastdimse archive (PostgreSQL, crash-safe)",
-                lambda out: archive(logs, out, args.index), lambda port: our_scu(port, "ARCHIVE", src))
+                lambda out: archive(logs, out, next(urls)), lambda port: our_scu(port, "ARCHIVE", src))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        if server is not None:
+            server.stop()
     base = {name: dt for name, dt in rows}
     qr = base["storescu -> dcmqrscp (dcmtk Q/R archive, indexed; TCP_NODELAY=1 both)"]
     lines = [f"## Indexed ingest, {n} small instances, one association", "",
