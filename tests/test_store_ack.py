@@ -112,3 +112,24 @@ def test_one_instance_the_index_chokes_on_fails_alone(tmp_path):
         scp.stop()
     bad = {r.sop_instance_uid for r in results if not r.is_success}
     assert bad == {poison}, bad
+
+
+def test_close_closes_the_index_the_scp_opened_and_only_that(tmp_path):
+    from fastdimse import DICOMSCP, Entity
+    from fastdimse.qr import SQLiteIndex, UnableToProcess
+
+    scp = DICOMSCP(Entity("ARCHIVE", HOST, 0), storage_dir=tmp_path / "a")
+    scp.listen_for_incoming_associations()
+    own = scp.backend
+    assert own.count() == 0
+    scp.close()
+    assert not scp.is_listening
+    with pytest.raises(UnableToProcess):
+        own.count()
+
+    mine = SQLiteIndex(tmp_path / "b")
+    scp = DICOMSCP(Entity("ARCHIVE", HOST, 0), storage_dir=tmp_path / "b", backend=mine)
+    scp.listen_for_incoming_associations()
+    scp.close()
+    assert mine.count() == 0  # still open: it is the caller's
+    mine.close()

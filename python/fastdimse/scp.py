@@ -145,6 +145,7 @@ class DICOMSCP:
             from .qr.postgres import PostgresIndex
 
             backend = PostgresIndex(str(index), self.storage_dir, location=storage_location)
+        owns_backend = backend is None or index is not None
         # Storage contexts are accepted when storing, and also for a Q/R SCP without a
         # storage folder: C-GET sends its sub-operations on them (C-STORE to such an
         # SCP is refused with 0x0122).
@@ -172,6 +173,8 @@ class DICOMSCP:
 
             backend = SQLiteIndex(self.storage_dir, synchronous="FULL" if fsync else "NORMAL")
         self.backend = backend
+        # An index this SCP opened itself (not a back end handed in) is closed by close().
+        self._owned_backend = backend if owns_backend else None
         abstracts = list(supported_abstract_syntaxes) if supported_abstract_syntaxes is not None else [uids.VERIFICATION]
         self.transfer_syntaxes = list(transfer_syntaxes or uids.DEFAULT_TRANSFER_SYNTAXES)
         self.supported_abstract_syntaxes = abstracts
@@ -321,6 +324,14 @@ class DICOMSCP:
             server.stop()
         self._stopped.set()
 
+    def close(self) -> None:
+        """:meth:`stop`, then close the index this SCP opened (its SQLite or PostgreSQL
+        connections); a ``backend=`` handed in stays open. The SCP cannot serve again."""
+        self.stop()
+        backend, self._owned_backend = getattr(self, "_owned_backend", None), None
+        if backend is not None and hasattr(backend, "close"):
+            backend.close()
+
     def __enter__(self) -> "DICOMSCP":
         self.listen_for_incoming_associations(keep_listener_running=True)
         return self
@@ -330,7 +341,7 @@ class DICOMSCP:
 
     def __del__(self) -> None:
         try:
-            self.stop()
+            self.close()
         except Exception:
             pass
 
