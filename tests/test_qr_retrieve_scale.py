@@ -38,7 +38,8 @@ CATCHER_AE = "CATCHER"
 N_MOVE = 100_000
 N_GET = 3_000
 # Growth of the SCP's peak RSS allowed for the C-MOVE of 10^5 instances (KiB). Listing
-# everything first took about 160 MiB more; streaming takes a few MiB.
+# everything first took 108 MiB more (and sent 99,999 completed as 34,463); streaming
+# takes 3 MiB.
 RSS_GROWTH_BOUND_KB = 48 * 1024
 
 
