@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ae", default="QRSCP")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--max-associations", type=int, default=64)
+    ap.add_argument("--known", action="append", default=[],
+                    help="a C-MOVE destination, AE=HOST:PORT (repeatable)")
     args = ap.parse_args(argv)
 
     from fastdimse import DICOMSCP, Entity
@@ -34,8 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    known = []
+    for spec in args.known:
+        ae, _, addr = spec.partition("=")
+        host, _, port = addr.rpartition(":")
+        known.append(Entity(ae, host, int(port)))
     scp = DICOMSCP(Entity(args.ae, "127.0.0.1", args.port), storage_dir=args.dir,
-                   max_associations=args.max_associations)
+                   max_associations=args.max_associations, known_entities=known)
     scp.listen_for_incoming_associations(keep_listener_running=True)
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     print(f"serving {args.dir} as {args.ae} on port {scp.port}, file limit {soft}", flush=True)
@@ -50,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def start(storage_dir: str | os.PathLike, port: int, log_path: str | os.PathLike, *,
           ae_title: str = "QRSCP", nofile: int | None = None,
-          python: str = sys.executable) -> subprocess.Popen:
+          python: str = sys.executable, known: dict[str, tuple[str, int]] | None = None,
+          ) -> subprocess.Popen:
     """Start this script in a child process, its RLIMIT_NOFILE set to ``nofile`` (soft
     and hard) before it runs. The caller waits for the port and stops it by pid."""
 
@@ -62,7 +70,8 @@ def start(storage_dir: str | os.PathLike, port: int, log_path: str | os.PathLike
     try:
         return subprocess.Popen(
             [python, str(HERE / "qr_serve.py"), "--dir", str(storage_dir), "--ae", ae_title,
-             "--port", str(port)],
+             "--port", str(port),
+             *[f"--known={ae}={host}:{p}" for ae, (host, p) in (known or {}).items()]],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             preexec_fn=limit if nofile is not None else None)
     finally:

@@ -734,6 +734,24 @@ def test_locate_each_level(archive):
     assert [r.path for r in got] == [one["path"]]
 
 
+def test_count_located_is_what_locate_lists(archive):
+    index, truth, *_ = archive
+    idents = [(_ds(QueryRetrieveLevel="STUDY", StudyInstanceUID=s), "study")
+              for s in sorted(entities(truth, "STUDY"))[:3]]
+    idents += [(_ds(QueryRetrieveLevel="PATIENT", PatientID="pat[5]"), "patient"),
+               (_ds(QueryRetrieveLevel="SERIES", SeriesInstanceUID=sorted(
+                   entities(truth, "SERIES"))[:3]), "study"),
+               (_ds(QueryRetrieveLevel="STUDY", StudyInstanceUID="9.9.9"), "study")]
+    sizes = set()
+    for ident, root in idents:
+        n = index.count_located(ident, None, root)
+        assert n == len(list(index.locate(ident, None, root))), ident
+        sizes.add(n)
+    assert 0 in sizes and len(sizes) > 1  # an empty retrieve and others of several sizes
+    with pytest.raises(qr.IdentifierError):
+        index.count_located(_ds(QueryRetrieveLevel="STUDY"), None, "study")
+
+
 def test_locate_uses_only_unique_keys(archive):
     index, truth, *_ = archive
     study = sorted(entities(truth, "STUDY"))[0]

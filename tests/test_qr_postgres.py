@@ -277,7 +277,7 @@ def test_reconcile_indexes_this_locations_unindexed_files_once(pg_url, tmp_path)
     """Files in the storage folder that the index does not list for this location (an
     SCP killed between rename and commit, files copied in) are indexed at start, once;
     another location's reconciliation keeps its own bookkeeping."""
-    from fastdimse.qr.postgres import PostgresIndex
+    from fastdimse.qr.postgres import PostgresIndex, StoredElsewhere
 
     storage = tmp_path / "storage"
     first = q.write_archive(storage / "copied", q.bulk_truth(30, tag=46))
@@ -294,3 +294,12 @@ def test_reconcile_indexes_this_locations_unindexed_files_once(pg_url, tmp_path)
         refs = list(a.locate({"QueryRetrieveLevel": "STUDY",
                               "StudyInstanceUID": first[0].StudyInstanceUID}, None, "study"))
         assert {r.sop_instance_uid for r in refs} == {t.SOPInstanceUID for t in first}
+        # A retrieve that selects location b's instances too is refused at once, before
+        # a row is listed (the SCP sends nothing), and so is its count.
+        everything = {"QueryRetrieveLevel": "PATIENT", "PatientID": "BULK"}
+        with pytest.raises(StoredElsewhere, match="at b on host"):
+            a.locate(everything, None, "patient")
+        with pytest.raises(StoredElsewhere):
+            a.count_located(everything, None, "patient")
+        assert a.count_located({"QueryRetrieveLevel": "STUDY", "StudyInstanceUID":
+                                first[0].StudyInstanceUID}, None, "study") == len(first)

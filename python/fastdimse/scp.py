@@ -515,10 +515,42 @@ class _QRBridge:
 
         return encode_all()
 
-    def locate(self, sop_class: str, identifier: bytes, ts: str, calling_ae: str) -> list[tuple[str, str | None]]:
+    def locate(self, sop_class: str, identifier: bytes, ts: str, calling_ae: str):
+        """C-MOVE / C-GET: ``(count or None, iterator of (path, SOP Instance UID or
+        None))``. The core pulls the iterator in batches as the sub-operations go, so a
+        retrieve of 10^6 instances is never listed in memory; the count (the back end's
+        optional ``count_located``, or the length of a list it returned) gives Number of
+        Remaining Sub-operations in the pending responses, which are sent without it
+        when there is no count."""
         ds, root = self._ident(sop_class, identifier, ts)
-        return [(os.fspath(ref.path), getattr(ref, "sop_instance_uid", None) or None)
-                for ref in self.scp.backend.locate(ds, None, root)]
+        backend = self.scp.backend
+        refs = backend.locate(ds, None, root)  # validates the identifier now
+        count = None
+        try:
+            counter = getattr(backend, "count_located", None)
+            if callable(counter):
+                count = counter(ds, None, root)
+            elif isinstance(refs, (list, tuple)):
+                count = len(refs)
+            count = None if count is None else int(count)
+        except BaseException:
+            close = getattr(refs, "close", None)
+            if close is not None:
+                close()
+            raise
+
+        def rows():
+            it = iter(refs)
+            try:
+                for ref in it:
+                    yield (os.fspath(ref.path), getattr(ref, "sop_instance_uid", None) or None)
+            finally:
+                for src in (it, refs):
+                    close = getattr(src, "close", None)
+                    if close is not None:  # a cancelled retrieve gives the index connection back now
+                        close()
+
+        return count, rows()
 
     def destination(self, ae_title: str) -> str | None:
         e = self.scp.known_entities.get(ae_title.strip())

@@ -18,6 +18,13 @@ archive...). The contract:
     Yields an :class:`InstanceRef` for every stored instance under the entities
     the identifier selects (C-MOVE / C-GET).
 
+``count_located(identifier, level, root)`` (optional)
+    How many instances ``locate`` yields for this identifier, cheaply (a COUNT). The
+    SCP then sends Number of Remaining Sub-operations in its pending responses; without
+    it (and when ``locate`` returns a generator rather than a list) they leave it out.
+    ``locate`` is pulled lazily as the sub-operations go: a retrieve of any size is
+    never held in memory.
+
 ``add(path, dataset=None, transfer_syntax=None)``
     Index one stored instance (the C-STORE SCP calls this).
 

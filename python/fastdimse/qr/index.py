@@ -1191,8 +1191,29 @@ class SQLiteIndex:
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
             raise IdentifierError(f"cannot decode the identifier: {exc}") from exc
 
-    def _prepare_locate(self, identifier: Dataset, level: str | None,
-                        root: str) -> Iterator[InstanceRef]:
+    def count_located(self, identifier: Any, level: str | None, root: str) -> int:
+        """How many instances :meth:`locate` lists for this identifier (one COUNT on the
+        index; the C-MOVE / C-GET SCP sends it as Number of Remaining Sub-operations)."""
+        if self._closed:
+            raise UnableToProcess(f"the index {self.db_path} is closed")
+        try:
+            body, params = self._locate_query(self._as_dataset(identifier), level, root)
+        except IdentifierError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            raise IdentifierError(f"cannot decode the identifier: {exc}") from exc
+        return self._count_rows(body, params)
+
+    def _count_rows(self, body: str, params: list) -> int:
+        try:
+            with self._read() as conn:
+                return int(conn.execute("SELECT COUNT(*) " + body, params).fetchone()[0])
+        except sqlite3.Error as exc:
+            raise UnableToProcess(f"index query failed: {exc}") from exc
+
+    def _locate_query(self, identifier: Dataset, level: str | None,
+                      root: str) -> tuple[str, list]:
+        """``FROM ... WHERE ...`` of a retrieve at image level, and its parameters."""
         level = m.query_level(identifier, level, root)
         keyword = m.UNIQUE_KEYS[level]
         attr = _BY_KEYWORD[keyword]
@@ -1202,10 +1223,14 @@ class SQLiteIndex:
             raise IdentifierError(f"a {level} level retrieve needs the unique key {keyword}")
         uniques = set(m.UNIQUE_KEYS.values())
         where, params = self._where(identifier, level, keywords=uniques)
+        return (self._from(m.IMAGE) + (f" WHERE {' AND '.join(where)}" if where else ""),
+                params)
+
+    def _prepare_locate(self, identifier: Dataset, level: str | None,
+                        root: str) -> Iterator[InstanceRef]:
+        body, params = self._locate_query(identifier, level, root)
         sql = ("SELECT im.sop_class_uid, im.sop_instance_uid, im.transfer_syntax, im.path "
-               f"{self._from(m.IMAGE)}"
-               + (f" WHERE {' AND '.join(where)}" if where else "")
-               + " ORDER BY p.pk, st.pk, se.pk, im.pk")
+               + body + " ORDER BY p.pk, st.pk, se.pk, im.pk")
         return self._locate_rows(sql, params)
 
     def _locate_rows(self, sql: str, params: list) -> Iterator[InstanceRef]:

@@ -32,8 +32,8 @@ so both back ends give the same answers for the same data. What differs:
   ``location``) and the absolute path there; the ``locations`` table says which host
   and storage folder each location is. A C-MOVE / C-GET of instances stored at another
   location cannot be served from here: :meth:`locate` raises :class:`StoredElsewhere`
-  (status 0xC000, the comment names the host) after listing, so the SCP refuses the
-  retrieve before sending anything. C-FIND sees every instance of every location.
+  (status 0xC000, the comment names the host) from one grouped count before anything is
+  listed, so the SCP refuses the retrieve before sending anything. C-FIND sees every instance of every location.
 * **Streaming.** A C-FIND holds one pooled connection and a server-side cursor until
   its generator is exhausted or closed, so a match of 10^6 rows is never in memory.
 """
@@ -529,30 +529,51 @@ class PostgresIndex(SQLiteIndex):
 
     # -- retrieving ----------------------------------------------------------
 
+    def _located_here(self, body: str, params: list) -> int:
+        """The instances a retrieve selects at this location; one that selects any
+        another location stored raises :class:`StoredElsewhere` (one grouped COUNT,
+        before anything is listed or sent)."""
+        counts = {loc: int(n) for loc, n in self._reader.execute(
+            "SELECT im.location, COUNT(*) " + body + " GROUP BY im.location", params)}
+        elsewhere = {loc: n for loc, n in counts.items() if loc != self.location}
+        if elsewhere:
+            self._refuse(elsewhere, sum(counts.values()))
+        return counts.get(self.location, 0)
+
+    def _refuse(self, elsewhere: dict[str, int], total: int) -> None:
+        hosts = dict(self._reader.execute(
+            "SELECT name, host FROM locations WHERE name = ANY(?)", (list(elsewhere),)))
+        raise StoredElsewhere({loc: (hosts.get(loc) or loc, n) for loc, n in elsewhere.items()},
+                              total, self.location)
+
+    def _count_rows(self, body: str, params: list) -> int:  # count_located
+        return self._located_here(body, params)
+
+    def _prepare_locate(self, identifier, level, root) -> Iterator[InstanceRef]:
+        """Refuses now (:class:`StoredElsewhere`) a retrieve that selects instances of
+        another location, so that nothing is sent; then streams this location's."""
+        body, params = self._locate_query(identifier, level, root)
+        self._located_here(body, params)
+        sql = (_LOCATE_HEAD + body + " ORDER BY p.pk, st.pk, se.pk, im.pk")
+        return self._locate_rows(sql, params)
+
     def _locate_rows(self, sql: str, params: list) -> Iterator[InstanceRef]:
-        """The instances of this location; those of others end the listing with
-        :class:`StoredElsewhere` (after it, so that nothing has been sent yet when the
-        caller collects first, as DICOMSCP does)."""
+        """The instances of this location. A row of another location (stored there
+        after the check in :meth:`_prepare_locate`) ends the listing with
+        :class:`StoredElsewhere`."""
         if not sql.startswith(_LOCATE_HEAD):  # the query SQLiteIndex builds
             raise UnableToProcess("internal error: unexpected retrieve query")
         sql = _LOCATE_HEAD + ", im.location " + sql[len(_LOCATE_HEAD):]
-        elsewhere: dict[str, int] = {}
-        total = 0
         cur = self._reader.execute(sql, params)
+        total = 0
         try:
             for cls, uid, ts, path, location in cur:
                 total += 1
-                if location == self.location:
-                    yield InstanceRef(cls, uid, ts or "", path)
-                else:
-                    elsewhere[location] = elsewhere.get(location, 0) + 1
+                if location != self.location:
+                    self._refuse({location: 1}, total)
+                yield InstanceRef(cls, uid, ts or "", path)
         finally:
             cur.close()
-        if elsewhere:
-            hosts = dict(self._reader.execute(
-                "SELECT name, host FROM locations WHERE name = ANY(?)", (list(elsewhere),)))
-            raise StoredElsewhere({loc: (hosts.get(loc) or loc, n) for loc, n in elsewhere.items()},
-                                  total, self.location)
 
     def locations(self) -> dict[str, tuple[str | None, str | None]]:
         """Every location that has used this index: name -> (host, storage folder)."""

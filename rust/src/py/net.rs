@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use super::errors::{make, net_error};
 use crate::dimse::{field, Command, VERIFICATION_SOP_CLASS};
 use crate::net::{self, EchoOnlyHandler, NetError, Received, Server, ServerConfig, ServiceHandler, Timeouts};
-use crate::qr::{Failure, FindResults, QrHandler, QrProvider, QrRequest};
+use crate::qr::{Failure, FindResults, Located, QrHandler, QrProvider, QrRequest, Retrieval};
 use crate::store::{self, DuplicatePolicy, StorageConfig, StorageHandler, StoredInstance};
 use crate::ul::{AcceptorConfig, RequestorConfig};
 
@@ -40,7 +40,7 @@ fn storage_config(dir: std::path::PathBuf, layout: Option<String>, duplicates: &
 
 /// The Q/R back end implemented in Python: an object with
 /// `find(sop_class, identifier, transfer_syntax, calling_ae) -> iterable of bytes`,
-/// `locate(...) -> list of (path, SOP instance UID or None)` and `destination(ae_title) -> "host:port" | None`.
+/// `locate(...) -> (count or None, iterable of (path, SOP instance UID or None))` and `destination(ae_title) -> "host:port" | None`.
 /// An exception with a `status` attribute answers that status (else 0xC000).
 struct PyQrProvider(Py<PyAny>);
 
@@ -76,6 +76,69 @@ impl Drop for PyFindIter {
     }
 }
 
+/// Rows of a C-MOVE/C-GET listing pulled per GIL acquisition, at most.
+const LOCATE_BATCH: usize = 256;
+const LOCATE_BATCH_TIME: Duration = Duration::from_millis(5);
+
+/// A Python iterator of `(path, SOP Instance UID or None)` as the Rust listing, pulled
+/// in batches (one GIL acquisition each); the first exception ends it as a `Failure`.
+/// Dropping it closes the generator (the index connection goes back at once).
+struct PyLocateIter {
+    iter: Option<Py<PyAny>>,
+    buf: std::collections::VecDeque<Result<(std::path::PathBuf, Option<String>), Failure>>,
+    done: bool,
+}
+
+impl Iterator for PyLocateIter {
+    type Item = Result<(std::path::PathBuf, Option<String>), Failure>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buf.is_empty() && !self.done {
+            if let Some(iter) = &self.iter {
+                Python::attach(|py| {
+                    let it = iter.bind(py);
+                    let start = std::time::Instant::now();
+                    for _ in 0..LOCATE_BATCH {
+                        match it.call_method0("__next__") {
+                            Ok(v) => match v.extract::<(std::path::PathBuf, Option<String>)>() {
+                                Ok(x) => self.buf.push_back(Ok(x)),
+                                Err(e) => {
+                                    self.buf.push_back(Err(failure(py, e)));
+                                    self.done = true;
+                                    break;
+                                }
+                            },
+                            Err(e) if e.is_instance_of::<pyo3::exceptions::PyStopIteration>(py) => {
+                                self.done = true;
+                                break;
+                            }
+                            Err(e) => {
+                                self.buf.push_back(Err(failure(py, e)));
+                                self.done = true;
+                                break;
+                            }
+                        }
+                        if start.elapsed() > LOCATE_BATCH_TIME {
+                            break;
+                        }
+                    }
+                });
+            }
+        }
+        self.buf.pop_front()
+    }
+}
+
+impl Drop for PyLocateIter {
+    fn drop(&mut self) {
+        if let Some(it) = self.iter.take() {
+            Python::attach(|py| {
+                let _ = it.bind(py).call_method0("close");
+                drop(it);
+            });
+        }
+    }
+}
+
 impl QrProvider for PyQrProvider {
     fn find(&self, rq: &QrRequest) -> Result<FindResults, Failure> {
         Python::attach(|py| {
@@ -90,12 +153,22 @@ impl QrProvider for PyQrProvider {
         })
     }
 
-    fn locate(&self, rq: &QrRequest) -> Result<Vec<(std::path::PathBuf, Option<String>)>, Failure> {
+    fn locate(&self, rq: &QrRequest) -> Result<Retrieval, Failure> {
         Python::attach(|py| {
-            self.0
+            let r = self
+                .0
                 .call_method1(py, "locate", (rq.sop_class_uid, pyo3::types::PyBytes::new(py, rq.identifier), rq.transfer_syntax, rq.calling_ae_title))
-                .and_then(|v| v.extract::<Vec<(std::path::PathBuf, Option<String>)>>(py))
-                .map_err(|e| failure(py, e))
+                .and_then(|v| {
+                    let (total, it): (Option<u64>, Bound<'_, PyAny>) = v.extract(py)?;
+                    Ok((total, it.try_iter()?.into_any().unbind()))
+                });
+            match r {
+                Ok((total, it)) => Ok(Retrieval {
+                    total,
+                    items: Box::new(PyLocateIter { iter: Some(it), buf: std::collections::VecDeque::new(), done: false }) as Located,
+                }),
+                Err(e) => Err(failure(py, e)),
+            }
         })
     }
 

@@ -4,6 +4,7 @@
 //! sending them back over the requestor's own association; C-CANCEL honoured between
 //! responses. The data paths (C-STORE sub-operations) stream from file to socket in Rust.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,7 +15,7 @@ use crate::dataset::{write_element_header, Encoding, TransferSyntax};
 use crate::dimse::{field, Command};
 use crate::net::server::answer_echo_or_unrecognized;
 use crate::net::{Association, DataSink, MessageData, NetError, Received, ServiceHandler, Timeouts};
-use crate::store::scu::{plan_files, send_on, Planned};
+use crate::store::scu::{plan_file, send_on, StreamOptions};
 use crate::store::{self, status as store_status, StorageHandler, StoreItem, StoreOptions, StoreResult};
 use crate::ul::{Negotiated, RequestorConfig};
 
@@ -77,12 +78,26 @@ pub struct QrRequest<'a> {
 /// Matches of a C-FIND, each an identifier encoded in the request's transfer syntax.
 pub type FindResults = Box<dyn Iterator<Item = Result<Vec<u8>, Failure>> + Send>;
 
+/// The files of a C-MOVE / C-GET as the provider lists them, each with its SOP Instance
+/// UID when known. The sub-operations take them as they come (bounded look-ahead).
+pub type Located = Box<dyn Iterator<Item = Result<(PathBuf, Option<String>), Failure>> + Send>;
+
+/// What `locate` returns: the listing, and how many instances it holds when the back
+/// end can count them cheaply (then the pending responses carry Number of Remaining
+/// Sub-operations; without a count they leave it out). Rows listed beyond `total` are
+/// not sent (stored after the count); fewer rows than `total` count as failed.
+pub struct Retrieval {
+    pub total: Option<u64>,
+    pub items: Located,
+}
+
 /// What the Q/R SCP asks of its back end.
 pub trait QrProvider: Send + Sync {
     fn find(&self, rq: &QrRequest) -> Result<FindResults, Failure>;
-    /// The files of the matching instances (C-MOVE, C-GET), each with its SOP Instance
-    /// UID when known (so that a missing file can be listed as failed).
-    fn locate(&self, rq: &QrRequest) -> Result<Vec<(PathBuf, Option<String>)>, Failure>;
+    /// The files of the matching instances (C-MOVE, C-GET), streamed, each with its SOP
+    /// Instance UID when known (so that a missing file can be listed as failed), and
+    /// their number when the back end can count them.
+    fn locate(&self, rq: &QrRequest) -> Result<Retrieval, Failure>;
     /// "host:port" of a known move destination, None if unknown.
     fn destination(&self, ae_title: &str) -> Option<String>;
 }
@@ -131,17 +146,60 @@ impl ServiceHandler for QrHandler {
     }
 }
 
-/// Counts of sub-operations.
+/// Counts of sub-operations. The DIMSE fields are 16-bit (US): a count above 65535 is
+/// sent as 65535 (completed, failed, warning), and Remaining, which a pending response
+/// may leave out (PS3.7 C.4.2/C.4.3: conditional), is left out while it is unknown (the
+/// back end cannot count) or above 65535, so that no count sent is ever wrong.
 #[derive(Default, Clone, Copy)]
 struct Counts {
-    remaining: u16,
-    completed: u16,
-    failed: u16,
-    warning: u16,
+    /// Sub-operations of this retrieve, when the back end counted them.
+    total: Option<u64>,
+    /// Sub-operations settled (completed, failed or warning).
+    settled: u64,
+    completed: u64,
+    failed: u64,
+    warning: u64,
 }
 
-fn clamp16(n: usize) -> u16 {
-    n.min(u16::MAX as usize) as u16
+impl Counts {
+    fn remaining(&self) -> Option<u64> {
+        self.total.map(|t| t.saturating_sub(self.settled))
+    }
+
+    /// Remaining as sent: None while unknown or too large for US.
+    fn wire_remaining(&self) -> Option<u16> {
+        self.remaining().and_then(|r| u16::try_from(r).ok())
+    }
+
+    /// Another sub-operation may follow (always, when not counted).
+    fn more_to_come(&self) -> bool {
+        self.remaining().is_none_or(|r| r > 0)
+    }
+
+    /// Count one result; a failure is listed by its UID (or `uid`, the one the back
+    /// end gave for its file). An instance not sent because of a C-CANCEL stays
+    /// remaining: its sub-operation was never started.
+    fn tally(&mut self, failed_uids: &mut Vec<String>, r: &StoreResult, uid: Option<String>) {
+        if r.status.is_none() && r.reason.as_deref() == Some("cancelled") {
+            return;
+        }
+        self.settled += 1;
+        match r.status {
+            Some(s) if s == store_status::SUCCESS => self.completed += 1,
+            Some(s) if !store_status::is_failure(s) => self.warning += 1,
+            _ => {
+                self.failed += 1;
+                let u = if r.sop_instance_uid.is_empty() { uid.unwrap_or_default() } else { r.sop_instance_uid.clone() };
+                if !u.is_empty() {
+                    failed_uids.push(u);
+                }
+            }
+        }
+    }
+}
+
+fn clamp16(n: u64) -> u16 {
+    n.min(u16::MAX as u64) as u16
 }
 
 impl QrHandler {
@@ -237,50 +295,60 @@ impl QrHandler {
             }
         };
         let located = match p.locate(&QrRequest { sop_class_uid: &class, calling_ae_title: &calling, transfer_syntax: &ts, identifier: ident }) {
-            Ok(p) => p,
+            Ok(l) => l,
             Err(f) => return send_final(assoc, ctx, command, f.status, Some(&f.comment), None, None),
         };
-        let uid_of: std::collections::HashMap<PathBuf, String> =
-            located.iter().filter_map(|(p, u)| u.clone().map(|u| (p.clone(), u))).collect();
-        let (planned, unreadable) = plan_files(located.into_iter().map(|(p, _)| p).collect());
-        let total = planned.len() + unreadable.len();
-        let mut counts = Counts { remaining: clamp16(total), ..Default::default() };
-        let mut failed_uids: Vec<String> = Vec::new();
-        for r in &unreadable {
-            counts.failed += 1;
-            counts.remaining = counts.remaining.saturating_sub(1);
-            warn!("{what}: cannot send {:?}: {}", r.path, r.reason.as_deref().unwrap_or(""));
-            if let Some(uid) = r.path.as_ref().and_then(|p| uid_of.get(p)) {
-                failed_uids.push(uid.clone());
+        let total = located.total;
+        let mut items = located.items.peekable();
+        // A back end that fails at its first row (a query error) refuses the retrieve
+        // before anything is sent, as one that fails in `locate` does.
+        if matches!(items.peek(), Some(Err(_))) {
+            if let Some(Err(f)) = items.next() {
+                return send_final(assoc, ctx, command, f.status, Some(&f.comment), None, None);
             }
         }
+        let error: Arc<Mutex<Option<Failure>>> = Arc::new(Mutex::new(None));
+        let mut feed = Feed { items, cap: total, seen: 0, error: error.clone() };
+        let mut counts = Counts { total, ..Default::default() };
+        let mut failed_uids: Vec<String> = Vec::new();
         let cancel = Arc::new(AtomicBool::new(false));
-        let tally = |counts: &mut Counts, failed_uids: &mut Vec<String>, r: &StoreResult| {
-            counts.remaining = counts.remaining.saturating_sub(1);
-            match r.status {
-                Some(s) if s == store_status::SUCCESS => counts.completed += 1,
-                Some(s) if !store_status::is_failure(s) => counts.warning += 1,
-                _ => {
-                    counts.failed += 1;
-                    failed_uids.push(r.sop_instance_uid.clone());
-                }
-            }
-        };
         let mut refused: Option<String> = None;
         if get {
             let mut opts = StoreOptions::new(String::new(), RequestorConfig::new("", ""));
             opts.timeouts = self.timeouts;
             opts.cancel = Some(cancel.clone());
-            send_on(assoc, &opts, &planned, &mut |a: &mut Association, r: &StoreResult| {
-                tally(&mut counts, &mut failed_uids, r);
-                if !cancel.load(Ordering::SeqCst) && matches!(cancel_requested(a, command), Ok(true)) {
+            let mut index = 0usize;
+            loop {
+                if cancel.load(Ordering::SeqCst) || !assoc.is_established() {
+                    break;
+                }
+                let Some((path, uid)) = feed.next() else { break };
+                let r = match plan_file(index, path) {
+                    Ok(planned) => {
+                        let mut out = None;
+                        send_on(assoc, &opts, std::slice::from_ref(&planned), &mut |_, r: &StoreResult| out = Some(r.clone()));
+                        out
+                    }
+                    Err(mut r) => {
+                        warn!("C-GET: cannot send {:?}: {}", r.path, r.reason.as_deref().unwrap_or(""));
+                        if r.sop_instance_uid.is_empty() {
+                            r.sop_instance_uid = uid.unwrap_or_default();
+                        }
+                        Some(r)
+                    }
+                };
+                index += 1;
+                if let Some(r) = r {
+                    counts.tally(&mut failed_uids, &r, None);
+                }
+                if !cancel.load(Ordering::SeqCst) && matches!(cancel_requested(assoc, command), Ok(true)) {
                     cancel.store(true, Ordering::SeqCst);
                 }
-                if counts.remaining > 0 && !cancel.load(Ordering::SeqCst) && a.is_established() {
-                    let _ = send_pending(a, ctx, command, counts);
+                if counts.more_to_come() && !cancel.load(Ordering::SeqCst) && assoc.is_established() {
+                    let _ = send_pending(assoc, ctx, command, &counts);
                 }
-            });
-        } else if !planned.is_empty() {
+            }
+        } else if feed.items.peek().is_some() {
             let (dest_ae, addr) = dest_addr.expect("C-MOVE has a destination");
             let mut cfg = RequestorConfig::new(self.ae_title.clone(), dest_ae.clone());
             cfg.max_pdu_length = self.max_pdu_length;
@@ -288,39 +356,61 @@ impl QrHandler {
             opts.timeouts = self.timeouts;
             opts.cancel = Some(cancel.clone());
             opts.move_originator = Some((calling.clone(), command.message_id.unwrap_or(0)));
-            let items: Vec<StoreItem> = planned_paths(&planned).into_iter().map(StoreItem::Path).collect();
+            // The SOP Instance UIDs of the listed files that are not settled yet (a file
+            // that cannot be read is reported by path): bounded by the look-ahead.
+            let uid_of: Arc<Mutex<HashMap<PathBuf, String>>> = Arc::new(Mutex::new(HashMap::new()));
+            let uids_in = uid_of.clone();
+            let paths = (&mut feed).map(move |(path, uid)| {
+                if let (Some(u), Ok(mut m)) = (uid, uids_in.lock()) {
+                    m.insert(path.clone(), u);
+                }
+                StoreItem::Path(path)
+            });
+            let so = StreamOptions { keep_results: false, max_failures: 0, lookahead: RETRIEVE_LOOKAHEAD, drain_on_cancel: false };
             let state = Mutex::new((&mut *assoc, &mut counts, &mut failed_uids));
-            let result = store::store(&opts, items, &|r: &StoreResult| {
+            let result = store::scu::store_stream(&opts, paths, &so, &|r: &StoreResult| {
+                let uid = r.path.as_ref().and_then(|p| uid_of.lock().ok().and_then(|mut m| m.remove(p)));
                 if let Ok(mut g) = state.lock() {
                     let (a, c, f) = &mut *g;
-                    tally(c, f, r);
+                    if r.status.is_none() && r.sop_instance_uid.is_empty() {
+                        warn!("C-MOVE: cannot send {:?}: {}", r.path, r.reason.as_deref().unwrap_or(""));
+                    }
+                    c.tally(f, r, uid);
                     if matches!(cancel_requested(a, command), Ok(true)) {
                         cancel.store(true, Ordering::SeqCst);
                     }
-                    if c.remaining > 0 && !cancel.load(Ordering::SeqCst) {
-                        let _ = send_pending(a, ctx, command, **c);
+                    if c.more_to_come() && !cancel.load(Ordering::SeqCst) {
+                        let _ = send_pending(a, ctx, command, c);
                     }
                 }
             });
             let _ = state.into_inner();
             if let Err(e) = result {
+                // Every instance listed was reported failed through the progress callback.
                 warn!("C-MOVE: cannot associate with {dest_ae}: {e}");
                 refused = Some(format!("cannot associate with move destination {dest_ae}: {e}"));
-                counts = Counts { remaining: 0, completed: 0, failed: clamp16(total), warning: 0 };
-                // Each instance was already reported as failed through the progress
-                // callback; list any that were not, once.
-                for p in &planned {
-                    if !failed_uids.iter().any(|u| u == p.sop_instance_uid()) {
-                        failed_uids.push(p.sop_instance_uid().to_string());
-                    }
-                }
             }
         }
+        drop(feed.items);
         if !assoc.is_established() {
             return Err(NetError::Closed("during the sub-operations"));
         }
         let cancelled = cancel.load(Ordering::SeqCst);
-        let st = if cancelled {
+        let failure = error.lock().ok().and_then(|mut e| e.take());
+        if !cancelled {
+            if let Some(t) = total {
+                // Listed fewer than counted: removed meanwhile, or the listing failed.
+                // Those sub-operations failed, so that the counts add up to the total.
+                if feed.seen < t {
+                    warn!("{what}: {} of the {t} instances counted were not listed", t - feed.seen);
+                    counts.failed += t - feed.seen;
+                    counts.settled += t - feed.seen;
+                }
+            }
+        }
+        let st = if let Some(f) = &failure {
+            f.status
+        } else if cancelled {
             status::CANCEL
         } else if refused.is_some() || (counts.completed == 0 && counts.warning == 0 && counts.failed > 0) {
             status::SUBOPS_REFUSED
@@ -334,20 +424,48 @@ impl QrHandler {
             counts.completed,
             counts.failed,
             counts.warning,
-            counts.remaining,
+            counts.remaining().map(|r| r.to_string()).unwrap_or_else(|| "? (not counted)".into()),
             if cancelled { " (cancelled)" } else { "" }
         );
         let list = if failed_uids.is_empty() { None } else { Some(failed_uid_list(&failed_uids, &ts)) };
-        let mut final_counts = counts;
-        if !cancelled {
-            final_counts.remaining = 0;
-        }
-        send_final(assoc, ctx, command, st, refused.as_deref(), Some((final_counts, cancelled)), list.as_deref())
+        let comment = failure.as_ref().map(|f| f.comment.clone()).or(refused);
+        send_final(assoc, ctx, command, st, comment.as_deref(), Some((counts, cancelled)), list.as_deref())
     }
 }
 
-fn planned_paths(planned: &[Planned]) -> Vec<PathBuf> {
-    planned.iter().filter_map(|p| p.path().map(|x| x.to_path_buf())).collect()
+/// Instances listed (meta group read) ahead of the C-MOVE sub-operations, at most.
+const RETRIEVE_LOOKAHEAD: usize = 256;
+
+/// The provider's listing as the sub-operations take it: at most the counted total
+/// (rows stored after the count are not part of this retrieve, so the counts sent stay
+/// true), ending at the first error (kept for the final response).
+struct Feed {
+    items: std::iter::Peekable<Located>,
+    cap: Option<u64>,
+    seen: u64,
+    error: Arc<Mutex<Option<Failure>>>,
+}
+
+impl Iterator for Feed {
+    type Item = (PathBuf, Option<String>);
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.cap.is_some_and(|c| self.seen >= c) {
+            return None;
+        }
+        match self.items.next()? {
+            Ok(x) => {
+                self.seen += 1;
+                Some(x)
+            }
+            Err(f) => {
+                warn!("the Q/R back end failed while listing the instances: {}", f.comment);
+                if let Ok(mut e) = self.error.lock() {
+                    e.get_or_insert(f);
+                }
+                None
+            }
+        }
+    }
 }
 
 /// A C-CANCEL-RQ for this request has arrived?
@@ -370,12 +488,12 @@ fn cancel_requested(assoc: &mut Association, command: &Command) -> Result<bool, 
     Ok(false)
 }
 
-fn send_pending(assoc: &mut Association, ctx: u8, command: &Command, c: Counts) -> Result<(), NetError> {
+fn send_pending(assoc: &mut Association, ctx: u8, command: &Command, c: &Counts) -> Result<(), NetError> {
     let mut rsp = Command::response_to(command, status::PENDING);
-    rsp.remaining = Some(c.remaining);
-    rsp.completed = Some(c.completed);
-    rsp.failed = Some(c.failed);
-    rsp.warning = Some(c.warning);
+    rsp.remaining = c.wire_remaining();
+    rsp.completed = Some(clamp16(c.completed));
+    rsp.failed = Some(clamp16(c.failed));
+    rsp.warning = Some(clamp16(c.warning));
     assoc.send_message(ctx, &rsp, None)
 }
 
@@ -395,11 +513,12 @@ fn send_final(
     }
     if let Some((c, with_remaining)) = counts {
         if with_remaining {
-            rsp.remaining = Some(c.remaining);
+            // Cancelled: the sub-operations never started, when counted (PS3.4 C.4.2.3).
+            rsp.remaining = c.wire_remaining();
         }
-        rsp.completed = Some(c.completed);
-        rsp.failed = Some(c.failed);
-        rsp.warning = Some(c.warning);
+        rsp.completed = Some(clamp16(c.completed));
+        rsp.failed = Some(clamp16(c.failed));
+        rsp.warning = Some(clamp16(c.warning));
     }
     assoc.send_message(ctx, &rsp, data)
 }

@@ -932,6 +932,14 @@ impl StoreOptions {
     }
 }
 
+/// Read one file's meta group (not walking folders) for sending with [`send_on`]:
+/// the instance, or the failed result saying why it cannot be sent (`index` is its
+/// position, carried into its result).
+#[allow(clippy::result_large_err)]
+pub fn plan_file(index: usize, path: PathBuf) -> Result<Planned, StoreResult> {
+    plan_one(index, StoreItem::Path(path))
+}
+
 /// Read the meta groups of `paths` (not walking folders) for sending with [`send_on`].
 pub fn plan_files(paths: Vec<PathBuf>) -> (Vec<Planned>, Vec<StoreResult>) {
     let mut failures = Vec::new();
