@@ -31,6 +31,8 @@ import os
 from struct import Struct
 from typing import Any
 
+_tuple_new = tuple.__new__
+
 from pydicom.dataelem import DataElement, RawDataElement, empty_value_for_VR
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
@@ -41,6 +43,7 @@ from pydicom.misc import size_in_bytes
 from pydicom.hooks import hooks as pydicom_hooks
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
+from pydicom import config as _pydicom_config
 
 from . import _core
 from .errors import DatasetError
@@ -107,6 +110,14 @@ class _FdRaw(RawDataElement):
 
 _RAW_TYPES = (RawDataElement, _FdRaw)
 
+# _FdRaw(...) goes through the named tuple's Python __new__; decode() makes them by
+# the thousand (a C-FIND answer has a dozen), so it builds the tuple directly, with
+# the defaults of the fields after the seven it gives (pydicom 3: is_raw, is_buffered).
+_RAW_FIELDS = ("tag", "VR", "length", "value", "value_tell", "is_implicit_VR", "is_little_endian")
+_RAW_TAIL: tuple | None = None
+if tuple(_FdRaw._fields[:7]) == _RAW_FIELDS and all(f in _FdRaw._field_defaults for f in _FdRaw._fields[7:]):
+    _RAW_TAIL = tuple(_FdRaw._field_defaults[f] for f in _FdRaw._fields[7:])
+
 
 def _sequence(raw: RawDataElement, encoding: Any) -> Sequence | None:
     """The Sequence of a raw sequence value, its items split in Rust: Datasets of raw
@@ -167,6 +178,54 @@ def _install_sequence_hook() -> None:
 _install_sequence_hook()
 
 
+class _BlankDataset:
+    """Makes ``Dataset(raw)`` without running ``Dataset.__init__``: the instance state
+    of a Dataset made by pydicom's own ``__init__`` (taken once per value of
+    pydicom's ``config._use_future``, which the state depends on) is copied, its
+    mutable members (dicts, lists) fresh for each new Dataset, and ``_dict`` set to
+    ``raw``. ``__init__`` sets a dozen attributes through ``Dataset.__setattr__``
+    (about 8 us); this is under 1 us, which counts for C-FIND answers by the
+    thousand. Used only when the copy of a pydicom-made Dataset is found equal to it
+    (checked once, at first use): otherwise ``Dataset(raw)``."""
+
+    def __init__(self) -> None:
+        self._state: dict | None = None
+        self._future: Any = object()
+        self._mutable: tuple = ()
+
+    def _take(self) -> None:
+        self._future = getattr(_pydicom_config, "_use_future", None)
+        proto = Dataset({})
+        state = dict(proto.__dict__)
+        mutable = tuple(k for k, v in state.items() if isinstance(v, (dict, list, set)) and k != "_dict")
+        self._state, self._mutable = state, mutable
+        probe = {BaseTag(0x00100020): RawDataElement(BaseTag(0x00100020), "LO", 2, b"X ", 0, False, True)}
+        made, ref = self._make(probe), Dataset(probe)
+        if (type(Dataset).__call__ is not type.__call__ or Dataset.__new__ is not object.__new__
+                or made.__dict__.keys() != ref.__dict__.keys()
+                or any(made.__dict__[k] != ref.__dict__[k] for k in ref.__dict__)):
+            self._state = None  # pydicom made it otherwise: use its __init__
+
+    def _make(self, raw: dict) -> Dataset:
+        ds = object.__new__(Dataset)
+        d = ds.__dict__
+        d.update(self._state)
+        for k in self._mutable:
+            d[k] = self._state[k].copy()
+        d["_dict"] = raw
+        return ds
+
+    def __call__(self, raw: dict) -> Dataset:
+        if getattr(_pydicom_config, "_use_future", None) != self._future:
+            self._take()
+        if self._state is None:
+            return Dataset(raw)
+        return self._make(raw)
+
+
+_new_dataset = _BlankDataset()
+
+
 def _dataset(values: list, implicit: bool, little: bool) -> Dataset:
     """A Dataset of raw elements from [(tag, VR, length, value, value_tell)]."""
     raw: dict = {}
@@ -183,9 +242,14 @@ def _dataset(values: list, implicit: bool, little: bool) -> Dataset:
         # (a None value with a length is deferred: pydicom reads it from the
         # file when it is accessed)
         raw[t] = _FdRaw(t, vr, length, value, tell, implicit, little)
-    ds = Dataset(raw)
+    ds = _finish_dataset(raw, implicit, little)
     for tag in eager:
         ds[tag]  # convert now
+    return ds
+
+
+def _finish_dataset(raw: dict, implicit: bool, little: bool) -> Dataset:
+    ds = _new_dataset(raw)
     charset: Any = default_encoding
     elem = raw.get(0x00080005)
     if elem is not None:
@@ -202,8 +266,16 @@ def decode(data: bytes, transfer_syntax: str) -> Dataset:
     """
     data = bytes(data)
     buf, elements, implicit, little = _core.codec_split(data, str(transfer_syntax))
-    values = [(tag, vr, length, buf[start:end], start) for tag, vr, length, start, end in elements]
-    return _dataset(values, implicit, little)
+    raw: dict = {}
+    tail = _RAW_TAIL
+    for tag, vr, length, start, end in elements:
+        if vr == "UN" and length == _UNDEFINED or tail is None:  # the general path
+            values = [(tag, vr, length, buf[start:end], start) for tag, vr, length, start, end in elements]
+            return _dataset(values, implicit, little)
+        t = BaseTag(tag)
+        raw[t] = _tuple_new(_FdRaw, (t, vr, length, buf[start:end] if length else empty_value_for_VR(vr, raw=True),
+                                     start, implicit, little) + tail)
+    return _finish_dataset(raw, implicit, little)
 
 
 def read_meta(path: str | os.PathLike) -> dict:
@@ -466,6 +538,14 @@ def encode_text_elements(elements, transfer_syntax: str) -> bytes | None:
     """Encode a flat data set of ASCII text elements, given as (tag, VR, value) with
     str / list-of-str / None values, without building a pydicom Dataset. Returns None
     when an element is anything else (the caller then uses :func:`encode`)."""
+    implicit, little, deflated = _syntax(transfer_syntax)
+    if deflated:
+        return None
+    return _core.codec_encode_text(elements, implicit, little)
+
+
+def _encode_text_elements_py(elements, transfer_syntax: str) -> bytes | None:
+    """The Python reference of :func:`encode_text_elements` (the tests compare them)."""
     implicit, little, deflated = _syntax(transfer_syntax)
     if deflated:
         return None

@@ -440,6 +440,25 @@ impl Association {
         r
     }
 
+    /// Append one DIMSE message to `out` as P-DATA-TF PDUs, to be sent later with
+    /// [`send_encoded`](Self::send_encoded): several small responses in one write.
+    pub fn append_message(&self, context_id: u8, command: &Command, data: Option<&[u8]>, out: &mut Vec<u8>) {
+        self.encode_message(context_id, command, data, out);
+    }
+
+    /// Send messages encoded by [`append_message`](Self::append_message), in one write
+    /// (responses held back go first, as with [`send_message`](Self::send_message)).
+    pub fn send_encoded(&mut self, bytes: &[u8]) -> Result<(), NetError> {
+        if !self.sm.is_established() || self.closed {
+            return Err(NetError::NotEstablished(if self.closed { "closed" } else { "not established" }));
+        }
+        self.settle_deferred(true)?;
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.write_all(bytes)
+    }
+
     /// Append one DIMSE message (command, then the data set if given) as P-DATA-TF PDUs.
     fn encode_message(&self, context_id: u8, command: &Command, data: Option<&[u8]>, out: &mut Vec<u8>) {
         let max = self.negotiated.as_ref().map(|n| n.peer_max_pdu).unwrap_or(0);

@@ -109,6 +109,95 @@ fn codec_split<'py>(
 /// None, length, value_start, value_end)])]`, offsets into `data`; None
 /// when the value is malformed or irregular (the caller then uses pydicom's reader,
 /// which reports or tolerates each quirk its own way).
+/// Text VRs whose ASCII values are the same bytes in every character set (and IS, DS).
+fn is_text_vr(vr: &[u8]) -> bool {
+    matches!(
+        vr,
+        b"AE" | b"AS" | b"CS" | b"DA" | b"DT" | b"LO" | b"LT" | b"SH" | b"ST" | b"TM" | b"UC" | b"UI" | b"UR"
+            | b"UT" | b"PN" | b"IS" | b"DS"
+    )
+}
+
+/// The value bytes of one text element, or None when Python must write it.
+fn text_value(vr: &[u8], value: &Bound<'_, PyAny>) -> PyResult<Option<Vec<u8>>> {
+    use pyo3::types::{PyInt, PyString};
+    let ascii = |s: &str| -> Option<Vec<u8>> { s.is_ascii().then(|| s.as_bytes().to_vec()) };
+    let mut data = if value.is_none() {
+        Vec::new()
+    } else if let Ok(s) = value.cast::<PyString>() {
+        match ascii(&s.to_cow()?) {
+            Some(d) => d,
+            None => return Ok(None),
+        }
+    } else if vr == b"IS" && value.is_exact_instance_of::<PyInt>() {
+        value.str()?.to_cow()?.as_bytes().to_vec()
+    } else if value.is_instance_of::<PyList>() || value.is_instance_of::<PyTuple>() {
+        let empty_list = value.is_instance_of::<PyList>() && value.len()? == 0;
+        if empty_list {
+            return Ok(Some(Vec::new()));
+        }
+        if matches!(vr, b"LT" | b"ST" | b"UR" | b"UT") {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        for (i, v) in value.try_iter()?.enumerate() {
+            let v = v?;
+            let Ok(s) = v.cast::<PyString>() else { return Ok(None) };
+            let Some(d) = ascii(&s.to_cow()?) else { return Ok(None) };
+            if i > 0 {
+                out.push(b'\\');
+            }
+            out.extend_from_slice(&d);
+        }
+        out
+    } else {
+        return Ok(None);
+    };
+    if data.len() % 2 == 1 {
+        data.push(if vr == b"UI" { 0 } else { b' ' });
+    }
+    Ok(Some(data))
+}
+
+/// Encode a flat data set of ASCII text elements `[(tag, VR, value)]` (values None,
+/// str, list or tuple of str, int for IS) in the given encoding, sorted by tag.
+/// None when an element is anything else, or too long for its length field: the
+/// caller then writes the data set with pydicom's writer.
+#[pyfunction]
+fn codec_encode_text<'py>(
+    py: Python<'py>,
+    elements: &Bound<'py, PyAny>,
+    implicit: bool,
+    little: bool,
+) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    let enc = Encoding { implicit_vr: implicit, little_endian: little };
+    let mut parts: Vec<(u32, [u8; 2], Vec<u8>)> = Vec::new();
+    for item in elements.try_iter()? {
+        let item = item?;
+        let (tag, vr, value): (u32, Bound<'py, PyAny>, Bound<'py, PyAny>) = item.extract()?;
+        let Ok(vr) = vr.cast::<pyo3::types::PyString>() else { return Ok(None) };
+        let vr = vr.to_cow()?;
+        let vr = vr.as_bytes();
+        if vr.len() != 2 || !is_text_vr(vr) {
+            return Ok(None);
+        }
+        let Some(data) = text_value(vr, &value)? else { return Ok(None) };
+        let vr = [vr[0], vr[1]];
+        let limit = if !implicit && !has_long_length(vr) { 0xFFFF } else { 0xFFFF_FFFE };
+        if data.len() > limit {
+            return Ok(None);
+        }
+        parts.push((tag, vr, data));
+    }
+    parts.sort_by_key(|p| p.0); // stable, as Python's sorted()
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.2.len() + 12).sum());
+    for (tag, vr, data) in &parts {
+        dataset::write_element_header(&mut out, enc, *tag, Some(*vr), data.len() as u32);
+        out.extend_from_slice(data);
+    }
+    Ok(Some(PyBytes::new(py, &out)))
+}
+
 #[pyfunction]
 fn codec_split_items<'py>(py: Python<'py>, data: &Bound<'py, PyBytes>, implicit: bool, little: bool) -> PyResult<Option<Bound<'py, PyList>>> {
     let bytes = data.as_bytes();
@@ -230,6 +319,7 @@ fn codec_transcode_file(
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(codec_split, m)?)?;
+    m.add_function(wrap_pyfunction!(codec_encode_text, m)?)?;
     m.add_function(wrap_pyfunction!(codec_split_items, m)?)?;
     m.add_function(wrap_pyfunction!(codec_transcode, m)?)?;
     m.add_function(wrap_pyfunction!(codec_parse_meta, m)?)?;

@@ -51,19 +51,78 @@ fn failure(py: Python<'_>, e: PyErr) -> Failure {
     Failure { status, comment }
 }
 
-struct PyFindIter(Py<PyAny>);
+/// The matches of a Python C-FIND, pulled in batches: one GIL acquisition takes up to
+/// [`FIND_BATCH`] identifiers ([`FIND_BATCH_BYTES`]), as many as come within
+/// [`FIND_BATCH_TIME`] (a slow back end gives one at a time, so the first answer and
+/// a C-CANCEL are not held up); the Q/R SCP sends a batch in one write.
+/// `size_hint().0` is the number already pulled: the SCP writes what it holds before a
+/// `next()` that has to go back to Python.
+struct PyFindIter {
+    it: Py<PyAny>,
+    buf: std::collections::VecDeque<Result<Vec<u8>, Failure>>,
+    done: bool,
+}
+
+const FIND_BATCH: usize = 32;
+const FIND_BATCH_BYTES: usize = 256 * 1024;
+const FIND_BATCH_TIME: Duration = Duration::from_millis(1);
+
+fn identifier_bytes(py: Python<'_>, v: &Bound<'_, PyAny>) -> Result<Vec<u8>, Failure> {
+    match v.cast::<pyo3::types::PyBytes>() {
+        Ok(b) => Ok(b.as_bytes().to_vec()),
+        Err(_) => v.extract::<Vec<u8>>().map_err(|e| failure(py, e)),
+    }
+}
+
+impl PyFindIter {
+    fn new(it: Py<PyAny>) -> PyFindIter {
+        PyFindIter { it, buf: std::collections::VecDeque::new(), done: false }
+    }
+
+    fn fill(&mut self) {
+        let (buf, done) = (&mut self.buf, &mut self.done);
+        Python::attach(|py| {
+            let it = self.it.bind(py);
+            let mut bytes = 0usize;
+            let t0 = std::time::Instant::now();
+            while buf.len() < FIND_BATCH && bytes < FIND_BATCH_BYTES && (buf.is_empty() || t0.elapsed() < FIND_BATCH_TIME) {
+                match it.call_method0("__next__") {
+                    Ok(v) => {
+                        let r = identifier_bytes(py, &v);
+                        let failed = r.is_err();
+                        bytes += r.as_ref().map(|d| d.len()).unwrap_or(0);
+                        buf.push_back(r);
+                        if failed {
+                            *done = true;
+                            break;
+                        }
+                    }
+                    Err(e) if e.is_instance_of::<pyo3::exceptions::PyStopIteration>(py) => {
+                        *done = true;
+                        break;
+                    }
+                    Err(e) => {
+                        buf.push_back(Err(failure(py, e)));
+                        *done = true;
+                        break;
+                    }
+                }
+            }
+        })
+    }
+}
 
 impl Iterator for PyFindIter {
     type Item = Result<Vec<u8>, Failure>;
     fn next(&mut self) -> Option<Self::Item> {
-        Python::attach(|py| {
-            let it = self.0.bind(py);
-            match it.call_method0("__next__") {
-                Ok(v) => Some(v.extract::<Vec<u8>>().map_err(|e| failure(py, e))),
-                Err(e) if e.is_instance_of::<pyo3::exceptions::PyStopIteration>(py) => None,
-                Err(e) => Some(Err(failure(py, e))),
-            }
-        })
+        if self.buf.is_empty() && !self.done {
+            self.fill();
+        }
+        self.buf.pop_front()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.buf.len(), if self.done { Some(self.buf.len()) } else { None })
     }
 }
 
@@ -71,7 +130,7 @@ impl Drop for PyFindIter {
     fn drop(&mut self) {
         // Close the generator (a cancelled C-FIND ends its database cursor at once).
         Python::attach(|py| {
-            let _ = self.0.bind(py).call_method0("close");
+            let _ = self.it.bind(py).call_method0("close");
         });
     }
 }
@@ -147,7 +206,7 @@ impl QrProvider for PyQrProvider {
                 .call_method1(py, "find", (rq.sop_class_uid, pyo3::types::PyBytes::new(py, rq.identifier), rq.transfer_syntax, rq.calling_ae_title))
                 .and_then(|it| it.bind(py).try_iter().map(|i| i.into_any().unbind()));
             match r {
-                Ok(it) => Ok(Box::new(PyFindIter(it)) as FindResults),
+                Ok(it) => Ok(Box::new(PyFindIter::new(it)) as FindResults),
                 Err(e) => Err(failure(py, e)),
             }
         })

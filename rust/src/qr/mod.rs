@@ -198,6 +198,9 @@ impl Counts {
     }
 }
 
+/// Most bytes of pending C-FIND responses gathered before they are written.
+const FIND_WRITE_BYTES: usize = 64 * 1024;
+
 fn clamp16(n: u64) -> u16 {
     n.min(u16::MAX as u64) as u16
 }
@@ -234,9 +237,13 @@ impl QrHandler {
             Ok(r) => r,
             Err(f) => return send_final(assoc, ctx, command, f.status, Some(&f.comment), None, None),
         };
+        // Pending responses are gathered into one write while the provider has more
+        // matches at hand (its size_hint lower bound: a batch already pulled), up to
+        // FIND_WRITE_BYTES; C-CANCEL is polled before each batch, that is between writes.
+        let mut out: Vec<u8> = Vec::new();
         let mut sent = 0usize;
         loop {
-            if cancel_requested(assoc, command)? {
+            if out.is_empty() && cancel_requested(assoc, command)? {
                 info!("C-FIND cancelled by the peer after {sent} match(es)");
                 drop(results);
                 return send_final(assoc, ctx, command, status::CANCEL, None, None, None);
@@ -245,18 +252,27 @@ impl QrHandler {
                 None => break,
                 Some(Ok(identifier)) => {
                     let rsp = Command::response_to(command, status::PENDING);
-                    assoc.send_message(ctx, &rsp, Some(&identifier))?;
+                    assoc.append_message(ctx, &rsp, Some(&identifier), &mut out);
                     sent += 1;
+                    if out.len() >= FIND_WRITE_BYTES || results.size_hint().0 == 0 {
+                        assoc.send_encoded(&out)?;
+                        out.clear();
+                    }
                 }
                 Some(Err(f)) => {
                     drop(results);
+                    assoc.send_encoded(&out)?;
                     return send_final(assoc, ctx, command, f.status, Some(&f.comment), None, None);
                 }
             }
         }
         drop(results);
         info!("C-FIND: {sent} match(es)");
-        send_final(assoc, ctx, command, status::SUCCESS, None, None, None)
+        // The final response goes in the same write as the last pending ones.
+        let mut rsp = Command::response_to(command, status::SUCCESS);
+        rsp.affected_sop_instance_uid = None;
+        assoc.append_message(ctx, &rsp, None, &mut out);
+        assoc.send_encoded(&out)
     }
 
     fn retrieve(
