@@ -127,3 +127,19 @@ def fastdimse_scp(fastdimse_scp_factory) -> RunningSCP:
 def scu():
     """Our DICOMSCU calling as FDSCU."""
     return make_scu()
+
+
+@pytest.fixture
+def fast_tmp(tmp_path):
+    """A temporary folder in RAM (/dev/shm) when there is one: creating 10^5 files on this
+    machine's disk takes minutes, on tmpfs seconds. Removed at teardown."""
+    import os
+    import shutil
+    import tempfile
+
+    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else str(tmp_path)
+    d = Path(tempfile.mkdtemp(prefix="fastdimse-fast-", dir=base))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -43,16 +41,6 @@ N_GET = 3_000
 RSS_GROWTH_BOUND_KB = 48 * 1024
 
 
-@pytest.fixture
-def fast_tmp(tmp_path):
-    """A temporary folder in RAM (/dev/shm) when there is one (10^5 files on this
-    machine's disk take minutes, on tmpfs seconds). Removed at teardown."""
-    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else str(tmp_path)
-    d = Path(tempfile.mkdtemp(prefix="fastdimse-retrieve-", dir=base))
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def _file_of(root: Path, i: int) -> Path:

@@ -19,9 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pydicom
@@ -40,16 +38,6 @@ N_BIG = 100_000
 RSS_BOUND_KB = 64 * 1024
 
 
-@pytest.fixture
-def fast_tmp(tmp_path):
-    """A temporary folder in RAM (/dev/shm) when there is one: creating 10^5 files on this
-    machine's disk takes minutes, on tmpfs a few seconds. Removed at teardown."""
-    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else str(tmp_path)
-    d = Path(tempfile.mkdtemp(prefix="fastdimse-stream-", dir=base))
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def _count_files(folder: Path) -> int:
