@@ -46,9 +46,8 @@ import itertools
 import logging
 import os
 import socket
-import threading
 import time
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -127,7 +126,6 @@ class StoredElsewhere(UnableToProcess):
         where = "; ".join(
             (f"on host {host}" if loc == host else f"at {loc} on host {host}") + f": {n}"
             for loc, (host, n) in sorted(elsewhere.items()))
-        n = sum(c for _, c in elsewhere.values())
         # The DIMSE Error Comment keeps 64 characters: where comes first.
         super().__init__(f"stored {where} of {total} instances; retrieve there, not at {here}")
 
