@@ -14,6 +14,7 @@
 //!   (an SCP waiting for the next request).
 
 mod assoc;
+mod socket;
 pub mod server;
 
 pub use assoc::{Association, DataSink, Deferred, MessageData, Received, Sink};
