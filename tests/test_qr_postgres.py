@@ -21,7 +21,7 @@ import pytest
 
 import peers
 import qr_helpers as q
-from peers import HOST, PYTHON
+from peers import HOST, PYTHON, free_port
 from test_crash_safety import (acknowledged, check_everything_acknowledged_is_there,  # noqa: F401
                                ingest_and_kill, kill9, start_archive, start_sender, wait_until)
 
@@ -303,3 +303,14 @@ def test_reconcile_indexes_this_locations_unindexed_files_once(pg_url, tmp_path)
             a.count_located(everything, None, "patient")
         assert a.count_located({"QueryRetrieveLevel": "STUDY", "StudyInstanceUID":
                                 first[0].StudyInstanceUID}, None, "study") == len(first)
+
+
+def test_an_unreachable_index_fails_at_once_saying_why(tmp_path):
+    from fastdimse import DICOMSCP, Entity
+    from fastdimse.qr import UnableToProcess
+
+    port = free_port()  # nothing listens there
+    with pytest.raises(UnableToProcess, match=r"cannot connect to the index .*refused") as err:
+        DICOMSCP(Entity("A", HOST, 0), storage_dir=tmp_path,
+                 index=f"postgresql://nobody:secret@{HOST}:{port}/db")
+    assert "secret" not in str(err.value)  # the password is never in a message

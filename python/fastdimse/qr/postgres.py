@@ -271,6 +271,11 @@ class PostgresIndex(SQLiteIndex):
         self.host = socket.gethostname()
         self.location = location or self.host
         self._closed = False
+        try:  # one plain connection first: a wrong URL fails at once, saying why
+            psycopg.connect(url, connect_timeout=max(1, int(pool_timeout))).close()
+        except psycopg.Error as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UnableToProcess(f"cannot connect to the index {self.db_path}: {reason}") from exc
         self._pg_pool = ConnectionPool(url, min_size=1, max_size=max(1, pool_size),
                                     timeout=pool_timeout, open=False,
                                     check=ConnectionPool.check_connection,
