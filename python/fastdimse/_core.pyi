@@ -5,6 +5,8 @@ from typing import Any, Callable, Iterable
 __version__: str
 IMPLEMENTATION_CLASS_UID: str
 IMPLEMENTATION_VERSION_NAME: str
+#: every UID the Rust core spells by name (rust/src/uid.rs), read by fastdimse.uids
+UIDS: dict[str, str]
 
 # --- networking (rust/src/py/net.rs) ---------------------------------------
 

@@ -45,7 +45,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom import config as _pydicom_config
 
-from . import _core
+from . import _core, uids
 from .errors import DatasetError
 
 __all__ = [
@@ -62,10 +62,10 @@ __all__ = [
     "DEFLATED_EXPLICIT_VR_LE",
 ]
 
-IMPLICIT_VR_LE = "1.2.840.10008.1.2"
-EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
-EXPLICIT_VR_BE = "1.2.840.10008.1.2.2"
-DEFLATED_EXPLICIT_VR_LE = "1.2.840.10008.1.2.1.99"
+IMPLICIT_VR_LE = uids.IMPLICIT_VR_LITTLE_ENDIAN
+EXPLICIT_VR_LE = uids.EXPLICIT_VR_LITTLE_ENDIAN
+EXPLICIT_VR_BE = uids.EXPLICIT_VR_BIG_ENDIAN
+DEFLATED_EXPLICIT_VR_LE = uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
 
 _UNDEFINED = 0xFFFFFFFF
 _LONG_VR = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})

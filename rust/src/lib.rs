@@ -1,6 +1,7 @@
 //! fastdimse: the Rust core of a DICOM networking library.
 //!
 //! Layers, from the wire up (see docs/architecture.md):
+//! - [`uid`]: every UID spelled by name, and the implementation class UID and version.
 //! - [`pdu`]: sans-I/O codec of the upper-layer PDUs (PS3.8 9.3).
 //! - [`ul`]: the upper-layer state machine (PS3.8 9.2) and association negotiation.
 //! - [`dimse`]: the DIMSE command set (PS3.7), PDV fragmentation and reassembly.
@@ -8,6 +9,7 @@
 //! - [`net`]: the blocking I/O driver over TCP.
 //! - `py` (feature `python`): the PyO3 bindings, built by maturin as `fastdimse._core`.
 
+pub mod uid;
 pub mod pdu;
 pub mod ul;
 pub mod dimse;

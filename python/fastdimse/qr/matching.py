@@ -57,6 +57,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence, Union
 
+from .. import uids
 from .backend import IdentifierError
 
 __all__ = [
@@ -92,12 +93,8 @@ UNIQUE_KEYS = {
 # SOP classes of the two roots (FIND, MOVE, GET), so that an SCP may pass the
 # abstract syntax UID of the presentation context as ``root``.
 _ROOT_UIDS = {
-    "1.2.840.10008.5.1.4.1.2.1.1": PATIENT_ROOT,
-    "1.2.840.10008.5.1.4.1.2.1.2": PATIENT_ROOT,
-    "1.2.840.10008.5.1.4.1.2.1.3": PATIENT_ROOT,
-    "1.2.840.10008.5.1.4.1.2.2.1": STUDY_ROOT,
-    "1.2.840.10008.5.1.4.1.2.2.2": STUDY_ROOT,
-    "1.2.840.10008.5.1.4.1.2.2.3": STUDY_ROOT,
+    **{uid: PATIENT_ROOT for uid in uids.PATIENT_ROOT_SOP_CLASSES},
+    **{uid: STUDY_ROOT for uid in uids.STUDY_ROOT_SOP_CLASSES},
 }
 _ROOT_NAMES = {
     "patient": PATIENT_ROOT, "patient_root": PATIENT_ROOT, "patientroot": PATIENT_ROOT,

@@ -65,7 +65,9 @@
 mod dictionary;
 mod dictionary_gen;
 mod error;
+mod header;
 mod part10;
+pub mod scan;
 mod split;
 mod transcode;
 #[cfg(test)]
@@ -77,15 +79,13 @@ pub use part10::{
     parse_part10_meta, parse_part10_meta_lenient, read_part10_meta, read_part10_meta_path, transcode_file, write_part10_meta, FileMeta,
     MetaElement, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME,
 };
-pub use split::{check_value_length, read_header, skip_undefined_item, skip_undefined_length, split_elements, split_items, Header, RawElement, RawItem};
+pub use header::{parse_header, read_header, read_header_from, tag_of, write_element_header, Header, Need, StreamHeader};
+pub use split::{check_value_length, skip_undefined_item, skip_undefined_length, split_elements, split_items, RawElement, RawItem};
 pub use transcode::{transcode, transcode_stream, Transcoder};
 
-/// Transfer syntax UIDs this module knows by name.
+/// Transfer syntax UIDs this module knows by name (from [`crate::uid`]).
 pub mod uids {
-    pub const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
-    pub const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
-    pub const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
-    pub const DEFLATED_EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1.99";
+    pub use crate::uid::{DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE};
 }
 
 pub const TAG_ITEM: u32 = 0xFFFE_E000;
@@ -172,47 +172,4 @@ pub fn swap_unit(vr: [u8; 2]) -> usize {
 /// True when the two bytes can be a VR (two upper-case letters).
 pub fn is_vr(b: [u8; 2]) -> bool {
     b[0].is_ascii_uppercase() && b[1].is_ascii_uppercase()
-}
-
-/// Encode an element header into `out`.
-pub fn write_element_header(
-    out: &mut Vec<u8>,
-    enc: Encoding,
-    tag: u32,
-    vr: Option<[u8; 2]>,
-    length: u32,
-) {
-    let group = (tag >> 16) as u16;
-    let elem = tag as u16;
-    if enc.little_endian {
-        out.extend_from_slice(&group.to_le_bytes());
-        out.extend_from_slice(&elem.to_le_bytes());
-    } else {
-        out.extend_from_slice(&group.to_be_bytes());
-        out.extend_from_slice(&elem.to_be_bytes());
-    }
-    let put32 = |out: &mut Vec<u8>, v: u32| {
-        if enc.little_endian {
-            out.extend_from_slice(&v.to_le_bytes())
-        } else {
-            out.extend_from_slice(&v.to_be_bytes())
-        }
-    };
-    match vr {
-        Some(vr) if !enc.implicit_vr && group != 0xFFFE => {
-            out.extend_from_slice(&vr);
-            if has_long_length(vr) {
-                out.extend_from_slice(&[0, 0]);
-                put32(out, length);
-            } else {
-                let l = length as u16;
-                if enc.little_endian {
-                    out.extend_from_slice(&l.to_le_bytes())
-                } else {
-                    out.extend_from_slice(&l.to_be_bytes())
-                }
-            }
-        }
-        _ => put32(out, length),
-    }
 }

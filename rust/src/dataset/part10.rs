@@ -5,12 +5,10 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use super::dictionary::{self, DictVr};
-use super::{has_long_length, is_vr, write_element_header, DatasetError, Encoding};
+use super::header::{read_header_from, write_element_header, StreamHeader};
+use super::{has_long_length, DatasetError, Encoding};
 
-/// fastdimse's Implementation Class UID (a 2.25 UUID-derived UID, PS3.5 B.2).
-pub const IMPLEMENTATION_CLASS_UID: &str = crate::ul::DEFAULT_IMPLEMENTATION_CLASS_UID;
-/// Implementation Version Name (at most 16 characters).
-pub const IMPLEMENTATION_VERSION_NAME: &str = crate::ul::DEFAULT_IMPLEMENTATION_VERSION_NAME;
+pub use crate::uid::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
 
 /// One file meta element as stored (value bytes with their padding).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,39 +121,35 @@ fn read_meta_impl<R: Read + Seek>(r: &mut R, require_ts: bool) -> Result<(FileMe
     let mut pos = 132u64;
     let mut elements = Vec::new();
     loop {
-        let mut h = [0u8; 8];
-        let n = read_full(r, &mut h).map_err(io(pos))?;
-        if n == 0 {
-            break; // a file with meta information and an empty dataset
-        }
-        if n < 8 {
-            return Err(DatasetError::Truncated { tag: None, offset: pos, length: 8, size: pos + n as u64 });
-        }
-        let group = u16::from_le_bytes([h[0], h[1]]);
-        let tag = ((group as u32) << 16) | u16::from_le_bytes([h[2], h[3]]) as u32;
-        if group != 0x0002 {
+        let h = match read_header_from(r, Encoding::EXPLICIT_LE).map_err(io(pos))? {
+            StreamHeader::End => break, // a file with meta information and an empty dataset
+            StreamHeader::Header(h) => h,
+            // cut inside the 4-byte length of a long explicit VR header
+            StreamHeader::Truncated { got, tag: Some(tag) } if got >= 8 => {
+                if tag >> 16 == 0x0002 {
+                    return Err(DatasetError::Truncated { tag: Some(tag), offset: pos, length: 12, size: pos + got as u64 });
+                }
+                r.seek(SeekFrom::Start(pos)).map_err(io(pos))?; // the dataset's first element
+                break;
+            }
+            StreamHeader::Truncated { got, .. } => {
+                return Err(DatasetError::Truncated { tag: None, offset: pos, length: 8, size: pos + got as u64 });
+            }
+        };
+        let tag = h.tag;
+        if tag >> 16 != 0x0002 {
             r.seek(SeekFrom::Start(pos)).map_err(io(pos))?;
             break;
         }
-        let vr_bytes = [h[4], h[5]];
-        let (vr, length, header_len) = if is_vr(vr_bytes) {
-            if has_long_length(vr_bytes) {
-                let mut l = [0u8; 4];
-                if read_full(r, &mut l).map_err(io(pos))? < 4 {
-                    return Err(DatasetError::Truncated { tag: Some(tag), offset: pos, length: 12, size: pos + 8 });
-                }
-                (vr_bytes, u32::from_le_bytes(l), 12u64)
-            } else {
-                (vr_bytes, u16::from_le_bytes([h[6], h[7]]) as u32, 8u64)
-            }
-        } else {
+        let vr = match h.vr {
+            Some(vr) => vr,
             // Implicit VR meta (non-conformant, but seen): VR from the dictionary.
-            let vr = match dictionary::lookup(tag) {
+            None => match dictionary::lookup(tag) {
                 Some(DictVr::Exact(vr)) => vr,
                 _ => *b"UN",
-            };
-            (vr, u32::from_le_bytes([h[4], h[5], h[6], h[7]]), 8u64)
+            },
         };
+        let (length, header_len) = (h.length, h.header_len as u64);
         if length == super::UNDEFINED_LENGTH {
             return Err(DatasetError::BadMeta {
                 tag: Some(tag),
@@ -303,26 +297,8 @@ fn transcode_file_inner(
     }
     let out_file = std::fs::File::create(dst).map_err(|source| DatasetError::Io { offset: 0, source })?;
     let mut w = std::io::BufWriter::with_capacity(64 * 1024, out_file);
-    let mut written = write_part10_meta(&mut w, &meta)?;
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut out = Vec::with_capacity(128 * 1024);
-    let mut pos = offset;
-    loop {
-        let n = match r.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(source) => return Err(DatasetError::Io { offset: pos, source }),
-        };
-        pos += n as u64;
-        out.clear();
-        t.feed(&buf[..n], &mut out)?;
-        w.write_all(&out).map_err(|source| DatasetError::Io { offset: pos, source })?;
-        written += out.len() as u64;
-    }
-    out.clear();
-    t.finish(&mut out)?;
-    w.write_all(&out).map_err(|source| DatasetError::Io { offset: pos, source })?;
+    let written = write_part10_meta(&mut w, &meta)?;
+    let (body, pos) = t.pump(&mut r, &mut w, offset)?;
     w.flush().map_err(|source| DatasetError::Io { offset: pos, source })?;
-    Ok(written + out.len() as u64)
+    Ok(written + body)
 }

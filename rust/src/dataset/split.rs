@@ -1,23 +1,8 @@
 //! Splitting a dataset into its top-level elements (the decode path).
 
 use super::dictionary::{self, DictVr};
-use super::{
-    has_long_length, is_vr, swap_unit, DatasetError, Encoding, TAG_ITEM, TAG_ITEM_DELIMITER,
-    TAG_PIXEL_DATA, TAG_SEQUENCE_DELIMITER, UNDEFINED_LENGTH,
-};
-
-/// One element header as read from the data.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Header {
-    pub tag: u32,
-    /// The VR bytes in explicit VR; `None` in implicit VR, for items and
-    /// delimiters, and when an explicit-VR dataset switches to implicit
-    /// (no valid VR letters where the VR should be, as some writers do).
-    pub vr: Option<[u8; 2]>,
-    pub length: u32,
-    /// 8 or 12.
-    pub header_len: usize,
-}
+use super::header::read_header;
+use super::{swap_unit, DatasetError, Encoding, TAG_ITEM, TAG_ITEM_DELIMITER, TAG_PIXEL_DATA, TAG_SEQUENCE_DELIMITER, UNDEFINED_LENGTH};
 
 /// A top-level element: where its value lies in the data that was split.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,50 +18,6 @@ pub struct RawElement {
     pub value_start: usize,
     /// Exclusive; for undefined lengths, the offset of the sequence delimiter.
     pub value_end: usize,
-}
-
-#[inline]
-fn u16_at(data: &[u8], pos: usize, little: bool) -> u16 {
-    let b = [data[pos], data[pos + 1]];
-    if little { u16::from_le_bytes(b) } else { u16::from_be_bytes(b) }
-}
-
-#[inline]
-fn u32_at(data: &[u8], pos: usize, little: bool) -> u32 {
-    let b = [data[pos], data[pos + 1], data[pos + 2], data[pos + 3]];
-    if little { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) }
-}
-
-/// Read the element header at `pos` (offsets in errors are relative to `data`).
-pub fn read_header(data: &[u8], pos: usize, enc: Encoding) -> Result<Header, DatasetError> {
-    let size = data.len() as u64;
-    let avail = data.len().saturating_sub(pos);
-    if avail < 8 {
-        let tag = if avail >= 4 {
-            Some(((u16_at(data, pos, enc.little_endian) as u32) << 16) | u16_at(data, pos + 2, enc.little_endian) as u32)
-        } else {
-            None
-        };
-        return Err(DatasetError::Truncated { tag, offset: pos as u64, length: 8, size });
-    }
-    let le = enc.little_endian;
-    let tag = ((u16_at(data, pos, le) as u32) << 16) | u16_at(data, pos + 2, le) as u32;
-    if enc.implicit_vr || tag >> 16 == 0xFFFE {
-        return Ok(Header { tag, vr: None, length: u32_at(data, pos + 4, le), header_len: 8 });
-    }
-    let vr = [data[pos + 4], data[pos + 5]];
-    if !is_vr(vr) {
-        // An explicit VR dataset that switches to implicit VR (seen in the wild).
-        return Ok(Header { tag, vr: None, length: u32_at(data, pos + 4, le), header_len: 8 });
-    }
-    if has_long_length(vr) {
-        if avail < 12 {
-            return Err(DatasetError::Truncated { tag: Some(tag), offset: pos as u64, length: 12, size });
-        }
-        Ok(Header { tag, vr: Some(vr), length: u32_at(data, pos + 8, le), header_len: 12 })
-    } else {
-        Ok(Header { tag, vr: Some(vr), length: u16_at(data, pos + 6, le) as u32, header_len: 8 })
-    }
 }
 
 /// Check a defined value length against its VR's unit size (US 2, UL 4, AT 4,
@@ -175,15 +116,7 @@ fn skip_container(
             continue;
         }
         match (in_item, h.tag) {
-            (false, TAG_SEQUENCE_DELIMITER) => {
-                stack.pop();
-                opened.pop();
-                if stack.is_empty() {
-                    return Ok(pos);
-                }
-                pos = value_start;
-            }
-            (true, TAG_ITEM_DELIMITER) => {
+            (false, TAG_SEQUENCE_DELIMITER) | (true, TAG_ITEM_DELIMITER) => {
                 stack.pop();
                 opened.pop();
                 if stack.is_empty() {

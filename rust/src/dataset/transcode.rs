@@ -6,9 +6,10 @@ use std::io::{Read, Write};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 use super::dictionary::{explicit_vr_for, VrContext};
+use super::header::{parse_header, write_element_header, Header, Need};
 use super::{
-    has_long_length, is_vr, swap_unit, write_element_header, DatasetError, Encoding, TransferSyntax,
-    TAG_ITEM, TAG_ITEM_DELIMITER, TAG_PIXEL_DATA, TAG_SEQUENCE_DELIMITER, UNDEFINED_LENGTH,
+    has_long_length, swap_unit, DatasetError, Encoding, TransferSyntax, TAG_ITEM, TAG_ITEM_DELIMITER, TAG_PIXEL_DATA,
+    TAG_SEQUENCE_DELIMITER, UNDEFINED_LENGTH,
 };
 
 const CHUNK: usize = 64 * 1024;
@@ -292,14 +293,22 @@ impl Transcoder {
             }
             match self.state {
                 State::Header => {
-                    let need = self.header_need();
+                    // Take bytes up to what the header needs (8, then 12 for a long
+                    // explicit VR), then decode it with the one header reader.
+                    let need = match parse_header(&self.hdr[..self.hdr_len], self.fe) {
+                        Ok(h) => {
+                            self.on_header(h, out)?;
+                            continue;
+                        }
+                        Err(Need(n)) => n,
+                    };
                     let take = (need - self.hdr_len).min(input.len());
                     self.hdr[self.hdr_len..self.hdr_len + take].copy_from_slice(&input[..take]);
                     self.hdr_len += take;
                     self.pos += take as u64;
                     input = &input[take..];
-                    if self.hdr_len == need && need == self.header_need() {
-                        self.on_header(out)?;
+                    if let Ok(h) = parse_header(&self.hdr[..self.hdr_len], self.fe) {
+                        self.on_header(h, out)?;
                     }
                 }
                 State::Value { tag, header_offset, length, remaining, unit, skip, capture } => {
@@ -342,26 +351,6 @@ impl Transcoder {
         }
     }
 
-    /// Bytes of the header being read: 8, or 12 for a long explicit VR.
-    fn header_need(&self) -> usize {
-        if self.hdr_len < 8 || self.fe.implicit_vr {
-            return 8;
-        }
-        let group = self.u16_in(0);
-        let vr = [self.hdr[4], self.hdr[5]];
-        if group != 0xFFFE && is_vr(vr) && has_long_length(vr) { 12 } else { 8 }
-    }
-
-    fn u16_in(&self, i: usize) -> u16 {
-        let b = [self.hdr[i], self.hdr[i + 1]];
-        if self.fe.little_endian { u16::from_le_bytes(b) } else { u16::from_be_bytes(b) }
-    }
-
-    fn u32_in(&self, i: usize) -> u32 {
-        let b = [self.hdr[i], self.hdr[i + 1], self.hdr[i + 2], self.hdr[i + 3]];
-        if self.fe.little_endian { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) }
-    }
-
     fn swap_into(&mut self, mut chunk: &[u8], unit: usize, out: &mut Vec<u8>) {
         if self.carry_len > 0 {
             let k = (unit - self.carry_len).min(chunk.len());
@@ -400,23 +389,10 @@ impl Transcoder {
         Ok(())
     }
 
-    fn on_header(&mut self, out: &mut Vec<u8>) -> Result<(), DatasetError> {
-        let header_len = self.hdr_len;
+    fn on_header(&mut self, h: Header, out: &mut Vec<u8>) -> Result<(), DatasetError> {
         self.hdr_len = 0;
-        let header_offset = self.pos - header_len as u64;
-        let tag = ((self.u16_in(0) as u32) << 16) | self.u16_in(2) as u32;
-        let (src_vr, length) = if self.fe.implicit_vr || tag >> 16 == 0xFFFE {
-            (None, self.u32_in(4))
-        } else {
-            let vr = [self.hdr[4], self.hdr[5]];
-            if !is_vr(vr) {
-                (None, self.u32_in(4))
-            } else if header_len == 12 {
-                (Some(vr), self.u32_in(8))
-            } else {
-                (Some(vr), self.u16_in(6) as u32)
-            }
-        };
+        let header_offset = self.pos - h.header_len as u64;
+        let Header { tag, vr: src_vr, length, .. } = h;
         let parent = self.stack.last().map(|f| (f.kind, f.end));
         let te = self.te;
         match tag {
@@ -458,32 +434,24 @@ impl Transcoder {
                     })
                 }
             },
-            TAG_ITEM_DELIMITER => match parent {
-                Some((Kind::Item, None)) => {
-                    self.stack.pop();
-                    write_element_header(out, te, TAG_ITEM_DELIMITER, None, 0);
+            TAG_ITEM_DELIMITER | TAG_SEQUENCE_DELIMITER => {
+                // a delimiter closes the undefined-length container it belongs to
+                let closes = match (tag, parent) {
+                    (TAG_ITEM_DELIMITER, Some((Kind::Item, None))) => true,
+                    (TAG_SEQUENCE_DELIMITER, Some((Kind::Sequence | Kind::Fragments, None))) => true,
+                    _ => false,
+                };
+                if !closes {
+                    let expected = if tag == TAG_ITEM_DELIMITER {
+                        "an item delimiter only inside an undefined-length item"
+                    } else {
+                        "a sequence delimiter only inside an undefined-length sequence"
+                    };
+                    return Err(DatasetError::UnexpectedTag { tag, offset: header_offset, expected });
                 }
-                _ => {
-                    return Err(DatasetError::UnexpectedTag {
-                        tag,
-                        offset: header_offset,
-                        expected: "an item delimiter only inside an undefined-length item",
-                    })
-                }
-            },
-            TAG_SEQUENCE_DELIMITER => match parent {
-                Some((Kind::Sequence, None)) | Some((Kind::Fragments, None)) => {
-                    self.stack.pop();
-                    write_element_header(out, te, TAG_SEQUENCE_DELIMITER, None, 0);
-                }
-                _ => {
-                    return Err(DatasetError::UnexpectedTag {
-                        tag,
-                        offset: header_offset,
-                        expected: "a sequence delimiter only inside an undefined-length sequence",
-                    })
-                }
-            },
+                self.stack.pop();
+                write_element_header(out, te, tag, None, 0);
+            }
             _ => {
                 if matches!(parent, Some((Kind::Sequence, _)) | Some((Kind::Fragments, _))) {
                     return Err(DatasetError::UnexpectedTag {
@@ -582,26 +550,34 @@ pub fn transcode_stream<R: Read, W: Write>(
     to_uid: &str,
 ) -> Result<u64, DatasetError> {
     let mut t = Transcoder::new(from_uid, to_uid)?;
-    let mut buf = vec![0u8; CHUNK];
-    let mut out = Vec::with_capacity(CHUNK * 2);
-    let mut read_total = 0u64;
-    let mut written = 0u64;
-    loop {
-        let n = match r.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(source) => return Err(DatasetError::Io { offset: read_total, source }),
-        };
-        read_total += n as u64;
+    Ok(t.pump(r, w, 0)?.0)
+}
+
+impl Transcoder {
+    /// Feed all of `r` (whose first byte is at offset `start`, for I/O errors) through
+    /// the transcoder into `w` in 64 KiB chunks, then finish. Returns (bytes written,
+    /// offset after the last byte read).
+    pub fn pump<R: Read, W: Write>(&mut self, r: &mut R, w: &mut W, start: u64) -> Result<(u64, u64), DatasetError> {
+        let mut buf = vec![0u8; CHUNK];
+        let mut out = Vec::with_capacity(CHUNK * 2);
+        let mut pos = start;
+        let mut written = 0u64;
+        loop {
+            let n = match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(source) => return Err(DatasetError::Io { offset: pos, source }),
+            };
+            pos += n as u64;
+            out.clear();
+            self.feed(&buf[..n], &mut out)?;
+            w.write_all(&out).map_err(|source| DatasetError::Io { offset: pos, source })?;
+            written += out.len() as u64;
+        }
         out.clear();
-        t.feed(&buf[..n], &mut out)?;
-        w.write_all(&out).map_err(|source| DatasetError::Io { offset: read_total, source })?;
-        written += out.len() as u64;
+        self.finish(&mut out)?;
+        w.write_all(&out).map_err(|source| DatasetError::Io { offset: pos, source })?;
+        Ok((written + out.len() as u64, pos))
     }
-    out.clear();
-    t.finish(&mut out)?;
-    w.write_all(&out).map_err(|source| DatasetError::Io { offset: read_total, source })?;
-    written += out.len() as u64;
-    Ok(written)
 }

@@ -13,10 +13,7 @@ pub use command::{field, priority, Command, CommandError};
 
 use crate::pdu::{self, Pdv};
 
-pub const VERIFICATION_SOP_CLASS: &str = "1.2.840.10008.1.1";
-pub const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
-pub const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
-pub const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
+pub use crate::uid::{EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE, VERIFICATION as VERIFICATION_SOP_CLASS};
 
 /// Errors in the sequence of PDVs a peer sends.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

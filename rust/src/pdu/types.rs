@@ -35,7 +35,7 @@ pub mod item_type {
 }
 
 /// The DICOM application context name (PS3.7 Annex A.2.1).
-pub const DICOM_APPLICATION_CONTEXT: &str = "1.2.840.10008.3.1.1.1";
+pub use crate::uid::DICOM_APPLICATION_CONTEXT;
 
 /// A protocol data unit.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -241,6 +241,19 @@ fn codec_transcode<'py>(
     }
 }
 
+/// `[(tag, vr, value, value_offset)]` of the meta elements parsed from `data` (the
+/// file's first bytes), their offsets found again by the element-header reader.
+fn meta_list<'py>(py: Python<'py>, data: &[u8], meta: &FileMeta) -> PyResult<Bound<'py, PyList>> {
+    let list = PyList::empty(py);
+    let mut pos = 132usize;
+    for e in &meta.elements {
+        let header = dataset::read_header(data, pos, Encoding::EXPLICIT_LE).map_or(8, |h| h.header_len);
+        list.append((e.tag, vr_str(Some(e.vr)), PyBytes::new(py, &e.value), pos + header))?;
+        pos += header + e.value.len();
+    }
+    Ok(list)
+}
+
 /// Parse the preamble and file meta group of a Part-10 file held in `data`.
 /// Returns `(preamble, [(tag, vr, value, value_offset)], dataset_offset)`.
 #[pyfunction]
@@ -251,13 +264,7 @@ fn codec_parse_meta<'py>(
     path: Option<&str>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let (meta, offset) = dataset::parse_part10_meta_lenient(data).map_err(|e| dataset_error(py, &e, path))?;
-    let list = PyList::empty(py);
-    let mut pos = 132usize;
-    for e in &meta.elements {
-        let header = if has_long_length(e.vr) && is_vr([data[pos + 4], data[pos + 5]]) { 12 } else { 8 };
-        list.append((e.tag, vr_str(Some(e.vr)), PyBytes::new(py, &e.value), pos + header))?;
-        pos += header + e.value.len();
-    }
+    let list = meta_list(py, data, &meta)?;
     PyTuple::new(
         py,
         [
@@ -363,13 +370,7 @@ fn codec_read_file<'py>(py: Python<'py>, path: &str, stop_before_pixels: bool) -
         }
         Err(e) => return Err(err(e)),
     };
-    let meta_list = PyList::empty(py);
-    let mut pos = 132usize;
-    for e in &meta.elements {
-        let header = if has_long_length(e.vr) && is_vr([meta_buf[pos + 4], meta_buf[pos + 5]]) { 12 } else { 8 };
-        meta_list.append((e.tag, vr_str(Some(e.vr)), PyBytes::new(py, &e.value), pos + header))?;
-        pos += header + e.value.len();
-    }
+    let meta_list = meta_list(py, &meta_buf, &meta)?;
     let preamble = PyBytes::new(py, &meta_buf[..128.min(meta_buf.len())]);
     let mut ts_uid = meta.transfer_syntax.clone();
     // Peek at the first dataset element for the syntax guess / implicit switch.

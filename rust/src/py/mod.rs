@@ -31,8 +31,14 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     }
     m.add_function(wrap_pyfunction!(refresh_logging, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    m.add("IMPLEMENTATION_CLASS_UID", crate::ul::DEFAULT_IMPLEMENTATION_CLASS_UID)?;
-    m.add("IMPLEMENTATION_VERSION_NAME", crate::ul::DEFAULT_IMPLEMENTATION_VERSION_NAME)?;
+    m.add("IMPLEMENTATION_CLASS_UID", crate::uid::IMPLEMENTATION_CLASS_UID)?;
+    m.add("IMPLEMENTATION_VERSION_NAME", crate::uid::IMPLEMENTATION_VERSION_NAME)?;
+    // every UID Rust spells by name: python/fastdimse/uids.py reads them from here
+    let uids = pyo3::types::PyDict::new(m.py());
+    for (name, value) in crate::uid::NAMED {
+        uids.set_item(name, value)?;
+    }
+    m.add("UIDS", uids)?;
     net::register(m)?;
     store::register(m)?;
     codec::register(m)?;

@@ -21,25 +21,7 @@ use crate::ul::{Negotiated, RequestorConfig};
 
 /// Q/R SOP classes (PS3.4 C.6).
 pub mod sop {
-    pub const PATIENT_ROOT_FIND: &str = "1.2.840.10008.5.1.4.1.2.1.1";
-    pub const PATIENT_ROOT_MOVE: &str = "1.2.840.10008.5.1.4.1.2.1.2";
-    pub const PATIENT_ROOT_GET: &str = "1.2.840.10008.5.1.4.1.2.1.3";
-    pub const STUDY_ROOT_FIND: &str = "1.2.840.10008.5.1.4.1.2.2.1";
-    pub const STUDY_ROOT_MOVE: &str = "1.2.840.10008.5.1.4.1.2.2.2";
-    pub const STUDY_ROOT_GET: &str = "1.2.840.10008.5.1.4.1.2.2.3";
-    /// The Q/R information models (C-FIND, C-MOVE and C-GET of both roots, and the
-    /// retired Patient/Study Only root).
-    pub const ALL: [&str; 9] = [
-        PATIENT_ROOT_FIND,
-        PATIENT_ROOT_MOVE,
-        PATIENT_ROOT_GET,
-        STUDY_ROOT_FIND,
-        STUDY_ROOT_MOVE,
-        STUDY_ROOT_GET,
-        "1.2.840.10008.5.1.4.1.2.3.1",
-        "1.2.840.10008.5.1.4.1.2.3.2",
-        "1.2.840.10008.5.1.4.1.2.3.3",
-    ];
+    pub use crate::uid::{PATIENT_ROOT_FIND, PATIENT_ROOT_GET, PATIENT_ROOT_MOVE, QR_SOP_CLASSES as ALL, STUDY_ROOT_FIND, STUDY_ROOT_GET, STUDY_ROOT_MOVE};
 }
 
 /// Q/R statuses (PS3.4 C.4.1.1.4, C.4.2.1.5, C.4.3.1.4).

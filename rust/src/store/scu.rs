@@ -29,7 +29,7 @@ use super::status;
 const SMALL_FILE: u64 = 256 * 1024;
 
 /// Media Storage Directory (DICOMDIR) is not an instance to send.
-const MEDIA_STORAGE_DIRECTORY: &str = "1.2.840.10008.1.3.10";
+use crate::uid::MEDIA_STORAGE_DIRECTORY;
 
 /// Something to send.
 pub enum StoreItem {

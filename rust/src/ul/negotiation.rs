@@ -64,10 +64,7 @@ use crate::pdu::{
     UserInformation, UserItem, DICOM_APPLICATION_CONTEXT,
 };
 
-/// Our implementation class UID (PS3.7 D.3.3.2), a UUID-derived UID under the 2.25 root.
-pub const DEFAULT_IMPLEMENTATION_CLASS_UID: &str = "2.25.102626412008397097987888726960716603368";
-/// Our implementation version name (at most 16 characters).
-pub const DEFAULT_IMPLEMENTATION_VERSION_NAME: &str = "FASTDIMSE_0_1";
+pub use crate::uid::{IMPLEMENTATION_CLASS_UID as DEFAULT_IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME as DEFAULT_IMPLEMENTATION_VERSION_NAME};
 /// The maximum P-DATA-TF PDU length we advertise by default.
 pub const DEFAULT_MAX_PDU_LENGTH: u32 = 1_048_576;
 /// The peer's maximum PDU length assumed when it omits the Maximum Length sub-item.
