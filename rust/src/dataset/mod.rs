@@ -63,7 +63,6 @@
 //!   where the dataset begins, so a sender can stream the rest untouched.
 
 mod dictionary;
-mod dictionary_gen;
 mod error;
 mod header;
 mod part10;
