@@ -151,4 +151,21 @@ def codec_read_file(
     """(preamble, meta, transfer_syntax, [(tag, VR, length, value or None, value_offset)],
     is_implicit_VR, is_little_endian); a None value is read by the caller at value_offset."""
 
+def codec_split_items(
+    data: bytes, implicit: bool, little: bool
+) -> list[tuple[int, bool, list[tuple[int, str | None, int, int, int]]]] | None:
+    """Split a sequence value into items: [(item offset, undefined length, [(tag, VR,
+    length, value_start, value_end)])]; None when the value is irregular or malformed."""
+
+def codec_encode_text(elements: Iterable[tuple[int, str, Any]], implicit: bool, little: bool) -> bytes | None:
+    """Encode a flat data set of ASCII text elements [(tag, VR, value)], sorted by tag;
+    None when an element is anything else or too long for its length field."""
+
+def codec_write(entries: Iterable[tuple[Any, ...]], implicit: bool, little: bool, group_length: int | None = None) -> list[bytes]:
+    """Write a data set from codec.py's entries (kinds in rust/src/py/codec.rs `mod kind`:
+    value, undefined-length value, text, encoded, sequence, byte swap, transcode): Rust
+    writes the headers, padding and sequence/item framing. Returns the bytes as parts
+    (large values are their own objects); with `group_length`, preceded by that UL
+    group length element."""
+
 # ---- end dataset codec -------------------------------------------------------------------

@@ -28,7 +28,6 @@ naming the byte offset and the tag (and the path, for files).
 from __future__ import annotations
 
 import os
-from struct import Struct
 from typing import Any
 
 _tuple_new = tuple.__new__
@@ -71,13 +70,6 @@ _UNDEFINED = 0xFFFFFFFF
 _LONG_VR = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
 _BULK_VR = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 
-_HDR = {
-    # (implicit, little): (short header, long header)
-    (True, True): (Struct("<HHL"), Struct("<HHL")),
-    (False, True): (Struct("<HH2sH"), Struct("<HH2sHL")),
-    (False, False): (Struct(">HH2sH"), Struct(">HH2sHL")),
-}
-_ITEM = {True: Struct("<HHL"), False: Struct(">HHL")}
 
 
 def _syntax(transfer_syntax: str) -> tuple[bool, bool, bool]:
@@ -348,19 +340,20 @@ def read_file(
 
 
 # ---------------------------------------------------------------- encoding
+#
+# Python decides what each element is (raw and in the target encoding, raw in another
+# one, converted text, a sequence, or something only pydicom's writer can encode) and
+# hands Rust a list of entries; Rust (``_core.codec_write``, rust/src/dataset/write.rs)
+# writes the headers, pads text, frames sequences and items and writes undefined
+# lengths with their delimiters. Entry kinds (rust/src/py/codec.rs, ``mod kind``):
 
-def _header(tag: int, vr: str | None, length: int, implicit: bool, little: bool) -> bytes:
-    short, long_ = _HDR[(implicit, little)]
-    if implicit:
-        return short.pack(tag >> 16, tag & 0xFFFF, length)
-    assert vr is not None
-    if vr in _LONG_VR or length == _UNDEFINED:
-        return long_.pack(tag >> 16, tag & 0xFFFF, vr.encode("ascii"), 0, length)
-    return short.pack(tag >> 16, tag & 0xFFFF, vr.encode("ascii"), length)
-
-
-def _delimiter(tag: int, little: bool) -> bytes:
-    return _ITEM[little].pack(0xFFFE, tag, 0)
+_K_VALUE = 0       # (kind, tag, VR or None, value bytes): header + value as it is
+_K_UNDEFINED = 1   # (kind, tag, VR or None, content): undefined length + content + delimiter
+_K_TEXT = 2        # (kind, tag, VR, ASCII str): header + text padded to even length
+_K_ENCODED = 3     # (kind, bytes): whole elements already encoded (pydicom's writer)
+_K_SEQUENCE = 4    # (kind, tag, undefined, [(undefined item, [entries])])
+_K_SWAP = 5        # (kind, tag, VR, value bytes, source little endian): bulk value byte-swapped
+_K_TRANSCODE = 6   # (kind, tag, VR or None, length, value, src implicit, src little, bits, pixrep)
 
 
 def _context(ds: Dataset) -> tuple[int | None, int | None]:
@@ -372,16 +365,6 @@ def _context(ds: Dataset) -> tuple[int | None, int | None]:
             return None
 
     return get(0x00280100), get(0x00280103)
-
-
-def _raw_bytes(elem: RawDataElement, vr: str | None) -> bytes:
-    """A raw element re-serialised in its own encoding (header, value, delimiter)."""
-    value = elem.value or b""
-    length = elem.length if elem.length == _UNDEFINED else len(value)
-    out = _header(elem.tag, vr, length, elem.is_implicit_VR, elem.is_little_endian) + value
-    if length == _UNDEFINED:
-        out += _delimiter(0xE0DD, elem.is_little_endian)
-    return out
 
 
 def _write_pydicom(elem: DataElement, implicit: bool, little: bool, encodings: Any) -> bytes:
@@ -402,30 +385,16 @@ def _dictionary_vr(tag: int) -> str | None:
 
 
 def _encode_sequence(elem: DataElement, implicit: bool, little: bool, encodings: Any, out: list) -> None:
-    body: list = []
-    item_struct = _ITEM[little]
+    items = []
     for item in elem.value:
-        parts: list = []
-        _encode_dataset(item, implicit, little, parts, encodings)
-        content = b"".join(parts)
-        if getattr(item, "is_undefined_length_sequence_item", False):
-            body.append(item_struct.pack(0xFFFE, 0xE000, _UNDEFINED))
-            body.append(content)
-            body.append(_delimiter(0xE00D, little))
-        else:
-            body.append(item_struct.pack(0xFFFE, 0xE000, len(content)))
-            body.append(content)
-    content = b"".join(body)
-    if elem.is_undefined_length:
-        out.append(_header(elem.tag, "SQ", _UNDEFINED, implicit, little))
-        out.append(content)
-        out.append(_delimiter(0xE0DD, little))
-    else:
-        out.append(_header(elem.tag, "SQ", len(content), implicit, little))
-        out.append(content)
+        entries: list = []
+        _encode_dataset(item, implicit, little, entries, encodings)
+        items.append((bool(getattr(item, "is_undefined_length_sequence_item", False)), entries))
+    out.append((_K_SEQUENCE, elem.tag, bool(elem.is_undefined_length), items))
 
 
 def _encode_dataset(ds: Dataset, implicit: bool, little: bool, out: list, parent_encoding: Any) -> None:
+    """Append the entries of `ds` (see the kinds above) to `out`."""
     if ds.original_character_set != ds._character_set:
         # The character set changed: every text value must be re-encoded, the
         # way pydicom's writer does it.
@@ -433,7 +402,7 @@ def _encode_dataset(ds: Dataset, implicit: bool, little: bool, out: list, parent
         fp.is_implicit_VR = implicit
         fp.is_little_endian = little
         write_dataset(fp, ds, parent_encoding)
-        out.append(fp.getvalue())
+        out.append((_K_ENCODED, fp.getvalue()))
         return
     encodings: Any = None
     context: tuple | None = None
@@ -451,27 +420,15 @@ def _encode_dataset(ds: Dataset, implicit: bool, little: bool, out: list, parent
                 and elem.is_little_endian == little
                 and (implicit or vr)
             ):
-                if elem.length == _UNDEFINED:
-                    out.append(_header(tag, vr, _UNDEFINED, implicit, little))
-                    out.append(value)
-                    out.append(_delimiter(0xE0DD, little))
-                else:
-                    out.append(_header(tag, vr, len(value), implicit, little))
-                    out.append(value)
+                out.append((_K_UNDEFINED if elem.length == _UNDEFINED else _K_VALUE, tag, vr, value))
                 continue
             if (vr or _dictionary_vr(tag)) == "SQ":
-                # A raw sequence in another encoding: convert in Rust.
+                # A raw sequence in another encoding: converted in Rust.
                 if context is None:
                     context = _context(ds)
-                src = _raw_bytes(elem, "SQ" if not elem.is_implicit_VR else None)
-                out.append(
-                    _core.codec_transcode(
-                        src,
-                        _uid_for(elem.is_implicit_VR, elem.is_little_endian),
-                        _uid_for(implicit, little),
-                        *context,
-                    )
-                )
+                out.append((_K_TRANSCODE, tag, "SQ" if not elem.is_implicit_VR else None,
+                            _UNDEFINED if elem.length == _UNDEFINED else len(value or b""), value or b"",
+                            bool(elem.is_implicit_VR), bool(elem.is_little_endian), *context))
                 continue
             src_little = elem.is_little_endian
             elem = ds[tag]  # converts (VR lookup, ambiguity resolved)
@@ -492,16 +449,14 @@ def _encode_dataset(ds: Dataset, implicit: bool, little: bool, out: list, parent
             and not elem.is_undefined_length
         ):
             # Bulk binary values keep their original byte order in pydicom:
-            # swap them in Rust.
-            src = _header(tag, elem.VR, len(elem.value), False, src_little) + elem.value
-            out.append(_core.codec_transcode(src, _uid_for(False, src_little), _uid_for(implicit, little)))
+            # swapped in Rust.
+            out.append((_K_SWAP, tag, elem.VR, elem.value, bool(src_little)))
             continue
-        fast = _text_value(elem)
-        if fast is not None:
-            out.append(_header(tag, elem.VR, len(fast), implicit, little))
-            out.append(fast)
+        text = _text_value(elem)
+        if text is not None:
+            out.append((_K_TEXT, tag, elem.VR, text))
             continue
-        out.append(_write_pydicom(elem, implicit, little, encodings))
+        out.append((_K_ENCODED, _write_pydicom(elem, implicit, little, encodings)))
 
 
 # Text VRs whose ASCII values encode the same in every character set, padded with a
@@ -510,14 +465,14 @@ _TEXT_VR = frozenset({"AE", "AS", "CS", "DA", "DT", "LO", "LT", "SH", "ST", "TM"
 _SINGLE_VALUED = frozenset({"LT", "ST", "UR", "UT"})
 
 
-def _text_value(elem: DataElement) -> bytes | None:
-    """The value bytes of a plain ASCII text element, or None (pydicom writes it)."""
+def _text_value(elem: DataElement) -> str | None:
+    """The ASCII text of a plain text element (Rust pads it), or None (pydicom writes it)."""
     vr = elem.VR
     if vr not in _TEXT_VR:
         return None
     value = elem.value
     if value is None or value == "":
-        return b""
+        return ""
     if isinstance(value, str):  # str and pydicom's UID
         text = str(value)
     elif vr == "PN" and type(value).__name__ == "PersonName" and value.original_string is None:
@@ -526,12 +481,7 @@ def _text_value(elem: DataElement) -> bytes | None:
         text = "\\".join(value)
     else:
         return None
-    if not text.isascii():
-        return None
-    data = text.encode("ascii")
-    if len(data) % 2:
-        data += b"\0" if vr == "UI" else b" "
-    return data
+    return text if text.isascii() else None
 
 
 def encode_text_elements(elements, transfer_syntax: str) -> bytes | None:
@@ -545,7 +495,8 @@ def encode_text_elements(elements, transfer_syntax: str) -> bytes | None:
 
 
 def _encode_text_elements_py(elements, transfer_syntax: str) -> bytes | None:
-    """The Python reference of :func:`encode_text_elements` (the tests compare them)."""
+    """The Python reference of :func:`encode_text_elements` (the tests compare them):
+    the same rules in Python, each element then written by pydicom's writer."""
     implicit, little, deflated = _syntax(transfer_syntax)
     if deflated:
         return None
@@ -569,8 +520,10 @@ def _encode_text_elements_py(elements, transfer_syntax: str) -> bytes | None:
             data = text.encode("ascii")
             if len(data) % 2:
                 data += b"\0" if vr == "UI" else b" "
-        out.append(_header(tag, vr, len(data), implicit, little))
-        out.append(data)
+        if not implicit and vr not in _LONG_VR and len(data) > 0xFFFF:
+            return None  # too long for a 16-bit length field
+        raw = RawDataElement(BaseTag(tag), vr, len(data), data, 0, implicit, little)
+        out.append(_write_pydicom(raw, implicit, little, default_encoding))
     return b"".join(out)
 
 
@@ -590,8 +543,9 @@ def _encode_parts(ds: Dataset, transfer_syntax: str) -> list:
             "decompress it first (the codec converts only between uncompressed syntaxes)",
             tag=0x7FE00010,
         )
-    out: list = []
-    _encode_dataset(ds, implicit, little, out, default_encoding)
+    entries: list = []
+    _encode_dataset(ds, implicit, little, entries, default_encoding)
+    out = _core.codec_write(entries, implicit, little)
     if deflated:
         out = [_core.codec_transcode(b"".join(out), EXPLICIT_VR_LE, DEFLATED_EXPLICIT_VR_LE)]
     return out
@@ -608,8 +562,10 @@ def encode(ds: Dataset, transfer_syntax: str) -> bytes:
 
 def _meta_bytes(file_meta: Dataset) -> bytes:
     meta = Dataset({t: e for t, e in file_meta._dict.items() if t != 0x00020000})
-    body = encode(meta, EXPLICIT_VR_LE)
-    return _header(0x00020000, "UL", 4, False, True) + len(body).to_bytes(4, "little") + body
+    entries: list = []
+    _encode_dataset(meta, False, True, entries, default_encoding)
+    # Rust writes the group length (0002,0000) in front of the elements
+    return b"".join(_core.codec_write(entries, False, True, 0x00020000))
 
 
 def write_file(path: str | os.PathLike | Any, ds: Dataset, transfer_syntax: str | None = None) -> None:

@@ -33,6 +33,8 @@ pub enum DatasetError {
     Deflate { offset: u64, detail: String },
     /// Reading or writing failed.
     Io { offset: u64, source: std::io::Error },
+    /// A value (or sequence, or item) too long for its length field, when writing.
+    TooLong { tag: u32, length: u64, limit: u64 },
 }
 
 impl DatasetError {
@@ -45,7 +47,7 @@ impl DatasetError {
             | DatasetError::BadMeta { offset, .. }
             | DatasetError::Deflate { offset, .. }
             | DatasetError::Io { offset, .. } => Some(*offset),
-            DatasetError::Unsupported { .. } => None,
+            DatasetError::Unsupported { .. } | DatasetError::TooLong { .. } => None,
         }
     }
 
@@ -54,7 +56,8 @@ impl DatasetError {
             DatasetError::Truncated { tag, .. } | DatasetError::BadMeta { tag, .. } => *tag,
             DatasetError::OddLength { tag, .. }
             | DatasetError::Unclosed { tag, .. }
-            | DatasetError::UnexpectedTag { tag, .. } => Some(*tag),
+            | DatasetError::UnexpectedTag { tag, .. }
+            | DatasetError::TooLong { tag, .. } => Some(*tag),
             _ => None,
         }
     }
@@ -71,7 +74,7 @@ impl DatasetError {
             | DatasetError::BadMeta { offset, .. }
             | DatasetError::Deflate { offset, .. }
             | DatasetError::Io { offset, .. } => *offset += base,
-            DatasetError::Unsupported { .. } => {}
+            DatasetError::Unsupported { .. } | DatasetError::TooLong { .. } => {}
         }
         self
     }
@@ -107,6 +110,10 @@ impl DatasetError {
                 format!("corrupt deflate stream at offset {offset}{inp}: {detail}")
             }
             DatasetError::Io { offset, source } => format!("I/O error at offset {offset}{inp}: {source}"),
+            DatasetError::TooLong { tag, length, limit } => format!(
+                "element {}{inp}: a value of {length} bytes does not fit its length field (at most {limit})",
+                fmt_tag(*tag)
+            ),
         }
     }
 }

@@ -69,6 +69,7 @@ mod part10;
 pub mod scan;
 mod split;
 mod transcode;
+mod write;
 #[cfg(test)]
 mod tests;
 
@@ -81,6 +82,7 @@ pub use part10::{
 pub use header::{parse_header, read_header, read_header_from, tag_of, write_element_header, Header, Need, StreamHeader};
 pub use split::{check_value_length, skip_undefined_item, skip_undefined_length, split_elements, split_items, RawElement, RawItem};
 pub use transcode::{transcode, transcode_stream, Transcoder};
+pub use write::{pad_byte, ElementWriter};
 
 /// Transfer syntax UIDs this module knows by name (from [`crate::uid`]).
 pub mod uids {

@@ -198,6 +198,198 @@ fn codec_encode_text<'py>(
     Ok(Some(PyBytes::new(py, &out)))
 }
 
+/// Kinds of the entries `codec_write` takes (python/fastdimse/codec.py names them).
+mod kind {
+    pub const VALUE: u8 = 0;
+    pub const UNDEFINED: u8 = 1;
+    pub const TEXT: u8 = 2;
+    pub const ENCODED: u8 = 3;
+    pub const SEQUENCE: u8 = 4;
+    pub const SWAP: u8 = 5;
+    pub const TRANSCODE: u8 = 6;
+}
+
+/// Values at least this long are handed back as their own Python object, not copied
+/// into the output (top level only: a sequence's length is patched in place).
+const SEPARATE: usize = 64 * 1024;
+
+fn vr_of(v: &Bound<'_, PyAny>) -> PyResult<Option<[u8; 2]>> {
+    if v.is_none() {
+        return Ok(None);
+    }
+    let s = v.cast::<pyo3::types::PyString>()?.to_cow()?;
+    match s.as_bytes() {
+        [a, b] => Ok(Some([*a, *b])),
+        _ => Err(pyo3::exceptions::PyValueError::new_err(format!("not a VR: {s:?}"))),
+    }
+}
+
+fn bytes_of<'py>(v: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    match v.cast_into::<PyBytes>() {
+        Ok(b) => Ok(b),
+        Err(e) => {
+            let v = e.into_inner();
+            Ok(v.py().get_type::<PyBytes>().call1((v,))?.cast_into::<PyBytes>()?)
+        }
+    }
+}
+
+fn uid_of(enc: Encoding) -> &'static str {
+    match (enc.implicit_vr, enc.little_endian) {
+        (true, _) => dataset::uids::IMPLICIT_VR_LE,
+        (false, true) => dataset::uids::EXPLICIT_VR_LE,
+        (false, false) => dataset::uids::EXPLICIT_VR_BE,
+    }
+}
+
+/// Where `codec_write` puts its output: the writer, and the parts already closed.
+struct Parts<'py> {
+    w: dataset::ElementWriter,
+    parts: Vec<Bound<'py, PyAny>>,
+}
+
+impl<'py> Parts<'py> {
+    fn flush(&mut self, py: Python<'py>) {
+        let done = self.w.take();
+        if !done.is_empty() {
+            self.parts.push(PyBytes::new(py, &done).into_any());
+        }
+    }
+
+    /// A value: copied, or (large, at top level) handed back as its own object.
+    fn put(&mut self, py: Python<'py>, value: &Bound<'py, PyBytes>) {
+        if self.w.depth() == 0 && value.as_bytes().len() >= SEPARATE {
+            self.flush(py);
+            self.parts.push(value.clone().into_any());
+        } else {
+            self.w.encoded(value.as_bytes());
+        }
+    }
+
+    fn write(&mut self, py: Python<'py>, entries: &Bound<'py, PyAny>) -> Result<(), PyErr> {
+        let enc = self.w.encoding();
+        let err = |e: DatasetError| dataset_error(py, &e, None);
+        for entry in entries.try_iter()? {
+            let entry = entry?;
+            let t = entry.cast::<PyTuple>()?;
+            let k: u8 = t.get_item(0)?.extract()?;
+            match k {
+                kind::ENCODED => {
+                    let b = bytes_of(t.get_item(1)?)?;
+                    self.put(py, &b);
+                }
+                kind::VALUE | kind::UNDEFINED | kind::TEXT | kind::SWAP => {
+                    let tag: u32 = t.get_item(1)?.extract()?;
+                    let vr = vr_of(&t.get_item(2)?)?;
+                    let value = t.get_item(3)?;
+                    match k {
+                        kind::TEXT => {
+                            let text = value.cast::<pyo3::types::PyString>()?.to_cow()?;
+                            let vr = vr.ok_or_else(|| pyo3::exceptions::PyValueError::new_err("a text element needs its VR"))?;
+                            self.w.text(tag, vr, text.as_bytes()).map_err(err)?;
+                        }
+                        kind::VALUE => {
+                            let b = bytes_of(value)?;
+                            self.w.value_header(tag, vr, b.as_bytes().len() as u64).map_err(err)?;
+                            self.put(py, &b);
+                        }
+                        kind::UNDEFINED => {
+                            let b = bytes_of(value)?;
+                            self.w.undefined_header(tag, vr);
+                            self.put(py, &b);
+                            self.w.sequence_delimiter();
+                        }
+                        _ => {
+                            // a bulk value in the other byte order: swapped as the transcoder does
+                            let b = bytes_of(value)?;
+                            let src_little: bool = t.get_item(4)?.extract()?;
+                            let src = Encoding { implicit_vr: false, little_endian: src_little };
+                            let mut whole = Vec::with_capacity(b.as_bytes().len() + 12);
+                            dataset::write_element_header(&mut whole, src, tag, vr, b.as_bytes().len() as u32);
+                            whole.extend_from_slice(b.as_bytes());
+                            let out = py.detach(|| dataset::transcode(&whole, uid_of(src), uid_of(enc))).map_err(err)?;
+                            self.w.encoded(&out);
+                        }
+                    }
+                }
+                kind::SEQUENCE => {
+                    let tag: u32 = t.get_item(1)?.extract()?;
+                    let undefined: bool = t.get_item(2)?.extract()?;
+                    self.w.start_sequence(tag, undefined);
+                    for item in t.get_item(3)?.try_iter()? {
+                        let item = item?;
+                        let item = item.cast::<PyTuple>()?;
+                        self.w.start_item(item.get_item(0)?.extract()?);
+                        self.write(py, &item.get_item(1)?)?;
+                        self.w.end_item().map_err(err)?;
+                    }
+                    self.w.end_sequence().map_err(err)?;
+                }
+                kind::TRANSCODE => {
+                    // a raw sequence read in another encoding: framed as read, then transcoded
+                    let tag: u32 = t.get_item(1)?.extract()?;
+                    let vr = vr_of(&t.get_item(2)?)?;
+                    let length: u32 = t.get_item(3)?.extract()?;
+                    let value = bytes_of(t.get_item(4)?)?;
+                    let src = Encoding { implicit_vr: t.get_item(5)?.extract()?, little_endian: t.get_item(6)?.extract()? };
+                    let ctx = VrContext { bits_allocated: t.get_item(7)?.extract()?, pixel_representation: t.get_item(8)?.extract()? };
+                    let value = value.as_bytes();
+                    let mut src_writer = dataset::ElementWriter::new(src);
+                    if length == dataset::UNDEFINED_LENGTH {
+                        src_writer.undefined(tag, vr, value);
+                    } else {
+                        src_writer.value(tag, vr, value).map_err(err)?;
+                    }
+                    let whole = src_writer.finish().map_err(err)?;
+                    let out = py
+                        .detach(|| -> Result<Vec<u8>, DatasetError> {
+                            let mut tr = dataset::Transcoder::new(uid_of(src), uid_of(enc))?;
+                            tr.set_context(ctx);
+                            let mut out = Vec::with_capacity(whole.len() + whole.len() / 16 + 64);
+                            tr.feed(&whole, &mut out)?;
+                            tr.finish(&mut out)?;
+                            Ok(out)
+                        })
+                        .map_err(err)?;
+                    self.w.encoded(&out);
+                }
+                other => return Err(pyo3::exceptions::PyValueError::new_err(format!("unknown entry kind {other}"))),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Write a data set from the entries Python made of it (see `kind`; codec.py's
+/// `_encode_dataset`): Rust writes every header, pads text, frames sequences and items
+/// (defined lengths patched, undefined ones delimited) and converts raw values read in
+/// another encoding. Returns the bytes as a list of parts (large values are their own
+/// objects, not copied). With `group_length`, the parts are preceded by that group
+/// length element (UL) holding their total size.
+#[pyfunction]
+#[pyo3(signature = (entries, implicit, little, group_length=None))]
+fn codec_write<'py>(
+    py: Python<'py>,
+    entries: &Bound<'py, PyAny>,
+    implicit: bool,
+    little: bool,
+    group_length: Option<u32>,
+) -> PyResult<Bound<'py, PyList>> {
+    let enc = Encoding { implicit_vr: implicit, little_endian: little };
+    let mut p = Parts { w: dataset::ElementWriter::new(enc), parts: Vec::new() };
+    p.write(py, entries)?;
+    p.flush(py);
+    if let Some(tag) = group_length {
+        let total: usize = p.parts.iter().map(|b| b.len().unwrap_or(0)).sum();
+        let mut w = dataset::ElementWriter::new(enc);
+        let n = total as u32;
+        let v = if little { n.to_le_bytes() } else { n.to_be_bytes() };
+        w.value(tag, Some(*b"UL"), &v).map_err(|e| dataset_error(py, &e, None))?;
+        p.parts.insert(0, PyBytes::new(py, &w.take()).into_any());
+    }
+    PyList::new(py, p.parts)
+}
+
 #[pyfunction]
 fn codec_split_items<'py>(py: Python<'py>, data: &Bound<'py, PyBytes>, implicit: bool, little: bool) -> PyResult<Option<Bound<'py, PyList>>> {
     let bytes = data.as_bytes();
@@ -327,6 +519,7 @@ fn codec_transcode_file(
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(codec_split, m)?)?;
     m.add_function(wrap_pyfunction!(codec_encode_text, m)?)?;
+    m.add_function(wrap_pyfunction!(codec_write, m)?)?;
     m.add_function(wrap_pyfunction!(codec_split_items, m)?)?;
     m.add_function(wrap_pyfunction!(codec_transcode, m)?)?;
     m.add_function(wrap_pyfunction!(codec_parse_meta, m)?)?;
