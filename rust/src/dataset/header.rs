@@ -190,25 +190,34 @@ mod tests {
         v
     }
 
-    #[test]
-    fn every_vr_class_round_trips_in_every_encoding() {
+    /// Every case in every encoding, with the header bytes the writer makes of it.
+    fn written() -> Vec<(Encoding, u32, Option<[u8; 2]>, u32, Vec<u8>)> {
+        let mut out = Vec::new();
         for enc in ENCODINGS {
             for (tag, vr, length) in cases() {
                 let mut b = Vec::new();
                 write_element_header(&mut b, enc, tag, vr, length);
-                let expect_len = if enc.implicit_vr || tag >> 16 == 0xFFFE || !has_long_length(vr.unwrap()) { 8 } else { 12 };
-                assert_eq!(b.len(), expect_len, "{tag:08X} {vr:?} {enc:?}");
-                b.extend_from_slice(b"trailing bytes are not read");
-                let h = parse_header(&b, enc).unwrap();
-                let want_vr = if enc.implicit_vr || tag >> 16 == 0xFFFE { None } else { vr };
-                assert_eq!(h, Header { tag, vr: want_vr, length, header_len: expect_len }, "{enc:?}");
-                assert_eq!(h.is_undefined_length(), length == UNDEFINED_LENGTH);
-                assert_eq!(h.is_item_or_delimiter(), tag >> 16 == 0xFFFE);
-                assert_eq!(read_header(&b, 0, enc).unwrap(), h);
-                let mut cursor = &b[..];
-                assert_eq!(read_header_from(&mut cursor, enc).unwrap(), StreamHeader::Header(h));
-                assert_eq!(cursor.len(), b.len() - expect_len, "the stream reader takes the header only");
+                out.push((enc, tag, vr, length, b));
             }
+        }
+        out
+    }
+
+    #[test]
+    fn every_vr_class_round_trips_in_every_encoding() {
+        for (enc, tag, vr, length, mut b) in written() {
+            let expect_len = if enc.implicit_vr || tag >> 16 == 0xFFFE || !has_long_length(vr.unwrap()) { 8 } else { 12 };
+            assert_eq!(b.len(), expect_len, "{tag:08X} {vr:?} {enc:?}");
+            b.extend_from_slice(b"trailing bytes are not read");
+            let h = parse_header(&b, enc).unwrap();
+            let want_vr = if enc.implicit_vr || tag >> 16 == 0xFFFE { None } else { vr };
+            assert_eq!(h, Header { tag, vr: want_vr, length, header_len: expect_len }, "{enc:?}");
+            assert_eq!(h.is_undefined_length(), length == UNDEFINED_LENGTH);
+            assert_eq!(h.is_item_or_delimiter(), tag >> 16 == 0xFFFE);
+            assert_eq!(read_header(&b, 0, enc).unwrap(), h);
+            let mut cursor = &b[..];
+            assert_eq!(read_header_from(&mut cursor, enc).unwrap(), StreamHeader::Header(h));
+            assert_eq!(cursor.len(), b.len() - expect_len, "the stream reader takes the header only");
         }
     }
 
@@ -233,32 +242,28 @@ mod tests {
 
     #[test]
     fn a_header_cut_at_every_offset_is_a_clear_error_naming_the_offset() {
-        for enc in ENCODINGS {
-            for (tag, vr, length) in cases() {
-                let mut whole = Vec::new();
-                write_element_header(&mut whole, enc, tag, vr, length);
-                for cut in 0..whole.len() {
-                    // the header at offset 5 of a buffer that ends inside it
-                    let mut data = vec![0xAA; 5];
-                    data.extend_from_slice(&whole[..cut]);
-                    let need = parse_header(&whole[..cut], enc).unwrap_err();
-                    assert_eq!(need, Need(if cut < 8 { 8 } else { whole.len() }));
-                    let err = read_header(&data, 5, enc).unwrap_err();
-                    match &err {
-                        DatasetError::Truncated { tag: t, offset, length, size } => {
-                            assert_eq!(*offset, 5);
-                            assert_eq!(*length, need.0 as u64);
-                            assert_eq!(*size, data.len() as u64);
-                            assert_eq!(*t, (cut >= 4).then_some(tag));
-                        }
-                        other => panic!("{other:?}"),
+        for (enc, tag, _, _, whole) in written() {
+            for cut in 0..whole.len() {
+                // the header at offset 5 of a buffer that ends inside it
+                let mut data = vec![0xAA; 5];
+                data.extend_from_slice(&whole[..cut]);
+                let need = parse_header(&whole[..cut], enc).unwrap_err();
+                assert_eq!(need, Need(if cut < 8 { 8 } else { whole.len() }));
+                let err = read_header(&data, 5, enc).unwrap_err();
+                match &err {
+                    DatasetError::Truncated { tag: t, offset, length, size } => {
+                        assert_eq!(*offset, 5);
+                        assert_eq!(*length, need.0 as u64);
+                        assert_eq!(*size, data.len() as u64);
+                        assert_eq!(*t, (cut >= 4).then_some(tag));
                     }
-                    assert!(err.to_string().contains("offset 5"), "{err}");
-                    let mut cursor = &whole[..cut];
-                    let got = read_header_from(&mut cursor, enc).unwrap();
-                    let want = if cut == 0 { StreamHeader::End } else { StreamHeader::Truncated { got: cut, tag: (cut >= 4).then_some(tag) } };
-                    assert_eq!(got, want);
+                    other => panic!("{other:?}"),
                 }
+                assert!(err.to_string().contains("offset 5"), "{err}");
+                let mut cursor = &whole[..cut];
+                let got = read_header_from(&mut cursor, enc).unwrap();
+                let want = if cut == 0 { StreamHeader::End } else { StreamHeader::Truncated { got: cut, tag: (cut >= 4).then_some(tag) } };
+                assert_eq!(got, want);
             }
         }
         // a position past the end is a truncation too, not a panic

@@ -8,6 +8,12 @@
 //!   (C-STORE, C-GET, C-MOVE) can move datasets file <-> socket without the GIL,
 //!   and `cargo test` runs without an interpreter. `py/codec.rs` is the only
 //!   place that knows pydicom exists.
+//! * **One element-header reader** (`header.rs`: [`parse_header`], [`read_header`],
+//!   [`read_header_from`]) serves every walker here: splitting, the streaming
+//!   transcoder, the Part-10 meta reader and the header scan ([`scan`], which reads
+//!   the few values the storage SCP and SCU need); `header.rs` also has the one header
+//!   writer. [`ElementWriter`] (`write.rs`) writes whole data sets from values (the
+//!   encode path of `fastdimse.codec`): headers, padding, sequence and item framing.
 //! * **Splitting, not decoding.** [`split_elements`] finds the top-level data
 //!   elements of a dataset (tag, VR, length, where the value lies) and nothing
 //!   more. Values are handed to pydicom as raw elements and converted lazily on

@@ -402,17 +402,7 @@ impl Transcoder {
                         write_element_header(out, te, TAG_ITEM, None, UNDEFINED_LENGTH);
                         self.stack.push(Frame { kind: Kind::Item, end: None, tag, offset: header_offset, out_undefined: false });
                     } else {
-                        let length = length as u64;
-                        self.check_within(tag, header_offset, length)?;
-                        let out_len = if self.relength { UNDEFINED_LENGTH } else { length as u32 };
-                        write_element_header(out, te, TAG_ITEM, None, out_len);
-                        self.stack.push(Frame {
-                            kind: Kind::Item,
-                            end: Some(self.pos + length),
-                            tag,
-                            offset: header_offset,
-                            out_undefined: self.relength,
-                        });
+                        self.open_defined(Kind::Item, tag, None, length, header_offset, out)?;
                     }
                 }
                 Some((Kind::Fragments, _)) => {
@@ -469,6 +459,24 @@ impl Transcoder {
         Ok(())
     }
 
+    /// Open a defined-length sequence or item: written with its length, or with an
+    /// undefined one (closed by a delimiter) when header sizes change.
+    fn open_defined(
+        &mut self,
+        kind: Kind,
+        tag: u32,
+        vr: Option<[u8; 2]>,
+        length: u32,
+        header_offset: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), DatasetError> {
+        self.check_within(tag, header_offset, length as u64)?;
+        let out_len = if self.relength { UNDEFINED_LENGTH } else { length };
+        write_element_header(out, self.te, tag, vr, out_len);
+        self.stack.push(Frame { kind, end: Some(self.pos + length as u64), tag, offset: header_offset, out_undefined: self.relength });
+        Ok(())
+    }
+
     fn start_value(&mut self, tag: u32, header_offset: u64, length: u64, unit: usize, skip: bool, capture: bool) {
         self.carry_len = 0;
         self.captured_len = 0;
@@ -503,19 +511,10 @@ impl Transcoder {
             return Ok(());
         }
         let length64 = length as u64;
-        self.check_within(tag, header_offset, length64)?;
         if &vr == b"SQ" {
-            let out_len = if self.relength { UNDEFINED_LENGTH } else { length };
-            write_element_header(out, te, tag, Some(vr), out_len);
-            self.stack.push(Frame {
-                kind: Kind::Sequence,
-                end: Some(self.pos + length64),
-                tag,
-                offset: header_offset,
-                out_undefined: self.relength,
-            });
-            return Ok(());
+            return self.open_defined(Kind::Sequence, tag, Some(vr), length, header_offset, out);
         }
+        self.check_within(tag, header_offset, length64)?;
         let unit = swap_unit(vr);
         let check = if &vr == b"AT" { 4 } else { unit };
         if check > 1 && length as usize % check != 0 {

@@ -168,6 +168,15 @@ mod tests {
     use super::*;
     use crate::dataset::{split_elements, split_items, transcode, uids};
 
+    /// (0008,1115) SQ holding one item with (0008,1150) UI "1.2", of defined lengths.
+    fn one_item_sequence(w: &mut ElementWriter) {
+        w.start_sequence(0x0008_1115, false);
+        w.start_item(false);
+        w.text(0x0008_1150, *b"UI", b"1.2").unwrap();
+        w.end_item().unwrap();
+        w.end_sequence().unwrap();
+    }
+
     /// A data set with nested sequences (defined and undefined lengths), odd-length
     /// values and text of both paddings, written by the writer.
     fn sample(enc: Encoding) -> Vec<u8> {
@@ -200,11 +209,7 @@ mod tests {
     fn writes_the_bytes_ps3_5_lays_out() {
         let mut w = ElementWriter::new(Encoding::EXPLICIT_LE);
         w.text(0x0010_0020, *b"LO", b"ABC").unwrap();
-        w.start_sequence(0x0008_1115, false);
-        w.start_item(false);
-        w.text(0x0008_1150, *b"UI", b"1.2").unwrap();
-        w.end_item().unwrap();
-        w.end_sequence().unwrap();
+        one_item_sequence(&mut w);
         let got = w.finish().unwrap();
         let mut want = vec![0x10, 0, 0x20, 0, b'L', b'O', 4, 0, b'A', b'B', b'C', b' '];
         want.extend_from_slice(&[0x08, 0, 0x15, 0x11, b'S', b'Q', 0, 0, 20, 0, 0, 0]); // 8 + 12
