@@ -7,6 +7,7 @@ mod codec;
 mod dimse;
 mod errors;
 mod net;
+mod rules;
 mod store;
 
 use pyo3::prelude::*;
@@ -36,5 +37,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     net::register(m)?;
     store::register(m)?;
     codec::register(m)?;
+    rules::register(m)?;
     Ok(())
 }
