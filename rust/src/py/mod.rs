@@ -7,6 +7,7 @@ mod codec;
 mod dimse;
 mod errors;
 mod net;
+mod record;
 mod rules;
 mod store;
 
