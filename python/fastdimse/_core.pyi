@@ -136,6 +136,19 @@ class StoreCancel:
 class StoreResult:
     """The outcome of C-STORE for one instance (``status`` None: not sent; ``reason``)."""
 
+    def __new__(
+        cls,
+        sop_instance_uid: str,
+        sop_class_uid: str,
+        status: int | None,
+        reason: str | None,
+        path: str | None,
+        transfer_syntax: str,
+        sent_transfer_syntax: str | None,
+        bytes: int,
+        index: int,
+    ) -> StoreResult: ...
+
     @property
     def sop_instance_uid(self) -> str: ...
     @property
@@ -162,6 +175,19 @@ class StoreResult:
 @final
 class StoreSummary:
     """What a store did: counts, bytes, associations, elapsed seconds, the failures kept."""
+
+    def __new__(
+        cls,
+        total: int,
+        completed: int,
+        warning: int,
+        failed: int,
+        bytes: int,
+        associations: int,
+        cancelled: bool,
+        elapsed: float,
+        failures: Iterable[StoreResult],
+    ) -> StoreSummary: ...
 
     @property
     def total(self) -> int: ...
@@ -206,7 +232,7 @@ class StoredInstance:
         calling_ae_title: str,
         called_ae_title: str,
         dataset_bytes: int,
-        attributes: dict[int, bytes] | None = None,
+        attributes: dict[int, bytes] = ...,
     ) -> StoredInstance: ...
     @property
     def path(self) -> str: ...
@@ -230,8 +256,14 @@ class StoredInstance:
     def dataset_bytes(self) -> int: ...
     @property
     def attributes(self) -> dict[int, bytes]: ...
-    def read_dataset(self, **kwargs: Any) -> Any:
-        """Read the stored file with pydicom (a pydicom FileDataset)."""
+    def read_dataset(
+        self,
+        defer_size: int | str | float | None = None,
+        stop_before_pixels: bool = False,
+        force: bool = False,
+        specific_tags: list[Any] | None = None,
+    ) -> Any:
+        """pydicom.dcmread(path, ...) with these arguments (a pydicom FileDataset)."""
     def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 

@@ -1,7 +1,10 @@
 //! `record!`: a frozen Python class over a Rust struct, each field named once.
 //!
-//! The struct gets a read-only attribute per field, `==`, and `record_repr` for a
-//! `__repr__` like a dataclass's (`Name(field=value, ...)`). Values
+//! The struct gets a read-only attribute per field, `==`, a constructor taking the fields
+//! in order (`field: T = default` gives one a default) and a `repr` like a dataclass's
+//! (`Name(field=value, ...)`); the `methods { ... }` written after the fields join them
+//! (a `**kwargs` signature does not compile there: PyO3's generated names and the
+//! caller's would not see each other through the macro). Values
 //! cross as Python objects of the fields' own conversions ([`Items`] as a tuple,
 //! [`TagValues`] as a dict tag -> bytes).
 
@@ -11,7 +14,10 @@ use pyo3::types::{PyBytes, PyDict, PyTuple};
 macro_rules! record {
     (
         $(#[$meta:meta])*
-        $rust:ident => $py:literal { $($(#[$fmeta:meta])* $field:ident: $ty:ty),* $(,)? }
+        $rust:ident => $py:literal {
+            $($(#[$fmeta:meta])* $field:ident: $ty:ty $(= $default:expr)?),* $(,)?
+        }
+        methods { $($methods:tt)* }
     ) => {
         $(#[$meta])*
         #[pyclass(name = $py, module = "fastdimse._core", frozen, eq, get_all)]
@@ -20,15 +26,25 @@ macro_rules! record {
             $($(#[$fmeta])* pub $field: $ty),*
         }
 
+        #[pymethods]
         impl $rust {
-            /// `Name(field=value, ...)`, for `__repr__`.
-            fn record_repr(&self, py: Python<'_>) -> PyResult<String> {
+            /// The fields in order, positional or by name.
+            #[new]
+            #[pyo3(signature = ($($field $(= $default)?),*))]
+            #[allow(clippy::too_many_arguments)]
+            fn __new__($($field: $ty),*) -> Self {
+                $rust { $($field),* }
+            }
+
+            fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
                 use pyo3::IntoPyObjectExt;
                 let fields: Vec<String> = vec![$(
                     format!("{}={}", stringify!($field), self.$field.clone().into_bound_py_any(py)?.repr()?)
                 ),*];
                 Ok(format!("{}({})", $py, fields.join(", ")))
             }
+
+            $($methods)*
         }
     };
 }
@@ -48,6 +64,21 @@ where
 
     fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         PyTuple::new(py, self.0)
+    }
+}
+
+impl<'py, T> FromPyObject<'_, 'py> for Items<T>
+where
+    T: for<'a> FromPyObject<'a, 'py>,
+{
+    type Error = PyErr;
+
+    fn extract(ob: pyo3::Borrowed<'_, 'py, PyAny>) -> PyResult<Self> {
+        let mut out = Vec::new();
+        for item in ob.try_iter()? {
+            out.push(item?.extract::<T>().map_err(Into::into)?);
+        }
+        Ok(Items(out))
     }
 }
 

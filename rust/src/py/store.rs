@@ -54,22 +54,17 @@ record! {
         /// Position in the order the instances were read.
         index: usize,
     }
-}
 
-#[pymethods]
-impl StoreResult {
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        self.record_repr(py)
-    }
+    methods {
+        /// Stored (status success or warning).
+        #[getter]
+        fn is_success(&self) -> bool {
+            self.status.is_some_and(|s| matches!(category(s), "success" | "warning"))
+        }
 
-    /// Stored (status success or warning).
-    #[getter]
-    fn is_success(&self) -> bool {
-        self.status.is_some_and(|s| matches!(category(s), "success" | "warning"))
-    }
-
-    fn __hash__(&self) -> u64 {
-        hash_of(self)
+        fn __hash__(&self) -> u64 {
+            hash_of(self)
+        }
     }
 }
 
@@ -108,42 +103,37 @@ record! {
         elapsed: f64,
         failures: Items<StoreResult>,
     }
-}
 
-#[pymethods]
-impl StoreSummary {
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        self.record_repr(py)
-    }
+    methods {
+        /// Every instance stored (success or warning status), and none cancelled.
+        #[getter]
+        fn is_success(&self) -> bool {
+            self.failed == 0 && !self.cancelled
+        }
 
-    /// Every instance stored (success or warning status), and none cancelled.
-    #[getter]
-    fn is_success(&self) -> bool {
-        self.failed == 0 && !self.cancelled
-    }
+        /// Failures counted but beyond ``max_failures`` (not in ``failures``).
+        #[getter]
+        fn failures_not_kept(&self) -> u64 {
+            self.failed.saturating_sub(self.failures.0.len() as u64)
+        }
 
-    /// Failures counted but beyond ``max_failures`` (not in ``failures``).
-    #[getter]
-    fn failures_not_kept(&self) -> u64 {
-        self.failed.saturating_sub(self.failures.0.len() as u64)
-    }
+        fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyIterator>> {
+            self.failures.clone().into_pyobject(py)?.try_iter()
+        }
 
-    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyIterator>> {
-        self.failures.clone().into_pyobject(py)?.try_iter()
-    }
-
-    fn __str__(&self) -> String {
-        format!(
-            "{} instance(s): {} stored, {} with a warning, {} failed; {} bytes over {} association(s) in {:.2} s{}",
-            self.total,
-            self.completed,
-            self.warning,
-            self.failed,
-            self.bytes,
-            self.associations,
-            self.elapsed,
-            if self.cancelled { " (cancelled)" } else { "" }
-        )
+        fn __str__(&self) -> String {
+            format!(
+                "{} instance(s): {} stored, {} with a warning, {} failed; {} bytes over {} association(s) in {:.2} s{}",
+                self.total,
+                self.completed,
+                self.warning,
+                self.failed,
+                self.bytes,
+                self.associations,
+                self.elapsed,
+                if self.cancelled { " (cancelled)" } else { "" }
+            )
+        }
     }
 }
 
@@ -180,56 +170,32 @@ record! {
         called_ae_title: String,
         /// Size of the data set in bytes (without the Part-10 header).
         dataset_bytes: u64,
-        attributes: TagValues,
-    }
-}
-
-#[pymethods]
-impl StoredInstance {
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        self.record_repr(py)
+        attributes: TagValues = TagValues::default(),
     }
 
-    #[new]
-    #[pyo3(signature = (path, sop_class_uid, sop_instance_uid, transfer_syntax, patient_id, study_instance_uid,
-                        series_instance_uid, calling_ae_title, called_ae_title, dataset_bytes, attributes=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn py_new(
-        path: String,
-        sop_class_uid: String,
-        sop_instance_uid: String,
-        transfer_syntax: String,
-        patient_id: String,
-        study_instance_uid: String,
-        series_instance_uid: String,
-        calling_ae_title: String,
-        called_ae_title: String,
-        dataset_bytes: u64,
-        attributes: Option<TagValues>,
-    ) -> Self {
-        StoredInstance {
-            path,
-            sop_class_uid,
-            sop_instance_uid,
-            transfer_syntax,
-            patient_id,
-            study_instance_uid,
-            series_instance_uid,
-            calling_ae_title,
-            called_ae_title,
-            dataset_bytes,
-            attributes: attributes.unwrap_or_default(),
+    methods {
+        /// Read the stored file with pydicom (only when the handler asks for it): what
+        /// ``pydicom.dcmread(path, ...)`` with these arguments reads.
+        #[pyo3(signature = (defer_size=None, stop_before_pixels=false, force=false, specific_tags=None))]
+        fn read_dataset<'py>(
+            &self,
+            py: Python<'py>,
+            defer_size: Option<Bound<'py, PyAny>>,
+            stop_before_pixels: bool,
+            force: bool,
+            specific_tags: Option<Bound<'py, PyAny>>,
+        ) -> PyResult<Bound<'py, PyAny>> {
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("defer_size", defer_size)?;
+            kwargs.set_item("stop_before_pixels", stop_before_pixels)?;
+            kwargs.set_item("force", force)?;
+            kwargs.set_item("specific_tags", specific_tags)?;
+            py.import("pydicom")?.call_method("dcmread", (&self.path,), Some(&kwargs))
         }
-    }
 
-    /// Read the stored file with pydicom (only when the handler asks for it).
-    #[pyo3(signature = (**kwargs))]
-    fn read_dataset<'py>(&self, py: Python<'py>, kwargs: Option<&Bound<'py, PyDict>>) -> PyResult<Bound<'py, PyAny>> {
-        py.import("pydicom")?.call_method("dcmread", (&self.path,), kwargs)
-    }
-
-    fn __hash__(&self) -> u64 {
-        hash_of(self)
+        fn __hash__(&self) -> u64 {
+            hash_of(self)
+        }
     }
 }
 
