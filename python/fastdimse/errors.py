@@ -1,8 +1,28 @@
 """The fastdimse exception hierarchy.
 
-Every error raised by fastdimse derives from :class:`DicomError`. The Rust core
-raises these same classes (it imports this module), so a caller needs only one
-``except fastdimse.errors.DicomError``.
+Every error raised by fastdimse derives from :class:`DicomError` and is defined here,
+once. The Rust core raises these same classes (it imports this module), so a caller
+needs only one ``except fastdimse.errors.DicomError``::
+
+    DicomError
+    ├── NetworkError
+    │   └── DicomTimeoutError (also a TimeoutError)
+    ├── ProtocolError
+    ├── AssociationError
+    │   ├── AssociationRejected (result, source, reason)
+    │   ├── AssociationAborted (source, reason)
+    │   └── NoAcceptedContext
+    ├── DimseError
+    │   └── QueryFailed (status, comment)          also fastdimse.query.QueryFailed
+    ├── DatasetError (offset, tag, path)
+    └── QRError (status)                           also fastdimse.qr.QRError ...
+        ├── IdentifierError (also a ValueError)
+        ├── UnableToProcess
+        │   └── StoredElsewhere                    also fastdimse.qr.postgres
+        └── InstanceError (also a ValueError)
+
+This module imports nothing of fastdimse (nor the core), so every other module can
+import it.
 """
 
 from __future__ import annotations
