@@ -1,6 +1,6 @@
 """fastdimse: DICOM networking with a Rust core.
 
->>> from fastdimse import Entity, DICOMSCU, DICOMSCP
+>>> from fastdimse import Entity, DICOMSCU, DICOMSCP, QueryBuilder
 """
 
 from . import errors, status, uids
@@ -25,6 +25,7 @@ __all__ = [
     "Entity",
     "DICOMSCU",
     "DICOMSCP",
+    "QueryBuilder",
     "Association",
     "EchoResponse",
     "PresentationContext",
@@ -38,3 +39,15 @@ __all__ = [
     "__version__",
     "refresh_logging",
 ]
+
+
+def __getattr__(name: str):
+    # QueryBuilder sits above DICOMSCU (fastdimse.query imports pydicom and the codec):
+    # imported when first asked for, so `import fastdimse` stays light and no module
+    # below it has to import it.
+    if name == "QueryBuilder":
+        from .query import QueryBuilder
+
+        globals()["QueryBuilder"] = QueryBuilder
+        return QueryBuilder
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,24 @@
-"""Type stubs of the compiled Rust core, fastdimse._core."""
+"""Type stubs of the compiled Rust core, fastdimse._core.
 
-from typing import Any, Callable, Iterable
+Complete: every function, class, method and attribute the extension exports, checked
+against the built module by mypy's stubtest (tests/test_core_stub.py, part of
+`make test`). A default the runtime shows as ``Ellipsis`` (not a literal in the Rust
+signature) is written ``...`` here.
+"""
+
+from typing import Any, Callable, Iterable, Iterator, final
+
+# Every name the module exports (stubtest compares this with the runtime's __all__).
+__all__ = [
+    "__version__", "IMPLEMENTATION_CLASS_UID", "IMPLEMENTATION_VERSION_NAME", "refresh_logging",
+    "STATUS_SUCCESS", "STATUS_CANCEL", "STATUS_PENDING", "STATUS_PENDING_WARNING",
+    "STATUS_UNRECOGNIZED_OPERATION", "STATUS_SOP_CLASS_NOT_SUPPORTED", "STATUS_PROCESSING_FAILURE",
+    "status_category", "validate_ae_title",
+    "Association", "Server",
+    "StoreCancel", "StoreResult", "StoreSummary", "StoredInstance", "store_instances",
+    "codec_split", "codec_split_items", "codec_encode_text", "codec_transcode", "codec_parse_meta",
+    "codec_read_meta", "codec_build_meta", "codec_transcode_file", "codec_read_file",
+]
 
 __version__: str
 IMPLEMENTATION_CLASS_UID: str
@@ -8,8 +26,28 @@ IMPLEMENTATION_VERSION_NAME: str
 #: every UID the Rust core spells by name (rust/src/uid.rs), read by fastdimse.uids
 UIDS: dict[str, str]
 
+def refresh_logging() -> None:
+    """Make the core see the current levels of the Python loggers under "fastdimse"."""
+
+# --- rules and constants Python takes from the core (rust/src/py/rules.rs) ----------------
+
+STATUS_SUCCESS: int
+STATUS_CANCEL: int
+STATUS_PENDING: int
+STATUS_PENDING_WARNING: int
+STATUS_UNRECOGNIZED_OPERATION: int
+STATUS_SOP_CLASS_NOT_SUPPORTED: int
+STATUS_PROCESSING_FAILURE: int
+
+def status_category(status: int) -> str:
+    """'success', 'pending', 'cancel', 'warning' or 'failure' (PS3.7 C.1-C.4)."""
+
+def validate_ae_title(title: str) -> str:
+    """`title` without leading/trailing spaces, or ValueError saying what is wrong."""
+
 # --- networking (rust/src/py/net.rs) ---------------------------------------
 
+@final
 class Association:
     """A requested association; every method blocks with the GIL released."""
 
@@ -22,10 +60,10 @@ class Association:
         contexts: list[tuple[str, list[str]]],
         roles: list[tuple[str, bool, bool]] = ...,
         max_pdu_length: int = 1048576,
-        connect_timeout: float | None = 10.0,
-        acse_timeout: float | None = 30.0,
-        dimse_timeout: float | None = 30.0,
-        network_timeout: float | None = 60.0,
+        connect_timeout: float | None = ...,
+        acse_timeout: float | None = ...,
+        dimse_timeout: float | None = ...,
+        network_timeout: float | None = ...,
     ) -> Association: ...
     def echo(self, message_id: int | None = None) -> tuple[int, int]: ...
     def send_request(self, abstract_syntax: str, command: dict[str, Any], data: bytes | None = None) -> tuple[int, int]: ...
@@ -41,7 +79,7 @@ class Association:
         layout: str | None = None,
         duplicates: str = "overwrite",
         on_pending: Callable[[dict[str, Any]], None] | None = None,
-        on_stored: Callable[[dict[str, Any]], int | None] | None = None,
+        on_stored: Callable[[StoredInstance], int | None] | None = None,
     ) -> tuple[dict[str, Any], bytes | None]: ...
     def release(self) -> None: ...
     def abort(self) -> None: ...
@@ -49,11 +87,12 @@ class Association:
     def is_established(self) -> bool: ...
     def info(self) -> dict[str, Any] | None: ...
 
+@final
 class Server:
     """A listening SCP; serves in background threads until stop()."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         host: str,
         port: int,
         ae_title: str,
@@ -61,16 +100,19 @@ class Server:
         require_called_ae: bool = True,
         allowed_calling_aes: list[str] | None = None,
         max_pdu_length: int = 1048576,
-        acse_timeout: float | None = 30.0,
-        dimse_timeout: float | None = 30.0,
-        network_timeout: float | None = 60.0,
+        acse_timeout: float | None = ...,
+        dimse_timeout: float | None = ...,
+        network_timeout: float | None = ...,
         max_associations: int = 64,
         storage_dir: str | None = None,
         layout: str | None = None,
         duplicates: str = "overwrite",
-        on_stored: Callable[[dict[str, Any]], int | None] | None = None,
+        on_stored: Callable[[StoredInstance], int | None] | None = None,
         fsync: bool = False,
-    ) -> None: ...
+        qr_provider: Any | None = None,
+        index_tags: list[int] = ...,
+        on_index: Callable[[list[StoredInstance]], list[tuple[Any, ...]] | None] | None = None,
+    ) -> Server: ...
     @property
     def port(self) -> int: ...
     @property
@@ -81,40 +123,176 @@ class Server:
     def active_associations(self) -> int: ...
     def stop(self) -> None: ...
 
+# --- storage (rust/src/py/store.rs) -------------------------------------------------------
+
+@final
 class StoreCancel:
     """A flag store_instances checks before each instance."""
 
-    def __init__(self) -> None: ...
+    def __new__(cls) -> StoreCancel: ...
     def cancel(self) -> None: ...
     @property
     def is_cancelled(self) -> bool: ...
 
+@final
+class StoreResult:
+    """The outcome of C-STORE for one instance (``status`` None: not sent; ``reason``)."""
+
+    def __new__(
+        cls,
+        sop_instance_uid: str,
+        sop_class_uid: str,
+        status: int | None,
+        reason: str | None,
+        path: str | None,
+        transfer_syntax: str,
+        sent_transfer_syntax: str | None,
+        bytes: int,
+        index: int,
+    ) -> StoreResult: ...
+
+    @property
+    def sop_instance_uid(self) -> str: ...
+    @property
+    def sop_class_uid(self) -> str: ...
+    @property
+    def status(self) -> int | None: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def path(self) -> str | None: ...
+    @property
+    def transfer_syntax(self) -> str: ...
+    @property
+    def sent_transfer_syntax(self) -> str | None: ...
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def index(self) -> int: ...
+    @property
+    def is_success(self) -> bool: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+
+@final
+class StoreSummary:
+    """What a store did: counts, bytes, associations, elapsed seconds, the failures kept."""
+
+    def __new__(
+        cls,
+        total: int,
+        completed: int,
+        warning: int,
+        failed: int,
+        bytes: int,
+        associations: int,
+        cancelled: bool,
+        elapsed: float,
+        failures: Iterable[StoreResult],
+    ) -> StoreSummary: ...
+
+    @property
+    def total(self) -> int: ...
+    @property
+    def completed(self) -> int: ...
+    @property
+    def warning(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def associations(self) -> int: ...
+    @property
+    def cancelled(self) -> bool: ...
+    @property
+    def elapsed(self) -> float: ...
+    @property
+    def failures(self) -> tuple[StoreResult, ...]: ...
+    @property
+    def is_success(self) -> bool: ...
+    @property
+    def failures_not_kept(self) -> int: ...
+    def __iter__(self) -> Iterator[StoreResult]: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    __hash__: None  # type: ignore[assignment]
+
+@final
+class StoredInstance:
+    """An instance the storage SCP wrote (``on_stored``, the index); ``attributes``: raw
+    values by tag of what the index asked for."""
+
+    def __new__(
+        cls,
+        path: str,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        transfer_syntax: str,
+        patient_id: str,
+        study_instance_uid: str,
+        series_instance_uid: str,
+        calling_ae_title: str,
+        called_ae_title: str,
+        dataset_bytes: int,
+        attributes: dict[int, bytes] = ...,
+    ) -> StoredInstance: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def sop_class_uid(self) -> str: ...
+    @property
+    def sop_instance_uid(self) -> str: ...
+    @property
+    def transfer_syntax(self) -> str: ...
+    @property
+    def patient_id(self) -> str: ...
+    @property
+    def study_instance_uid(self) -> str: ...
+    @property
+    def series_instance_uid(self) -> str: ...
+    @property
+    def calling_ae_title(self) -> str: ...
+    @property
+    def called_ae_title(self) -> str: ...
+    @property
+    def dataset_bytes(self) -> int: ...
+    @property
+    def attributes(self) -> dict[int, bytes]: ...
+    def read_dataset(
+        self,
+        defer_size: int | str | float | None = None,
+        stop_before_pixels: bool = False,
+        force: bool = False,
+        specific_tags: list[Any] | None = None,
+    ) -> Any:
+        """pydicom.dcmread(path, ...) with these arguments (a pydicom FileDataset)."""
+    def __eq__(self, value: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+
 def store_instances(
+    items: Iterable[str | tuple[str, str, str, str, bytes]],
+    *,
     host: str,
     port: int,
     calling_ae_title: str,
     called_ae_title: str,
-    items: Iterable[str | tuple[str, str, str, str, bytes]],
     max_pdu_length: int = 1048576,
     parallel: int = 1,
-    connect_timeout: float | None = 10.0,
-    acse_timeout: float | None = 30.0,
-    dimse_timeout: float | None = 30.0,
-    network_timeout: float | None = 60.0,
-    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    connect_timeout: float | None = ...,
+    acse_timeout: float | None = ...,
+    dimse_timeout: float | None = ...,
+    network_timeout: float | None = ...,
+    on_progress: Callable[[StoreResult], None] | None = None,
     move_originator: tuple[str, int] | None = None,
-    window: int = 16,
-    *,
+    window: int = ...,
     keep_results: bool = True,
     max_failures: int = 1000,
-    lookahead: int = 1024,
+    lookahead: int = ...,
     cancel: StoreCancel | None = None,
-) -> dict[str, Any]:
+) -> tuple[StoreSummary, list[StoreResult] | None]:
     """C-STORE whatever `items` (any iterable, pulled lazily) yields: paths (folders
     walked) or (label, SOP class UID, SOP instance UID, transfer syntax UID, data set
-    bytes). Returns a summary dict: total, completed, warning, failed, bytes,
-    associations, cancelled, failures (dicts), results (dicts in input order when
-    keep_results, else None)."""
+    bytes). Returns the summary and, when keep_results, the results in input order."""
 
 # ---- dataset codec (rust/src/py/codec.rs; used by fastdimse.codec) ----------------------
 
@@ -124,6 +302,17 @@ def codec_split(
     """Split data[start:] into top-level elements: (buffer, [(tag, VR, length,
     value_start, value_end)], is_implicit_VR, is_little_endian). `buffer` is
     `data`, or the inflated dataset for the deflated syntax."""
+
+def codec_split_items(
+    data: bytes, implicit: bool, little: bool
+) -> list[tuple[int, bool, list[tuple[int, str | None, int, int, int]]]] | None:
+    """The items of a sequence value: [(offset, undefined_length, [(tag, VR, length,
+    value_start, value_end)])], or None when the value is irregular (pydicom reads it)."""
+
+def codec_encode_text(
+    elements: Iterable[tuple[int, str, Any]], implicit: bool, little: bool
+) -> bytes | None:
+    """Encode [(tag, VR, value)] text elements sorted by tag; None when one is not text."""
 
 def codec_transcode(
     data: bytes,

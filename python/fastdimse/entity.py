@@ -5,31 +5,23 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 
+from . import _core
+
 __all__ = ["Entity", "validate_ae_title"]
 
 
 def validate_ae_title(ae_title: str) -> str:
-    """Return ``ae_title`` without leading/trailing spaces, or raise ``ValueError``.
+    """Return ``ae_title`` without leading/trailing spaces, or raise ``ValueError`` saying
+    what is wrong.
 
     PS3.5 6.2 (VR AE): at most 16 characters of the default repertoire, no backslash,
     no control characters; leading and trailing spaces are not significant and a
-    title of only spaces is empty.
+    title of only spaces is empty. The rule is the Rust core's (the one its association
+    negotiation applies).
     """
     if not isinstance(ae_title, str):
         raise TypeError(f"AE title must be a str, not {type(ae_title).__name__}")
-    stripped = ae_title.strip(" ")
-    if not stripped:
-        raise ValueError("AE title is empty (or only spaces)")
-    if len(stripped) > 16:
-        raise ValueError(f"AE title {ae_title!r} is {len(stripped)} characters long; at most 16 are allowed")
-    if "\\" in stripped:
-        raise ValueError(f"AE title {ae_title!r} contains a backslash, which is not allowed")
-    for ch in stripped:
-        if ord(ch) < 0x20 or ord(ch) == 0x7F:
-            raise ValueError(f"AE title {ae_title!r} contains the control character {ch!r}, which is not allowed")
-        if ord(ch) > 0x7E:
-            raise ValueError(f"AE title {ae_title!r} contains {ch!r}, outside the DICOM default character repertoire")
-    return stripped
+    return _core.validate_ae_title(ae_title)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,28 @@
 """The fastdimse exception hierarchy.
 
-Every error raised by fastdimse derives from :class:`DicomError`. The Rust core
-raises these same classes (it imports this module), so a caller needs only one
-``except fastdimse.errors.DicomError``.
+Every error raised by fastdimse derives from :class:`DicomError` and is defined here,
+once. The Rust core raises these same classes (it imports this module), so a caller
+needs only one ``except fastdimse.errors.DicomError``::
+
+    DicomError
+    ├── NetworkError
+    │   └── DicomTimeoutError (also a TimeoutError)
+    ├── ProtocolError
+    ├── AssociationError
+    │   ├── AssociationRejected (result, source, reason)
+    │   ├── AssociationAborted (source, reason)
+    │   └── NoAcceptedContext
+    ├── DimseError
+    │   └── QueryFailed (status, comment)          also fastdimse.query.QueryFailed
+    ├── DatasetError (offset, tag, path)
+    └── QRError (status)                           also fastdimse.qr.QRError ...
+        ├── IdentifierError (also a ValueError)
+        ├── UnableToProcess
+        │   └── StoredElsewhere                    also fastdimse.qr.postgres
+        └── InstanceError (also a ValueError)
+
+This module imports nothing of fastdimse (nor the core), so every other module can
+import it.
 """
 
 from __future__ import annotations
@@ -76,3 +96,53 @@ class DatasetError(DicomError):
         self.offset = offset
         self.tag = tag
         self.path = path
+
+
+class QueryFailed(DimseError):
+    """A C-FIND/C-MOVE/C-GET ended with a failure status (``status``, ``comment``)."""
+
+    def __init__(self, message: str, status: int, comment: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.comment = comment
+
+
+# --- Query/Retrieve back ends (fastdimse.qr) ------------------------------------------
+# The status each one makes the SCP send is in ``status`` (table in fastdimse.qr.backend).
+
+
+class QRError(DicomError):
+    """Base of the Q/R back-end errors. ``status`` is the DIMSE status to send."""
+
+    status: int = 0xC000
+
+
+class IdentifierError(QRError, ValueError):
+    """The request identifier is not valid for the SOP class: status 0xA900."""
+
+    status = 0xA900
+
+
+class UnableToProcess(QRError):
+    """The back end could not carry out the request: status 0xC000."""
+
+    status = 0xC000
+
+
+class InstanceError(QRError, ValueError):
+    """An instance cannot be indexed (a required attribute is missing or invalid)."""
+
+    status = 0xC000
+
+
+class StoredElsewhere(UnableToProcess):
+    """A retrieve selected instances that another location (host) stored: this SCP
+    cannot read their files. ``elsewhere`` maps location -> (host, count)."""
+
+    def __init__(self, elsewhere: dict[str, tuple[str, int]], total: int, here: str):
+        self.elsewhere, self.total, self.here = elsewhere, total, here
+        where = "; ".join(
+            (f"on host {host}" if loc == host else f"at {loc} on host {host}") + f": {n}"
+            for loc, (host, n) in sorted(elsewhere.items()))
+        # The DIMSE Error Comment keeps 64 characters: where comes first.
+        super().__init__(f"stored {where} of {total} instances; retrieve there, not at {here}")

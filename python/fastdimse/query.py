@@ -58,13 +58,7 @@ def sop_class_for(root: str, operation: str) -> str:
         raise ValueError(f"root must be 'patient' or 'study', not {root!r}") from None
 
 
-class QueryFailed(DimseError):
-    """A C-FIND/C-MOVE/C-GET ended with a failure status (``status``, ``comment``)."""
-
-    def __init__(self, message: str, status: int, comment: str | None = None):
-        super().__init__(message)
-        self.status = status
-        self.comment = comment
+from .errors import QueryFailed  # noqa: E402  (defined in errors.py; importable from here)
 
 
 @dataclass

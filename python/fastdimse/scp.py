@@ -6,7 +6,6 @@ import functools
 import logging
 import os
 import threading
-from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 from . import _core, uids
@@ -18,26 +17,10 @@ __all__ = ["DICOMSCP", "StoredInstance"]
 DEFAULT_LAYOUT = "{PatientID}/{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm"
 
 
-@dataclass(frozen=True)
-class StoredInstance:
-    """What the ``on_stored`` handler receives for each instance written to disk."""
-
-    path: str
-    sop_class_uid: str
-    sop_instance_uid: str
-    transfer_syntax: str
-    patient_id: str
-    study_instance_uid: str
-    series_instance_uid: str
-    calling_ae_title: str
-    called_ae_title: str
-    dataset_bytes: int
-
-    def read_dataset(self, **kwargs):
-        """Read the stored file with pydicom (only when the handler asks for it)."""
-        import pydicom
-
-        return pydicom.dcmread(self.path, **kwargs)
+#: What the ``on_stored`` handler receives for each instance written to disk (``path``,
+#: the UIDs, ``patient_id``, the AE titles, ``dataset_bytes``, ``read_dataset()``): a
+#: record of the core (fields in ``_core.pyi``).
+StoredInstance = _core.StoredInstance
 
 
 log = logging.getLogger("fastdimse")
@@ -227,7 +210,7 @@ class DICOMSCP:
                 # the rename and the commit, files copied in) are indexed before any
                 # query is answered.
                 self.backend.reconcile(self.storage_dir)
-            callback = self._make_stored_callback()
+            callback = self.on_stored
             index_tags = _index_tags() if self._indexes_on_store() else []
             on_index = self._make_index_callback() if self._indexes_on_store() else None
             self._server = _core.Server(
@@ -263,17 +246,6 @@ class DICOMSCP:
         return self.storage_dir is not None and any(
             hasattr(self.backend, m) for m in ("add_instances", "add_instance", "add"))
 
-    def _make_stored_callback(self):
-        user = self.on_stored
-        if user is None:
-            return None
-
-        def callback(info: dict) -> int | None:
-            info.pop("attributes", None)
-            return user(StoredInstance(**info))
-
-        return callback
-
     def _make_index_callback(self):
         """Batches of stored instances from the core's indexer thread -> the index.
 
@@ -288,12 +260,9 @@ class DICOMSCP:
         add_many = getattr(index, "add_instances", None)
         add_one = getattr(index, "add_instance", None)
 
-        def on_index(batch: list[dict]) -> list[tuple]:
-            items = []
-            for info in batch:
-                attrs = info.pop("attributes", {}) or {}
-                stored = StoredInstance(**info)
-                items.append((stored.path, _attributes_dict(attrs, stored), stored.transfer_syntax))
+        def on_index(batch: list[StoredInstance]) -> list[tuple]:
+            items = [(stored.path, _attributes_dict(stored.attributes, stored), stored.transfer_syntax)
+                     for stored in batch]
             if add_many is not None:
                 return list(add_many(items) or [])
             bad: list[tuple] = []

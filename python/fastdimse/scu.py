@@ -44,78 +44,14 @@ class PresentationContext:
     scp_role: bool = False
 
 
-@dataclass(frozen=True)
-class StoreResult:
-    """The outcome of C-STORE for one instance.
+#: The outcome of C-STORE for one instance (``status``, ``reason``, ``sop_instance_uid``,
+#: ``path``, ``is_success``...): a record of the core (fields in ``_core.pyi``).
+StoreResult = _core.StoreResult
 
-    ``status`` is the DIMSE status of the C-STORE-RSP (0x0000 success), or None when
-    the instance was not sent at all (unreadable file, no acceptable presentation
-    context, association lost); ``reason`` says why in words.
-    """
-
-    sop_instance_uid: str
-    sop_class_uid: str
-    status: int | None
-    reason: str | None
-    path: str | None
-    transfer_syntax: str
-    sent_transfer_syntax: str | None
-    bytes: int
-    index: int
-
-    @property
-    def is_success(self) -> bool:
-        from .status import category
-
-        return self.status is not None and category(self.status) in ("success", "warning")
-
-
-@dataclass(frozen=True)
-class StoreSummary:
-    """What a :meth:`DICOMSCU.store` did, without one object per instance.
-
-    ``completed`` (status 0x0000) + ``warning`` (stored with a warning status) +
-    ``failed`` (a failure status, or not sent) == ``total``. ``failures`` holds the first
-    ``max_failures`` failed instances with their reasons; iterating the summary yields
-    them. ``bytes``: data set bytes sent; ``associations``: associations opened.
-    """
-
-    total: int
-    completed: int
-    warning: int
-    failed: int
-    bytes: int
-    associations: int
-    cancelled: bool
-    elapsed: float
-    failures: tuple[StoreResult, ...]
-
-    @property
-    def is_success(self) -> bool:
-        """Every instance stored (success or warning status), and none cancelled."""
-        return self.failed == 0 and not self.cancelled
-
-    @property
-    def failures_not_kept(self) -> int:
-        """Failures counted but beyond ``max_failures`` (not in ``failures``)."""
-        return self.failed - len(self.failures)
-
-    def __iter__(self):
-        return iter(self.failures)
-
-    def __str__(self) -> str:
-        s = (f"{self.total} instance(s): {self.completed} stored, {self.warning} with a warning, "
-             f"{self.failed} failed; {self.bytes} bytes over {self.associations} association(s) "
-             f"in {self.elapsed:.2f} s")
-        return s + (" (cancelled)" if self.cancelled else "")
-
-
-def _summary(d: dict, elapsed: float) -> StoreSummary:
-    return StoreSummary(
-        total=d["total"], completed=d["completed"], warning=d["warning"], failed=d["failed"],
-        bytes=d["bytes"], associations=d["associations"], cancelled=d["cancelled"], elapsed=elapsed,
-        failures=tuple(StoreResult(**f) for f in d["failures"]),
-    )
+#: What a :meth:`DICOMSCU.store` did, without one object per instance: ``total`` ==
+#: ``completed`` + ``warning`` + ``failed``, ``bytes``, ``associations``, ``elapsed``,
+#: ``failures`` (the first ``max_failures``; iterating the summary yields them).
+StoreSummary = _core.StoreSummary
 
 
 class _StoreCall:
@@ -126,23 +62,17 @@ class _StoreCall:
         self.scu, self.remote = scu, remote
         self.parallel, self.window, self.lookahead, self.max_failures = parallel, window, lookahead, max_failures
         self.cancel = _core.StoreCancel()
-        self.elapsed = 0.0
 
-    def run(self, prepared, progress, *, keep_results: bool) -> dict:
-        import time
-
+    def run(self, prepared, progress, *, keep_results: bool) -> tuple[StoreSummary, list[StoreResult] | None]:
         scu, remote = self.scu, self.remote
-        t0 = time.perf_counter()
-        try:
-            return _core.store_instances(
-                remote.ip_address, remote.port, scu.entity.ae_title, remote.ae_title, prepared,
-                scu.max_pdu_length, self.parallel, scu.connect_timeout, scu.acse_timeout,
-                scu.dimse_timeout, scu.network_timeout, progress, None, self.window,
-                keep_results=keep_results, max_failures=self.max_failures,
-                lookahead=self.lookahead, cancel=self.cancel,
-            )
-        finally:
-            self.elapsed = time.perf_counter() - t0
+        return _core.store_instances(
+            prepared, host=remote.ip_address, port=remote.port, calling_ae_title=scu.entity.ae_title,
+            called_ae_title=remote.ae_title, max_pdu_length=scu.max_pdu_length, parallel=self.parallel,
+            connect_timeout=scu.connect_timeout, acse_timeout=scu.acse_timeout,
+            dimse_timeout=scu.dimse_timeout, network_timeout=scu.network_timeout,
+            on_progress=progress, window=self.window, keep_results=keep_results,
+            max_failures=self.max_failures, lookahead=self.lookahead, cancel=self.cancel,
+        )
 
 
 _END = object()
@@ -169,16 +99,14 @@ class StoreStream:
         self._closed = False
         self.summary: StoreSummary | None = None
 
-        def progress(d: dict) -> None:
-            r = StoreResult(**d)
+        def progress(r: StoreResult) -> None:
             if on_progress is not None:
                 on_progress(r)
             self._queue.put(r)
 
         def work() -> None:
             try:
-                out = call.run(map(_store_item, items), progress, keep_results=False)
-                self.summary = _summary(out, call.elapsed)
+                self.summary, _ = call.run(map(_store_item, items), progress, keep_results=False)
             except BaseException as e:  # handed to the reader
                 self._error = e
             finally:
@@ -511,14 +439,10 @@ class DICOMSCU:
         call = _StoreCall(self, remote, parallel, window, lookahead, max_failures)
         if results == "iter":
             return StoreStream(call, items, on_progress)
-        progress = None
-        if on_progress is not None:
-            def progress(d: dict) -> None:
-                on_progress(StoreResult(**d))
-        out = call.run(map(_store_item, items), progress, keep_results=(results == "list"))
+        summary, listed = call.run(map(_store_item, items), on_progress, keep_results=(results == "list"))
         if results == "list":
-            return [StoreResult(**d) for d in out["results"]]
-        return _summary(out, call.elapsed)
+            return listed
+        return summary
 
     def __repr__(self) -> str:
         return f"DICOMSCU({self.entity!r})"

@@ -54,39 +54,14 @@ import os
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Protocol, Union, runtime_checkable
 
-try:  # part of the fastdimse hierarchy when the package is importable...
-    from ..errors import DicomError as _ErrorBase
-except ImportError:  # ...and stand-alone when loaded without the built core (tests)
-    _ErrorBase = Exception
+# The exceptions live in fastdimse.errors (one hierarchy under DicomError); their names
+# stay importable from here.
+from ..errors import IdentifierError, InstanceError, QRError, UnableToProcess
 
 __all__ = ["QRError", "IdentifierError", "UnableToProcess", "InstanceError",
            "InstanceRef", "QRBackend"]
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-
-class QRError(_ErrorBase):
-    """Base of the Q/R back-end errors. ``status`` is the DIMSE status to send."""
-
-    status: int = 0xC000
-
-
-class IdentifierError(QRError, ValueError):
-    """The request identifier is not valid for the SOP class: status 0xA900."""
-
-    status = 0xA900
-
-
-class UnableToProcess(QRError):
-    """The back end could not carry out the request: status 0xC000."""
-
-    status = 0xC000
-
-
-class InstanceError(QRError, ValueError):
-    """An instance cannot be indexed (a required attribute is missing or invalid)."""
-
-    status = 0xC000
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from . import index as _ix
 from . import matching as m
+from ..errors import StoredElsewhere
 from .backend import InstanceRef, UnableToProcess
 from .index import ATTRIBUTES, SQLiteIndex
 
@@ -115,19 +116,6 @@ _INT8 = (-(2 ** 63), 2 ** 63 - 1)
 _COLUMN_TYPES = {col: "bigint" for a in ATTRIBUTES if a.vr == "IS" and a.column
                  for col in (a.column,)}
 _LOCATE_HEAD = "SELECT im.sop_class_uid, im.sop_instance_uid, im.transfer_syntax, im.path "
-
-
-class StoredElsewhere(UnableToProcess):
-    """A retrieve selected instances that another location (host) stored: this SCP
-    cannot read their files. ``elsewhere`` maps location -> (host, count)."""
-
-    def __init__(self, elsewhere: dict[str, tuple[str, int]], total: int, here: str):
-        self.elsewhere, self.total, self.here = elsewhere, total, here
-        where = "; ".join(
-            (f"on host {host}" if loc == host else f"at {loc} on host {host}") + f": {n}"
-            for loc, (host, n) in sorted(elsewhere.items()))
-        # The DIMSE Error Comment keeps 64 characters: where comes first.
-        super().__init__(f"stored {where} of {total} instances; retrieve there, not at {here}")
 
 
 @functools.lru_cache(maxsize=512)

@@ -7,6 +7,8 @@ mod codec;
 mod dimse;
 mod errors;
 mod net;
+mod record;
+mod rules;
 mod store;
 
 use pyo3::prelude::*;
@@ -42,5 +44,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     net::register(m)?;
     store::register(m)?;
     codec::register(m)?;
+    rules::register(m)?;
     Ok(())
 }

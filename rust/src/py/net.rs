@@ -288,24 +288,8 @@ fn index_callback(cb: Py<PyAny>) -> Arc<store::scp::OnIndex> {
     })
 }
 
-fn stored_dict<'py>(py: Python<'py>, s: &StoredInstance) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
-    let d = pyo3::types::PyDict::new(py);
-    d.set_item("path", s.path.to_string_lossy().to_string())?;
-    d.set_item("sop_class_uid", &s.sop_class_uid)?;
-    d.set_item("sop_instance_uid", &s.sop_instance_uid)?;
-    d.set_item("transfer_syntax", &s.transfer_syntax)?;
-    d.set_item("patient_id", &s.patient_id)?;
-    d.set_item("study_instance_uid", &s.study_instance_uid)?;
-    d.set_item("series_instance_uid", &s.series_instance_uid)?;
-    d.set_item("calling_ae_title", &s.calling_ae_title)?;
-    d.set_item("called_ae_title", &s.called_ae_title)?;
-    d.set_item("dataset_bytes", s.dataset_bytes)?;
-    let attrs = pyo3::types::PyDict::new(py);
-    for (t, v) in &s.attributes {
-        attrs.set_item(t, pyo3::types::PyBytes::new(py, v))?;
-    }
-    d.set_item("attributes", attrs)?;
-    Ok(d)
+fn stored_dict<'py>(py: Python<'py>, s: &StoredInstance) -> PyResult<Bound<'py, PyAny>> {
+    super::store::stored_instance(py, s)
 }
 
 /// Wrap a Python callable as the storage SCP's per-instance callback. It receives a

@@ -1,4 +1,6 @@
-//! `_core.store_instances` (the storage SCU) and `_core.StoreCancel`.
+//! `_core.store_instances` (the storage SCU), `_core.StoreCancel`, and the records the
+//! storage services hand to Python: `StoreResult` and `StoreSummary` (SCU),
+//! `StoredInstance` (SCP, for `on_stored` and the index).
 //!
 //! The items come from any Python iterable, pulled lazily by the Rust scanner thread in
 //! small batches (one GIL acquisition per batch, never while waiting on another thread),
@@ -14,14 +16,205 @@ use pyo3::types::{PyDict, PyIterator, PyList};
 
 use super::errors::net_error;
 use super::net::timeouts;
-use crate::store::scu::{store_stream, StoreSummary, StreamOptions, DEFAULT_LOOKAHEAD, DEFAULT_WINDOW};
-use crate::store::{StoreItem, StoreOptions, StoreResult};
+use super::record::{hash_of, record, Items, TagValues};
+use super::rules::category;
+use crate::store::scp::StoredInstance as CoreStoredInstance;
+use crate::store::scu::{store_stream, StoreSummary as CoreSummary, StreamOptions, DEFAULT_LOOKAHEAD, DEFAULT_WINDOW};
+use crate::store::{StoreItem, StoreOptions, StoreResult as CoreResult};
 use crate::ul::RequestorConfig;
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<StoreCancel>()?;
+    m.add_class::<StoreResult>()?;
+    m.add_class::<StoreSummary>()?;
+    m.add_class::<StoredInstance>()?;
     m.add_function(wrap_pyfunction!(store_instances, m)?)?;
     Ok(())
+}
+
+record! {
+    /// The outcome of C-STORE for one instance.
+    ///
+    /// ``status`` is the DIMSE status of the C-STORE-RSP (0x0000 success), or None when
+    /// the instance was not sent at all (unreadable file, no acceptable presentation
+    /// context, association lost); ``reason`` says why in words.
+    #[derive(Eq, Hash)]
+    StoreResult => "StoreResult" {
+        sop_instance_uid: String,
+        sop_class_uid: String,
+        status: Option<u16>,
+        reason: Option<String>,
+        path: Option<String>,
+        /// The instance's own transfer syntax.
+        transfer_syntax: String,
+        /// The syntax it was sent in (differs when transcoded); None when not sent.
+        sent_transfer_syntax: Option<String>,
+        /// Data set bytes sent.
+        bytes: u64,
+        /// Position in the order the instances were read.
+        index: usize,
+    }
+
+    methods {
+        /// Stored (status success or warning).
+        #[getter]
+        fn is_success(&self) -> bool {
+            self.status.is_some_and(|s| matches!(category(s), "success" | "warning"))
+        }
+
+        fn __hash__(&self) -> u64 {
+            hash_of(self)
+        }
+    }
+}
+
+impl From<&CoreResult> for StoreResult {
+    fn from(r: &CoreResult) -> Self {
+        StoreResult {
+            sop_instance_uid: r.sop_instance_uid.clone(),
+            sop_class_uid: r.sop_class_uid.clone(),
+            status: r.status,
+            reason: r.reason.clone(),
+            path: r.path.as_ref().map(|p| p.to_string_lossy().into_owned()),
+            transfer_syntax: r.transfer_syntax.clone(),
+            sent_transfer_syntax: r.sent_transfer_syntax.clone(),
+            bytes: r.bytes,
+            index: r.index,
+        }
+    }
+}
+
+record! {
+    /// What a store did, without one object per instance.
+    ///
+    /// ``completed`` (status 0x0000) + ``warning`` (stored with a warning status) +
+    /// ``failed`` (a failure status, or not sent) == ``total``. ``failures`` holds the
+    /// first ``max_failures`` failed instances with their reasons; iterating the summary
+    /// yields them. ``bytes``: data set bytes sent; ``associations``: associations
+    /// opened; ``elapsed``: seconds the store took.
+    StoreSummary => "StoreSummary" {
+        total: u64,
+        completed: u64,
+        warning: u64,
+        failed: u64,
+        bytes: u64,
+        associations: u64,
+        cancelled: bool,
+        elapsed: f64,
+        failures: Items<StoreResult>,
+    }
+
+    methods {
+        /// Every instance stored (success or warning status), and none cancelled.
+        #[getter]
+        fn is_success(&self) -> bool {
+            self.failed == 0 && !self.cancelled
+        }
+
+        /// Failures counted but beyond ``max_failures`` (not in ``failures``).
+        #[getter]
+        fn failures_not_kept(&self) -> u64 {
+            self.failed.saturating_sub(self.failures.0.len() as u64)
+        }
+
+        fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyIterator>> {
+            self.failures.clone().into_pyobject(py)?.try_iter()
+        }
+
+        fn __str__(&self) -> String {
+            format!(
+                "{} instance(s): {} stored, {} with a warning, {} failed; {} bytes over {} association(s) in {:.2} s{}",
+                self.total,
+                self.completed,
+                self.warning,
+                self.failed,
+                self.bytes,
+                self.associations,
+                self.elapsed,
+                if self.cancelled { " (cancelled)" } else { "" }
+            )
+        }
+    }
+}
+
+impl StoreSummary {
+    fn new(s: &CoreSummary, elapsed: f64) -> Self {
+        StoreSummary {
+            total: s.total,
+            completed: s.completed,
+            warning: s.warning,
+            failed: s.failed,
+            bytes: s.bytes,
+            associations: s.associations,
+            cancelled: s.cancelled,
+            elapsed,
+            failures: Items(s.failures.iter().map(StoreResult::from).collect()),
+        }
+    }
+}
+
+record! {
+    /// An instance the storage SCP wrote to disk: what ``on_stored`` receives, and what
+    /// the index is given. ``attributes``: the raw values (tag -> bytes, padding removed)
+    /// of the attributes the index asked the SCP to read; empty without an index.
+    #[derive(Eq, Hash)]
+    StoredInstance => "StoredInstance" {
+        path: String,
+        sop_class_uid: String,
+        sop_instance_uid: String,
+        transfer_syntax: String,
+        patient_id: String,
+        study_instance_uid: String,
+        series_instance_uid: String,
+        calling_ae_title: String,
+        called_ae_title: String,
+        /// Size of the data set in bytes (without the Part-10 header).
+        dataset_bytes: u64,
+        attributes: TagValues = TagValues::default(),
+    }
+
+    methods {
+        /// Read the stored file with pydicom (only when the handler asks for it): what
+        /// ``pydicom.dcmread(path, ...)`` with these arguments reads.
+        #[pyo3(signature = (defer_size=None, stop_before_pixels=false, force=false, specific_tags=None))]
+        fn read_dataset<'py>(
+            &self,
+            py: Python<'py>,
+            defer_size: Option<Bound<'py, PyAny>>,
+            stop_before_pixels: bool,
+            force: bool,
+            specific_tags: Option<Bound<'py, PyAny>>,
+        ) -> PyResult<Bound<'py, PyAny>> {
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("defer_size", defer_size)?;
+            kwargs.set_item("stop_before_pixels", stop_before_pixels)?;
+            kwargs.set_item("force", force)?;
+            kwargs.set_item("specific_tags", specific_tags)?;
+            py.import("pydicom")?.call_method("dcmread", (&self.path,), Some(&kwargs))
+        }
+
+        fn __hash__(&self) -> u64 {
+            hash_of(self)
+        }
+    }
+}
+
+/// A stored instance as the Python object `on_stored` and the index callback receive.
+pub(super) fn stored_instance<'py>(py: Python<'py>, s: &CoreStoredInstance) -> PyResult<Bound<'py, PyAny>> {
+    let obj = StoredInstance {
+        path: s.path.to_string_lossy().into_owned(),
+        sop_class_uid: s.sop_class_uid.clone(),
+        sop_instance_uid: s.sop_instance_uid.clone(),
+        transfer_syntax: s.transfer_syntax.clone(),
+        patient_id: s.patient_id.clone(),
+        study_instance_uid: s.study_instance_uid.clone(),
+        series_instance_uid: s.series_instance_uid.clone(),
+        calling_ae_title: s.calling_ae_title.clone(),
+        called_ae_title: s.called_ae_title.clone(),
+        dataset_bytes: s.dataset_bytes,
+        attributes: TagValues(s.attributes.clone()),
+    };
+    Ok(Bound::new(py, obj)?.into_any())
 }
 
 /// Items pulled from Python per GIL acquisition, at most. The first pull takes one (so
@@ -120,64 +313,23 @@ impl PyFeed {
     }
 }
 
-fn result_dict<'py>(py: Python<'py>, r: &StoreResult) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("index", r.index)?;
-    d.set_item("path", r.path.as_ref().map(|p| p.to_string_lossy().to_string()))?;
-    d.set_item("sop_class_uid", &r.sop_class_uid)?;
-    d.set_item("sop_instance_uid", &r.sop_instance_uid)?;
-    d.set_item("transfer_syntax", &r.transfer_syntax)?;
-    d.set_item("sent_transfer_syntax", &r.sent_transfer_syntax)?;
-    d.set_item("status", r.status)?;
-    d.set_item("reason", &r.reason)?;
-    d.set_item("bytes", r.bytes)?;
-    Ok(d)
-}
-
-fn summary_dict<'py>(py: Python<'py>, s: &StoreSummary, results: Option<&[StoreResult]>) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("total", s.total)?;
-    d.set_item("completed", s.completed)?;
-    d.set_item("warning", s.warning)?;
-    d.set_item("failed", s.failed)?;
-    d.set_item("bytes", s.bytes)?;
-    d.set_item("associations", s.associations)?;
-    d.set_item("cancelled", s.cancelled)?;
-    let failures = PyList::empty(py);
-    for r in &s.failures {
-        failures.append(result_dict(py, r)?)?;
-    }
-    d.set_item("failures", failures)?;
-    match results {
-        Some(rs) => {
-            let list = PyList::empty(py);
-            for r in rs {
-                list.append(result_dict(py, r)?)?;
-            }
-            d.set_item("results", list)?;
-        }
-        None => d.set_item("results", py.None())?,
-    }
-    Ok(d)
-}
-
 /// C-STORE whatever `items` (any iterable) yields: paths (str; folders walked lazily) or
-/// tuples (label, sop class, sop instance, transfer syntax, bytes). Returns a summary
-/// dict (total, completed, warning, failed, bytes, associations, cancelled, failures,
-/// results: one dict per instance in input order when `keep_results`, else None).
+/// tuples (label, sop class, sop instance, transfer syntax, bytes). Every other argument
+/// is a keyword. Returns (StoreSummary, the StoreResults in input order when
+/// `keep_results`, else None); `on_progress(StoreResult)` as each instance settles.
 #[pyfunction]
-#[pyo3(signature = (host, port, calling_ae_title, called_ae_title, items, max_pdu_length=1048576, parallel=1,
+#[pyo3(signature = (items, *, host, port, calling_ae_title, called_ae_title, max_pdu_length=1048576, parallel=1,
                     connect_timeout=Some(10.0), acse_timeout=Some(30.0), dimse_timeout=Some(30.0),
                     network_timeout=Some(60.0), on_progress=None, move_originator=None, window=DEFAULT_WINDOW,
-                    *, keep_results=true, max_failures=1000, lookahead=DEFAULT_LOOKAHEAD, cancel=None))]
+                    keep_results=true, max_failures=1000, lookahead=DEFAULT_LOOKAHEAD, cancel=None))]
 #[allow(clippy::too_many_arguments)]
 fn store_instances<'py>(
     py: Python<'py>,
+    items: Bound<'py, PyAny>,
     host: String,
     port: u16,
     calling_ae_title: String,
     called_ae_title: String,
-    items: Bound<'py, PyAny>,
     max_pdu_length: u32,
     parallel: usize,
     connect_timeout: Option<f64>,
@@ -191,7 +343,8 @@ fn store_instances<'py>(
     max_failures: usize,
     lookahead: usize,
     cancel: Option<PyRef<'py, StoreCancel>>,
-) -> PyResult<Bound<'py, PyDict>> {
+) -> PyResult<(StoreSummary, Option<Bound<'py, PyList>>)> {
+    let start = std::time::Instant::now();
     let mut cfg = RequestorConfig::new(calling_ae_title, called_ae_title);
     cfg.max_pdu_length = max_pdu_length;
     let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
@@ -205,10 +358,10 @@ fn store_instances<'py>(
     let so = StreamOptions { keep_results, max_failures, lookahead: lookahead.max(1), drain_on_cancel: false };
     let error = Arc::new(Mutex::new(None));
     let feed = PyFeed { iter: items.try_iter()?.unbind(), buf: VecDeque::new(), done: false, error: error.clone(), cancel: flag, batch: 1 };
-    let progress = |r: &StoreResult| {
+    let progress = |r: &CoreResult| {
         if let Some(cb) = &on_progress {
             Python::attach(|py| {
-                let res = result_dict(py, r).and_then(|d| cb.call1(py, (d,)));
+                let res = cb.call1(py, (StoreResult::from(r),));
                 if let Err(e) = res {
                     log::warn!("on_progress callback failed: {e}");
                 }
@@ -220,5 +373,9 @@ fn store_instances<'py>(
         return Err(e);
     }
     let (summary, results) = outcome.map_err(|e| net_error(py, e))?;
-    summary_dict(py, &summary, results.as_deref())
+    let results = match results {
+        Some(rs) => Some(PyList::new(py, rs.iter().map(StoreResult::from))?),
+        None => None,
+    };
+    Ok((StoreSummary::new(&summary, start.elapsed().as_secs_f64()), results))
 }

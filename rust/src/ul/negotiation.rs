@@ -548,9 +548,11 @@ fn ae_eq(a: &str, b: &str) -> bool {
     ae_trim(a) == ae_trim(b)
 }
 
-/// Check an AE title against PS3.5 (AE VR): 1 to 16 characters of the default repertoire
-/// without backslash or control characters, not all spaces.
-pub fn validate_ae_title(title: &str) -> Result<(), NegotiationError> {
+/// Check an AE title against PS3.5 6.2 (VR AE): 1 to 16 characters of the default
+/// repertoire, no backslash, no control characters; leading and trailing spaces are not
+/// significant, so a title of only spaces is empty. Returns the significant part. The one
+/// home of this rule: Python's `fastdimse.entity.validate_ae_title` calls it.
+pub fn validate_ae_title(title: &str) -> Result<&str, NegotiationError> {
     let err = |reason| {
         Err(NegotiationError::InvalidAeTitle {
             title: title.to_string(),
@@ -559,18 +561,23 @@ pub fn validate_ae_title(title: &str) -> Result<(), NegotiationError> {
     };
     let trimmed = ae_trim(title);
     if trimmed.is_empty() {
-        return err("empty or all spaces");
+        return err("it is empty (or only spaces)");
     }
-    if trimmed.len() > 16 {
-        return err("longer than 16 characters");
+    if trimmed.chars().count() > 16 {
+        return err("it is longer than 16 characters");
     }
-    if !trimmed
-        .bytes()
-        .all(|b| (0x20..0x7f).contains(&b) && b != b'\\')
-    {
-        return err("only printable ASCII without backslash is allowed");
+    if trimmed.contains('\\') {
+        return err("it contains a backslash");
     }
-    Ok(())
+    for c in trimmed.chars() {
+        if c < ' ' || c == '\x7f' {
+            return err("it contains a control character");
+        }
+        if c > '~' {
+            return err("it contains a character outside the DICOM default character repertoire");
+        }
+    }
+    Ok(trimmed)
 }
 
 /// "min" where 0 means unlimited.
