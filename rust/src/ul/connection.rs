@@ -372,7 +372,8 @@ impl Connection {
                     continue;
                 }
                 let data = start + pdu::PDV_ITEM_OVERHEAD..start + pdu::PDV_ITEM_OVERHEAD + len;
-                self.pdata = Some((data.end, end, seen + 1));
+                // The last item done, the PDU is (and the buffer may be compacted).
+                self.pdata = (data.end < end).then_some((data.end, end, seen + 1));
                 if let Some(ev) = self.absorb(ctx, control, data, sink_for)? {
                     return Ok(Some(ev));
                 }

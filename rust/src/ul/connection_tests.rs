@@ -90,6 +90,7 @@ fn association_accepted_and_echo_answered() {
     let (ctx, cmd, data) = message(&evs[0]);
     assert_eq!((ctx, cmd.command_field, cmd.message_id), (1, field::C_ECHO_RQ, Some(7)));
     assert!(matches!(data, MessageData::None));
+    assert!(!a.has_input(), "nothing left once the PDU is read (a driver may block now)");
     let mut out = Vec::new();
     a.send_message(1, &Command::response_to(cmd, 0), None, &mut out).unwrap();
     r.feed(&out);
