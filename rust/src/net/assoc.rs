@@ -459,39 +459,21 @@ impl Association {
         self.sync()?;
         let deadline = self.timeouts.acse.map(|d| Instant::now() + d);
         let what = "waiting for A-RELEASE-RP (ACSE timeout)";
-        loop {
-            let ev = match self.next(deadline, what, &mut |_, _| DataSink::Discard) {
-                Ok(ev) => ev,
-                Err(e) => {
-                    let _ = self.abort();
-                    return Err(e);
-                }
-            };
-            match ev {
-                // Release collision (PS3.8 9.2.2): both sides asked. The requestor answers
-                // at once; the acceptor after the peer's A-RELEASE-RP (AR-4, below).
-                ConnEvent::ReleaseConfirmed | ConnEvent::ReleaseCollision { .. } | ConnEvent::Received(Received::ReleaseRequested) => {
-                    if let ConnEvent::ReleaseCollision { requestor } = ev {
-                        debug!("{}: release collision (we are the {})", self.peer, if requestor { "requestor" } else { "acceptor" });
-                    }
-                    if self.conn.awaiting_release_response() {
-                        self.conn.release_response();
-                        self.sync()?;
-                    }
-                    if matches!(ev, ConnEvent::ReleaseConfirmed) {
-                        info!("association with {} released", self.peer);
-                        self.close();
-                        return Ok(());
-                    }
-                }
-                // P-DATA may still arrive before the peer sees our RQ (AR-6): dropped.
-                ConnEvent::Received(_) => debug!("{}: P-DATA after A-RELEASE-RQ ignored", self.peer),
-                ConnEvent::Closed => {}
-                other => return Err(self.unexpected(other, what)),
-            }
-            if self.conn.state() == ul::State::Sta1 {
+        match self.next(deadline, what, &mut |_, _| DataSink::Discard) {
+            Ok(ConnEvent::ReleaseConfirmed) => {
+                let _ = self.sync();
+                info!("association with {} released", self.peer);
                 self.close();
-                return Ok(());
+                Ok(())
+            }
+            Ok(ConnEvent::Closed) => {
+                self.close();
+                Ok(())
+            }
+            Ok(other) => Err(self.unexpected(other, what)),
+            Err(e) => {
+                let _ = self.abort();
+                Err(e)
             }
         }
     }

@@ -69,6 +69,7 @@ const HEADERS: usize = pdu::PDATA_SINGLE_PDV_OVERHEAD;
 
 /// What the connection hands up.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per message; boxing the command buys nothing
 pub enum Event {
     /// Acceptor: the peer asks to associate; answer with [`Connection::accept`] or
     /// [`Connection::reject`] (or [`Connection::decide`]).
@@ -80,10 +81,8 @@ pub enum Event {
     /// A complete DIMSE message, or the peer's release request (answer it with
     /// [`Connection::release_response`] after sending what is still due).
     Received(Received),
-    /// Both sides asked to release (PS3.8 9.2.2). `requestor`: answer now with
-    /// [`Connection::release_response`]; otherwise wait for [`Event::ReleaseConfirmed`].
-    ReleaseCollision { requestor: bool },
-    /// The peer confirmed our release request.
+    /// The peer confirmed our release request (after a release collision, PS3.8 9.2.2,
+    /// the connection itself answered the peer's request in its turn).
     ReleaseConfirmed,
     /// The association was aborted: by the peer (its source and reason), or by us because
     /// the peer sent an unexpected PDU (source 2).
@@ -120,6 +119,7 @@ pub enum ConnError {
 }
 
 /// What taking the next PDU from the buffer gave.
+#[allow(clippy::large_enum_variant)] // transient
 enum Next {
     Event(Event),
     /// Something was consumed: look again.
@@ -153,6 +153,8 @@ pub struct Connection {
     must_close: bool,
     sent_reject: Option<AssociateRj>,
     deferred: VecDeque<(u8, Box<dyn Deferred>)>,
+    /// We asked to release: a collision is answered here, messages are dropped.
+    releasing: bool,
 }
 
 impl Connection {
@@ -176,6 +178,7 @@ impl Connection {
             must_close: false,
             sent_reject: None,
             deferred: VecDeque::new(),
+            releasing: false,
         }
     }
 
@@ -347,10 +350,13 @@ impl Connection {
                 }
                 self.raw = None;
                 if last {
-                    return match self.inbox.finish() {
-                        Some(r) => Ok(Some(Event::Received(r))),
-                        None => Err(self.fail_dimse(ConnError::Protocol("data set without a command".into()))),
-                    };
+                    match self.inbox.finish() {
+                        Some(r) => match self.deliver(r) {
+                            Some(ev) => return Ok(Some(ev)),
+                            None => continue,
+                        },
+                        None => return Err(self.fail_dimse(ConnError::Protocol("data set without a command".into()))),
+                    }
                 }
                 continue;
             }
@@ -504,8 +510,21 @@ impl Connection {
                 }
                 Event::Received(Received::ReleaseRequested)
             }
-            Indication::ReleaseCollision { requestor } => Event::ReleaseCollision { requestor },
-            Indication::ReleaseConfirmed => Event::ReleaseConfirmed,
+            // Release collision: the requestor side answers at once (AR-9), the acceptor side
+            // after the peer's A-RELEASE-RP (AR-10, then AR-4 below).
+            Indication::ReleaseCollision { requestor } => {
+                debug!("{}: release collision (we are the {})", self.peer, if requestor { "requestor" } else { "acceptor" });
+                if self.awaiting_release_response() {
+                    self.release_response();
+                }
+                return Ok(None);
+            }
+            Indication::ReleaseConfirmed => {
+                if self.awaiting_release_response() {
+                    self.release_response();
+                }
+                Event::ReleaseConfirmed
+            }
             Indication::Aborted { source, reason, .. } => Event::Aborted { source, reason },
             Indication::TransportClosed => Event::Closed,
         }))
@@ -532,7 +551,7 @@ impl Connection {
                     return Err(self.fail_dimse(ConnError::Protocol(msg)));
                 }
                 if !command.has_dataset {
-                    return Ok(Some(Event::Received(Received::Message { context_id, command, data: MessageData::None })));
+                    return Ok(self.deliver(Received::Message { context_id, command, data: MessageData::None }));
                 }
                 let sink = sink_for(context_id, &command);
                 self.inbox.start(context_id, command, sink);
@@ -544,11 +563,21 @@ impl Connection {
                     return Ok(None);
                 }
                 match self.inbox.finish() {
-                    Some(r) => Ok(Some(Event::Received(r))),
+                    Some(r) => Ok(self.deliver(r)),
                     None => Err(self.fail_dimse(ConnError::Protocol("data set without a command".into()))),
                 }
             }
         }
+    }
+
+    /// A complete message, unless we asked to release: P-DATA may still arrive before the
+    /// peer sees our A-RELEASE-RQ (AR-6), and is dropped.
+    fn deliver(&self, r: Received) -> Option<Event> {
+        if self.releasing {
+            debug!("{}: P-DATA after A-RELEASE-RQ ignored", self.peer);
+            return None;
+        }
+        Some(Event::Received(r))
     }
 
     fn receive_limit(&self) -> u32 {
@@ -596,8 +625,10 @@ impl Connection {
         self.local(Ev::AssociateReject(rj))
     }
 
-    /// A-RELEASE request (Evt11); ignored where the table has no action.
+    /// A-RELEASE request (Evt11); ignored where the table has no action. Then wait for
+    /// [`Event::ReleaseConfirmed`] (or [`Event::Closed`]).
     pub fn release(&mut self) {
+        self.releasing = true;
         self.step(Ev::ReleaseRequest);
     }
 
