@@ -1,10 +1,7 @@
-//! The blocking I/O driver: TCP sockets, timeouts, and the glue that feeds received PDUs
-//! to the upper-layer state machine (`ul::machine`) and carries out what it asks
-//! (send a PDU, close, start/stop ARTIM).
-//!
-//! The driver is thin on purpose: which PDU may come when, and what answers it, is the
-//! state machine's business; how a message is split into PDVs is `dimse`'s. This module
-//! only moves bytes and keeps the clocks.
+//! The blocking I/O driver over [`ul::Connection`](crate::ul::Connection): it moves bytes
+//! between a [`Transport`] and the connection and keeps the clocks. Which PDU may come
+//! when, what answers it and how a message becomes PDUs is the connection's business.
+//! Every `unsafe` of the driver (splice, sendfile, socket options, poll) is in `sys`.
 //!
 //! Timeouts (all optional, `None` = wait forever):
 //! - `connect`: establishing the TCP connection.
@@ -14,12 +11,16 @@
 //!   (an SCP waiting for the next request).
 
 mod assoc;
-mod socket;
 pub mod server;
+#[cfg(target_os = "linux")]
+mod sys;
 
-pub use assoc::{Association, DataSink, Deferred, MessageData, Received, Sink};
+pub use crate::ul::{DataSink, Deferred, MessageData, Received, Sink};
+pub use assoc::Association;
 pub use server::{EchoOnlyHandler, Server, ServerConfig, ServiceHandler};
 
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use crate::dimse::DimseError;
@@ -74,4 +75,74 @@ pub enum NetError {
     Negotiation(String),
     #[error("the association is not established (it was {0})")]
     NotEstablished(&'static str),
+}
+
+/// What the driver runs an association over: a byte stream plus the few controls it needs.
+/// A TLS stream implements it with `raw_fd` None (no splice or sendfile under encryption).
+pub trait Transport: Read + Write + Send {
+    fn set_read_timeout(&self, t: Option<Duration>) -> std::io::Result<()>;
+    fn set_write_timeout(&self, t: Option<Duration>) -> std::io::Result<()>;
+    fn set_nonblocking(&self, on: bool) -> std::io::Result<()>;
+    fn shutdown(&self);
+    fn peer(&self) -> String;
+    /// Whether bytes (or an end of stream) can be read without waiting.
+    fn readable(&self) -> bool;
+    /// Called after each read (TCP_QUICKACK on a socket).
+    fn after_read(&self) {}
+    /// The socket for the zero-copy paths (splice, sendfile); None opts out of them.
+    fn raw_fd(&self) -> Option<i32> {
+        None
+    }
+}
+
+impl Transport for TcpStream {
+    fn set_read_timeout(&self, t: Option<Duration>) -> std::io::Result<()> {
+        TcpStream::set_read_timeout(self, t)
+    }
+    fn set_write_timeout(&self, t: Option<Duration>) -> std::io::Result<()> {
+        TcpStream::set_write_timeout(self, t)
+    }
+    fn set_nonblocking(&self, on: bool) -> std::io::Result<()> {
+        TcpStream::set_nonblocking(self, on)
+    }
+    fn shutdown(&self) {
+        let _ = TcpStream::shutdown(self, Shutdown::Both);
+    }
+    fn peer(&self) -> String {
+        self.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into())
+    }
+    #[cfg(target_os = "linux")]
+    fn readable(&self) -> bool {
+        sys::readable(std::os::fd::AsRawFd::as_raw_fd(self))
+    }
+    #[cfg(not(target_os = "linux"))]
+    fn readable(&self) -> bool {
+        false
+    }
+    #[cfg(target_os = "linux")]
+    fn after_read(&self) {
+        sys::quick_ack(std::os::fd::AsRawFd::as_raw_fd(self));
+    }
+    #[cfg(target_os = "linux")]
+    fn raw_fd(&self) -> Option<i32> {
+        Some(std::os::fd::AsRawFd::as_raw_fd(self))
+    }
+}
+
+/// Open a TCP connection (TCP_NODELAY, large buffers where allowed) to `addr`.
+fn connect(addr: &str, timeout: Option<Duration>) -> Result<TcpStream, NetError> {
+    let err = |source| NetError::Connect { addr: addr.to_string(), source };
+    let addrs: Vec<SocketAddr> = addr.to_socket_addrs().map_err(err)?.collect();
+    let mut last = None;
+    for a in addrs {
+        match timeout.map_or_else(|| TcpStream::connect(a), |t| TcpStream::connect_timeout(&a, t)) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    let source = last.unwrap_or_else(|| std::io::Error::new(ErrorKind::NotFound, "no address"));
+    if matches!(source.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) {
+        return Err(NetError::Timeout { what: "connecting (connect timeout)", after: timeout.unwrap_or_default() });
+    }
+    Err(err(source))
 }

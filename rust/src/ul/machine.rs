@@ -29,6 +29,17 @@
 //! [`Event::ArtimExpired`]. The machine tracks whether it believes the timer runs; by
 //! construction the timer runs exactly in Sta2 and Sta13.
 //!
+//! ## P-DATA carries no data here
+//!
+//! Evt9 and Evt10 go through the table like every other event, but without their PDVs:
+//! the machine decides only *whether* a P-DATA-TF may be sent or is delivered, never
+//! looks at its contents. So the connection (`ul::connection`) keeps received PDVs in its
+//! receive buffer (and may let the driver splice a data PDV from the socket into a file)
+//! and encodes outgoing ones straight into its output, with no copy for the machine's
+//! sake. DT-1/AR-7 answer [`Output::SendPData`] ("send the P-DATA-TF of this request"),
+//! DT-2/AR-6 [`Indication::PData`] ("deliver the P-DATA-TF just received"). "May I send
+//! P-DATA" is [`StateMachine::can_send_data`], read from the Evt9 row of the table.
+//!
 //! ## Blank cells
 //!
 //! Table 9-10 leaves some cells blank: the standard considers those events impossible in that
@@ -75,7 +86,7 @@
 
 use std::fmt;
 
-use crate::pdu::{Abort, AssociateAc, AssociateRj, AssociateRq, PData, Pdu};
+use crate::pdu::{Abort, AssociateAc, AssociateRj, AssociateRq, Pdu};
 
 /// Abort source values (PS3.8 9.3.8).
 const ABORT_SOURCE_USER: u8 = 0;
@@ -284,10 +295,11 @@ pub enum Event {
     AssociateAccept(AssociateAc),
     /// Evt8: the local user rejects the association with this A-ASSOCIATE-RJ.
     AssociateReject(AssociateRj),
-    /// Evt9: the local user sends this P-DATA-TF.
-    PDataRequest(PData),
-    /// Evt10: a P-DATA-TF PDU arrived.
-    PDataReceived(PData),
+    /// Evt9: the local user asks to send a P-DATA-TF (the bytes stay with the caller, see
+    /// "P-DATA carries no data here" above).
+    PDataRequest,
+    /// Evt10: a P-DATA-TF PDU arrived (its PDVs stay in the caller's receive buffer).
+    PDataReceived,
     /// Evt11: the local user asks to release the association.
     ReleaseRequest,
     /// Evt12: an A-RELEASE-RQ PDU arrived.
@@ -322,8 +334,8 @@ impl Event {
             Event::AssociateRqReceived(_) => EventKind::Evt6,
             Event::AssociateAccept(_) => EventKind::Evt7,
             Event::AssociateReject(_) => EventKind::Evt8,
-            Event::PDataRequest(_) => EventKind::Evt9,
-            Event::PDataReceived(_) => EventKind::Evt10,
+            Event::PDataRequest => EventKind::Evt9,
+            Event::PDataReceived => EventKind::Evt10,
             Event::ReleaseRequest => EventKind::Evt11,
             Event::ReleaseRqReceived => EventKind::Evt12,
             Event::ReleaseRpReceived => EventKind::Evt13,
@@ -342,7 +354,7 @@ impl Event {
             Pdu::AssociateRq(rq) => Event::AssociateRqReceived(rq),
             Pdu::AssociateAc(ac) => Event::AssociateAcReceived(ac),
             Pdu::AssociateRj(rj) => Event::AssociateRjReceived(rj),
-            Pdu::PData(data) => Event::PDataReceived(data),
+            Pdu::PData(_) => Event::PDataReceived,
             Pdu::ReleaseRq => Event::ReleaseRqReceived,
             Pdu::ReleaseRp => Event::ReleaseRpReceived,
             Pdu::Abort(abort) => Event::AbortReceived(abort),
@@ -366,6 +378,8 @@ pub enum Output {
     ConnectTransport,
     /// Encode and write this PDU.
     SendPdu(Pdu),
+    /// DT-1, AR-7: write the P-DATA-TF PDU of the P-DATA request (Evt9) just handled.
+    SendPData,
     /// Close the transport connection (or abandon the pending connect). Always the last
     /// output of its batch; the machine is already in Sta1, so a later
     /// [`Event::TransportClosed`] is not needed (and is ignored).
@@ -388,8 +402,8 @@ pub enum Indication {
     AssociateAccepted(AssociateAc),
     /// AE-4: our A-ASSOCIATE-RQ was rejected; the transport is being closed.
     AssociateRejected(AssociateRj),
-    /// DT-2, AR-6: P-DATA from the peer.
-    PData(PData),
+    /// DT-2, AR-6: deliver the P-DATA-TF that was received (Evt10) to the user.
+    PData,
     /// AR-2: the peer asks to release; answer with [`Event::ReleaseResponse`] (after sending
     /// any P-DATA still due, which Sta8 allows).
     ReleaseRequested,
@@ -662,14 +676,16 @@ impl StateMachine {
         )
     }
 
-    /// The local user may send P-DATA (Sta6, or Sta8 after the peer asked to release).
+    /// The local user may send P-DATA now: the Evt9 (P-DATA request) row of the table has
+    /// an action in the current state.
     pub fn can_send_data(&self) -> bool {
-        matches!(self.state, State::Sta6 | State::Sta8)
+        self.accepts(EventKind::Evt9)
     }
 
-    /// The local user owes an A-RELEASE response ([`Event::ReleaseResponse`]) now.
+    /// The local user owes an A-RELEASE response now: the Evt14 (A-RELEASE response) row
+    /// of the table has an action in the current state.
     pub fn awaiting_release_response(&self) -> bool {
-        matches!(self.state, State::Sta8 | State::Sta9 | State::Sta12)
+        self.accepts(EventKind::Evt14)
     }
 
     /// Idle (Sta1): no connection and no association.
@@ -728,15 +744,15 @@ impl StateMachine {
             (Ae6, Event::AssociateRqReceived(rq)) => self.ae6(rq, out),
             (Ae7, Event::AssociateAccept(ac)) => self.ae7(ac, out),
             (Ae8, Event::AssociateReject(rj)) => self.ae8(rj, out),
-            (Dt1, Event::PDataRequest(data)) => self.dt1(data, out),
-            (Dt2, Event::PDataReceived(data)) => self.dt2(data, out),
+            (Dt1, Event::PDataRequest) => self.dt1(out),
+            (Dt2, Event::PDataReceived) => self.dt2(out),
             (Ar1, _) => self.ar1(out),
             (Ar2, _) => self.ar2(out),
             (Ar3, _) => self.ar3(out),
             (Ar4, _) => self.ar4(out),
             (Ar5, _) => self.ar5(out),
-            (Ar6, Event::PDataReceived(data)) => self.ar6(data, out),
-            (Ar7, Event::PDataRequest(data)) => self.ar7(data, out),
+            (Ar6, Event::PDataReceived) => self.ar6(out),
+            (Ar7, Event::PDataRequest) => self.ar7(out),
             (Ar8, _) => self.ar8(out),
             (Ar9, _) => self.ar9(out),
             (Ar10, _) => self.ar10(out),
@@ -833,13 +849,13 @@ impl StateMachine {
 
     // ---- Data transfer (Table 9-7) ----
 
-    fn dt1(&mut self, data: PData, out: &mut Vec<Output>) -> State {
-        out.push(Output::SendPdu(Pdu::PData(data)));
+    fn dt1(&mut self, out: &mut Vec<Output>) -> State {
+        out.push(Output::SendPData);
         State::Sta6
     }
 
-    fn dt2(&mut self, data: PData, out: &mut Vec<Output>) -> State {
-        out.push(Output::Indication(Indication::PData(data)));
+    fn dt2(&mut self, out: &mut Vec<Output>) -> State {
+        out.push(Output::Indication(Indication::PData));
         State::Sta6
     }
 
@@ -872,13 +888,13 @@ impl StateMachine {
         State::Sta1
     }
 
-    fn ar6(&mut self, data: PData, out: &mut Vec<Output>) -> State {
-        out.push(Output::Indication(Indication::PData(data)));
+    fn ar6(&mut self, out: &mut Vec<Output>) -> State {
+        out.push(Output::Indication(Indication::PData));
         State::Sta7
     }
 
-    fn ar7(&mut self, data: PData, out: &mut Vec<Output>) -> State {
-        out.push(Output::SendPdu(Pdu::PData(data)));
+    fn ar7(&mut self, out: &mut Vec<Output>) -> State {
+        out.push(Output::SendPData);
         State::Sta8
     }
 
@@ -967,7 +983,7 @@ impl StateMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pdu::{Pdv, PresentationContextRq, UserInformation, UserItem};
+    use crate::pdu::{PData, Pdv, PresentationContextRq, UserInformation, UserItem};
     use proptest::prelude::*;
 
     fn rq() -> AssociateRq {
@@ -1026,8 +1042,8 @@ mod tests {
             EventKind::Evt6 => Event::AssociateRqReceived(rq()),
             EventKind::Evt7 => Event::AssociateAccept(ac()),
             EventKind::Evt8 => Event::AssociateReject(rj()),
-            EventKind::Evt9 => Event::PDataRequest(pdata(1)),
-            EventKind::Evt10 => Event::PDataReceived(pdata(2)),
+            EventKind::Evt9 => Event::PDataRequest,
+            EventKind::Evt10 => Event::PDataReceived,
             EventKind::Evt11 => Event::ReleaseRequest,
             EventKind::Evt12 => Event::ReleaseRqReceived,
             EventKind::Evt13 => Event::ReleaseRpReceived,
@@ -1161,12 +1177,12 @@ mod tests {
         assert_eq!(m.state(), State::Sta6);
         assert!(m.is_established() && m.can_send_data());
         assert_eq!(
-            m.handle(Event::PDataRequest(pdata(7))),
-            vec![send(Pdu::PData(pdata(7)))]
+            m.handle(Event::PDataRequest),
+            vec![Output::SendPData]
         );
         assert_eq!(
-            m.handle(Event::PDataReceived(pdata(8))),
-            vec![ind(Indication::PData(pdata(8)))]
+            m.handle(Event::PDataReceived),
+            vec![ind(Indication::PData)]
         );
         assert_eq!(m.state(), State::Sta6);
         assert_eq!(m.handle(Event::ReleaseRequest), vec![send(Pdu::ReleaseRq)]);
@@ -1174,8 +1190,8 @@ mod tests {
         assert!(!m.can_send_data());
         // AR-6: data still arriving while we wait for the A-RELEASE-RP.
         assert_eq!(
-            m.handle(Event::PDataReceived(pdata(9))),
-            vec![ind(Indication::PData(pdata(9)))]
+            m.handle(Event::PDataReceived),
+            vec![ind(Indication::PData)]
         );
         assert_eq!(m.state(), State::Sta7);
         assert_eq!(
@@ -1205,8 +1221,8 @@ mod tests {
         );
         assert_eq!(m.state(), State::Sta6);
         assert_eq!(
-            m.handle(Event::PDataReceived(pdata(1))),
-            vec![ind(Indication::PData(pdata(1)))]
+            m.handle(Event::PDataReceived),
+            vec![ind(Indication::PData)]
         );
         assert_eq!(
             m.handle(Event::from_pdu(Pdu::ReleaseRq)),
@@ -1216,8 +1232,8 @@ mod tests {
         assert!(m.awaiting_release_response() && m.can_send_data());
         // AR-7: a last response may still go out before we answer the release.
         assert_eq!(
-            m.handle(Event::PDataRequest(pdata(2))),
-            vec![send(Pdu::PData(pdata(2)))]
+            m.handle(Event::PDataRequest),
+            vec![Output::SendPData]
         );
         assert_eq!(m.state(), State::Sta8);
         assert_eq!(
@@ -1503,7 +1519,7 @@ mod tests {
         for (event, reason) in [
             (Event::AssociateAcReceived(ac()), 2),
             (Event::AssociateRjReceived(rj()), 2),
-            (Event::PDataReceived(pdata(0)), 2),
+            (Event::PDataReceived, 2),
             (Event::ReleaseRqReceived, 2),
             (Event::ReleaseRpReceived, 2),
             (Event::InvalidPdu { abort_reason: 1 }, 1),
@@ -1538,15 +1554,15 @@ mod tests {
     fn unexpected_pdu_in_sta5_and_sta6_aborts_with_indication() {
         let cases = [
             (State::Sta5, Event::AssociateRqReceived(rq()), 2),
-            (State::Sta5, Event::PDataReceived(pdata(0)), 2),
+            (State::Sta5, Event::PDataReceived, 2),
             (State::Sta5, Event::ReleaseRqReceived, 2),
             (State::Sta5, Event::InvalidPdu { abort_reason: 4 }, 4),
             (State::Sta6, Event::AssociateAcReceived(ac()), 2),
             (State::Sta6, Event::AssociateRqReceived(rq()), 2),
             (State::Sta6, Event::ReleaseRpReceived, 2),
             (State::Sta6, Event::InvalidPdu { abort_reason: 6 }, 6),
-            (State::Sta3, Event::PDataReceived(pdata(0)), 2),
-            (State::Sta8, Event::PDataReceived(pdata(0)), 2),
+            (State::Sta3, Event::PDataReceived, 2),
+            (State::Sta8, Event::PDataReceived, 2),
         ];
         for (state, event, reason) in cases {
             let mut m = machine_in(state);
@@ -1592,7 +1608,7 @@ mod tests {
     fn sta13_ignores_pdus_and_aborts_on_rq_or_garbage() {
         let mut m = machine_in(State::Sta13);
         for e in [
-            Event::PDataReceived(pdata(0)),
+            Event::PDataReceived,
             Event::AssociateAcReceived(ac()),
             Event::AssociateRjReceived(rj()),
             Event::ReleaseRqReceived,
@@ -1625,7 +1641,7 @@ mod tests {
     fn blank_cells_are_errors_and_change_nothing() {
         let mut m = StateMachine::new_requestor();
         assert_eq!(
-            m.try_handle(Event::PDataRequest(pdata(0))),
+            m.try_handle(Event::PDataRequest),
             Err(InvalidEvent {
                 state: State::Sta1,
                 event: EventKind::Evt9
@@ -1636,7 +1652,7 @@ mod tests {
         assert_eq!(m.state(), State::Sta1);
         let mut m = machine_in(State::Sta7);
         assert!(!m.accepts(EventKind::Evt9));
-        assert!(m.try_handle(Event::PDataRequest(pdata(0))).is_err());
+        assert!(m.try_handle(Event::PDataRequest).is_err());
         assert!(m.try_handle(Event::AssociateRequest(rq())).is_err());
         assert_eq!(m.state(), State::Sta7);
         let msg = InvalidEvent {
@@ -1827,7 +1843,7 @@ mod tests {
                             prop_assert!(timer, "StopArtim without StartArtim");
                             timer = false;
                         }
-                        Output::SendPdu(_) => prop_assert!(open, "send on closed transport in {:?}", before),
+                        Output::SendPdu(_) | Output::SendPData => prop_assert!(open, "send on closed transport in {:?}", before),
                         Output::CloseTransport => {
                             prop_assert_eq!(i, out.len() - 1);
                             prop_assert_eq!(after, State::Sta1);
