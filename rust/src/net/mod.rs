@@ -18,7 +18,7 @@ mod socket;
 pub mod server;
 
 pub use assoc::{Association, DataSink, Deferred, MessageData, Received, Sink};
-pub use server::{EchoOnlyHandler, Server, ServerConfig, ServiceHandler};
+pub use server::{Server, ServerConfig, ServiceHandler};
 
 use std::time::Duration;
 

@@ -6,10 +6,11 @@ use std::time::Duration;
 use pyo3::prelude::*;
 
 use super::errors::{make, net_error};
-use crate::dimse::{field, Command, VERIFICATION_SOP_CLASS};
-use crate::net::{self, EchoOnlyHandler, NetError, Received, Server, ServerConfig, ServiceHandler, Timeouts};
-use crate::qr::{Failure, FindResults, Located, QrHandler, QrProvider, QrRequest, Retrieval};
-use crate::store::{self, DuplicatePolicy, StorageConfig, StorageHandler, StoredInstance};
+use crate::dimse::{field, Command};
+use crate::net::{self, NetError, Received, Server, ServerConfig, ServiceHandler, Timeouts};
+use crate::service::echo::EchoOnlyHandler;
+use crate::service::qr::{Failure, FindResults, Located, QrHandler, QrProvider, QrRequest, Retrieval};
+use crate::service::store::{self, DuplicatePolicy, StorageConfig, StorageHandler, StoredInstance};
 use crate::ul::{AcceptorConfig, RequestorConfig};
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -45,7 +46,7 @@ fn storage_config(dir: std::path::PathBuf, layout: Option<String>, duplicates: &
 struct PyQrProvider(Py<PyAny>);
 
 fn failure(py: Python<'_>, e: PyErr) -> Failure {
-    let status = e.value(py).getattr("status").and_then(|s| s.extract::<u16>()).unwrap_or(crate::qr::status::UNABLE_TO_PROCESS);
+    let status = e.value(py).getattr("status").and_then(|s| s.extract::<u16>()).unwrap_or(crate::service::qr::status::UNABLE_TO_PROCESS);
     let comment = e.value(py).str().map(|s| s.to_string()).unwrap_or_default();
     log::warn!("Q/R back end refused the request (0x{status:04X}): {comment}");
     Failure { status, comment }
@@ -416,33 +417,7 @@ impl PyAssociation {
     #[pyo3(signature = (message_id=None))]
     fn echo(&self, py: Python<'_>, message_id: Option<u16>) -> PyResult<(u16, u16)> {
         let dimse_timeout = self.timeouts.dimse;
-        self.with(py, move |a| {
-            let ctx = a
-                .negotiated()
-                .find_context(VERIFICATION_SOP_CLASS, None)
-                .map(|c| c.id)
-                .ok_or_else(|| NetError::NoContext(format!("Verification ({VERIFICATION_SOP_CLASS})")))?;
-            let id = message_id.unwrap_or_else(|| a.next_message_id());
-            a.send_message(ctx, &Command::echo_rq(id), None)?;
-            loop {
-                match a.receive(dimse_timeout, "waiting for C-ECHO-RSP (DIMSE timeout)")? {
-                    Received::Message { command, .. } if command.command_field == field::C_ECHO_RSP => {
-                        let responded = command.message_id_being_responded_to.unwrap_or(0);
-                        if responded != id {
-                            log::warn!("C-ECHO-RSP answers message {responded}, we sent {id}");
-                        }
-                        return Ok((command.status.unwrap_or(0xFFFF), responded));
-                    }
-                    Received::Message { command, .. } => {
-                        log::warn!("ignoring {command} while waiting for C-ECHO-RSP");
-                    }
-                    Received::ReleaseRequested => {
-                        let _ = a.release_response();
-                        return Err(NetError::Closed("(it asked to release while we waited for C-ECHO-RSP)"));
-                    }
-                }
-            }
-        })
+        self.with(py, move |a| crate::service::echo::echo_scu(a, message_id, dimse_timeout))
     }
 
     /// Send a request on the first accepted context for `abstract_syntax` (where we are
@@ -580,7 +555,7 @@ impl PyAssociation {
                     });
                 }
             };
-            crate::qr::get_scu(a, ctx, &cmd, &identifier, &storage, dimse_timeout, &mut pending)
+            crate::service::qr::get_scu(a, ctx, &cmd, &identifier, &storage, dimse_timeout, &mut pending)
         })?;
         Ok((super::dimse::to_dict(py, &final_cmd)?, data.map(|d| pyo3::types::PyBytes::new(py, &d))))
     }
@@ -699,7 +674,7 @@ impl PyServer {
         // association with a Q/R context stays synchronous.
         acceptor.async_ops_window = Some((1, STORE_WINDOW));
         if has_qr {
-            acceptor.synchronous_abstract_syntaxes = crate::qr::sop::ALL.iter().map(|s| s.to_string()).collect();
+            acceptor.synchronous_abstract_syntaxes = crate::service::qr::sop::ALL.iter().map(|s| s.to_string()).collect();
         }
         let config = ServerConfig { acceptor, timeouts: t, max_associations: max_associations.max(1) };
         let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
