@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 from . import _core, uids
+from . import association as _ops
+from . import sop
 from .association import Association, EchoResponse, PresentationContext
 from .entity import Entity
 
@@ -311,47 +313,37 @@ class DICOMSCU:
         ``identifier`` is a Dataset or a dict keyword -> value (empty value = return key);
         QueryRetrieveLevel is set from ``level``. ``root`` is 'study' or 'patient'.
         Stopping the iteration early sends C-CANCEL and ends cleanly. A failure status
-        raises :class:`~fastdimse.query.QueryFailed`.
+        raises :class:`~fastdimse.errors.QueryFailed`.
         """
-        from . import query
-
-        sop = query.sop_class_for(root, "find")
-        with self.associate(remote, contexts=[(sop, list(uids.DEFAULT_TRANSFER_SYNTAXES))]) as assoc:
-            yield from query.find(assoc, identifier, level, root, message_id=message_id)
+        sop_class = sop.sop_class_for(root, "find")
+        with self.associate(remote, contexts=[(sop_class, list(uids.DEFAULT_TRANSFER_SYNTAXES))]) as assoc:
+            yield from _ops.find(assoc, identifier, level, root, message_id=message_id)
 
     def move(self, remote: Entity, identifier, destination_ae: str, level: str = "STUDY",
              root: str = "study", *, message_id: int | None = None, on_pending=None):
         """C-MOVE: ``remote`` sends the matches to ``destination_ae``. Returns, once the
-        transfer completed or failed, a :class:`~fastdimse.query.RetrieveResponse` with the
-        status and the completed / failed / warning counts (and failed SOP instance UIDs).
+        transfer completed or failed, a :class:`~fastdimse.association.RetrieveResponse` with
+        the status and the completed / failed / warning counts (and failed SOP instance UIDs).
         ``on_pending(response)`` sees each pending response."""
-        from . import query
-
-        sop = query.sop_class_for(root, "move")
-        with self.associate(remote, contexts=[(sop, list(uids.DEFAULT_TRANSFER_SYNTAXES))]) as assoc:
-            return query.move(assoc, identifier, destination_ae, level, root,
-                              message_id=message_id, on_pending=on_pending)
+        sop_class = sop.sop_class_for(root, "move")
+        with self.associate(remote, contexts=[(sop_class, list(uids.DEFAULT_TRANSFER_SYNTAXES))]) as assoc:
+            return _ops.move(assoc, identifier, destination_ae, level, root,
+                             message_id=message_id, on_pending=on_pending)
 
     def send_c_move_image(self, remote: Entity, image, destination_ae: str, **kwargs):
         """C-MOVE of one image (a QueryBuilder image result, or a Dataset/dict with its UIDs)."""
-        from . import query
-
         root = kwargs.pop("root", "study")
-        return self.move(remote, query.image_identifier(image, "IMAGE", root), destination_ae, "IMAGE", root, **kwargs)
+        return self.move(remote, _ops.image_identifier(image, "IMAGE", root), destination_ae, "IMAGE", root, **kwargs)
 
     def send_c_move_series(self, remote: Entity, series, destination_ae: str, **kwargs):
         """C-MOVE of one series (a QueryBuilder series result or a Dataset/dict)."""
-        from . import query
-
         root = kwargs.pop("root", "study")
-        return self.move(remote, query.image_identifier(series, "SERIES", root), destination_ae, "SERIES", root, **kwargs)
+        return self.move(remote, _ops.image_identifier(series, "SERIES", root), destination_ae, "SERIES", root, **kwargs)
 
     def send_c_move_study(self, remote: Entity, study, destination_ae: str, **kwargs):
         """C-MOVE of one study (a QueryBuilder study result or a Dataset/dict)."""
-        from . import query
-
         root = kwargs.pop("root", "study")
-        return self.move(remote, query.image_identifier(study, "STUDY", root), destination_ae, "STUDY", root, **kwargs)
+        return self.move(remote, _ops.image_identifier(study, "STUDY", root), destination_ae, "STUDY", root, **kwargs)
 
     def get(self, remote: Entity, identifier, destination_dir, level: str = "STUDY", root: str = "study", *,
             sop_classes=None, transfer_syntaxes=None, message_id: int | None = None, on_pending=None,
@@ -360,13 +352,11 @@ class DICOMSCU:
         ``destination_dir`` (same layout and guarantees as the storage SCP). Negotiates the
         SCP role for ``sop_classes`` (default: the common storage classes, as many as fit
         in one association) in ``transfer_syntaxes`` (default: the uncompressed ones).
-        Returns a :class:`~fastdimse.query.RetrieveResponse`."""
-        from . import query
-
-        contexts, roles = query.get_contexts(root, sop_classes, transfer_syntaxes)
+        Returns a :class:`~fastdimse.association.RetrieveResponse`."""
+        contexts, roles = sop.get_contexts(root, sop_classes, transfer_syntaxes)
         with self.associate(remote, contexts=contexts, roles=roles) as assoc:
-            return query.get(assoc, identifier, destination_dir, level, root, message_id=message_id,
-                             on_pending=on_pending, layout=layout, duplicates=duplicates)
+            return _ops.get(assoc, identifier, destination_dir, level, root, message_id=message_id,
+                            on_pending=on_pending, layout=layout, duplicates=duplicates)
 
     def store(
         self,

@@ -4,9 +4,9 @@
 //! Python threads run meanwhile and the Rust server threads can log through pyo3-log.
 
 mod codec;
-mod dimse;
 mod errors;
 mod net;
+mod qr;
 mod store;
 
 use pyo3::prelude::*;
@@ -34,6 +34,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("IMPLEMENTATION_CLASS_UID", crate::ul::DEFAULT_IMPLEMENTATION_CLASS_UID)?;
     m.add("IMPLEMENTATION_VERSION_NAME", crate::ul::DEFAULT_IMPLEMENTATION_VERSION_NAME)?;
     net::register(m)?;
+    qr::register(m)?;
     store::register(m)?;
     codec::register(m)?;
     Ok(())
