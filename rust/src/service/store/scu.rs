@@ -1162,7 +1162,7 @@ fn start_one(a: &mut Association, opts: &StoreOptions, p: &Planned) -> Started {
     });
     let Some((ctx, ts)) = chosen else {
         let any = neg.contexts.iter().filter(|c| c.abstract_syntax == p.class).map(|c| c.transfer_syntax.clone()).collect::<Vec<_>>();
-        r.reason = Some(if any.is_empty() {
+        return not_sent(r, if any.is_empty() {
             format!("the peer accepted no presentation context for SOP class {}", p.class)
         } else {
             format!(
@@ -1172,7 +1172,6 @@ fn start_one(a: &mut Association, opts: &StoreOptions, p: &Planned) -> Started {
                 any.join(", ")
             )
         });
-        return Started::Done(r);
     };
     let id = a.next_message_id();
     let mut cmd = Command {
@@ -1192,10 +1191,7 @@ fn start_one(a: &mut Association, opts: &StoreOptions, p: &Planned) -> Started {
     let mut transcoder = if transcode {
         match Transcoder::new(&p.ts, &ts) {
             Ok(t) => Some(t),
-            Err(e) => {
-                r.reason = Some(format!("cannot transcode: {e}"));
-                return Started::Done(r);
-            }
+            Err(e) => return not_sent(r, format!("cannot transcode: {e}")),
         }
     } else {
         None
@@ -1220,9 +1216,7 @@ fn start_one(a: &mut Association, opts: &StoreOptions, p: &Planned) -> Started {
                     Err(e) => Err(e.to_string()),
                 };
                 if let Err(why) = checked {
-                    r.sent_transfer_syntax = None;
-                    r.reason = Some(format!("not sent: {}: {why}", path.display()));
-                    return Started::Done(r);
+                    return not_sent(r, format!("not sent: {}: {why}", path.display()));
                 }
                 a.send_message(ctx, &cmd, Some(&data)).map(|_| *len)
             }
@@ -1230,17 +1224,11 @@ fn start_one(a: &mut Association, opts: &StoreOptions, p: &Planned) -> Started {
                 // Never pass a damaged file on: its structure is checked first (a few
                 // small reads; values are skipped with seeks).
                 if let Err(why) = check_file(&f, *offset, *len, &p.ts) {
-                    r.sent_transfer_syntax = None;
-                    r.reason = Some(format!("not sent: {}: {why}", path.display()));
-                    return Started::Done(r);
+                    return not_sent(r, format!("not sent: {}: {why}", path.display()));
                 }
                 a.send_message_from_file(ctx, &cmd, &f, *offset, *len)
             }
-            Err(e) => {
-                r.sent_transfer_syntax = None;
-                r.reason = Some(format!("cannot open {}: {e}", path.display()));
-                return Started::Done(r);
-            }
+            Err(e) => return not_sent(r, format!("cannot open {}: {e}", path.display())),
         },
         Source::File { path, offset, len } => {
             let f = File::open(path).and_then(|mut f| f.seek(SeekFrom::Start(*offset)).map(|_| f));
@@ -1249,11 +1237,7 @@ fn start_one(a: &mut Association, opts: &StoreOptions, p: &Planned) -> Started {
                     let mut limited = (&mut f).take(*len);
                     a.send_message_from(ctx, &cmd, &mut limited, None, transcoder.as_mut())
                 }
-                Err(e) => {
-                    r.sent_transfer_syntax = None;
-                    r.reason = Some(format!("cannot open {}: {e}", path.display()));
-                    return Started::Done(r);
-                }
+                Err(e) => return not_sent(r, format!("cannot open {}: {e}", path.display())),
             }
         }
         Source::Memory(d) => {
@@ -1275,6 +1259,13 @@ fn start_one(a: &mut Association, opts: &StoreOptions, p: &Planned) -> Started {
         }
     }
     Started::Waiting(InFlight { planned: None, id, result: r, transcoded, retried: false })
+}
+
+/// An instance settled without being sent: `why` is the reason.
+fn not_sent(mut r: StoreResult, why: String) -> Started {
+    r.sent_transfer_syntax = None;
+    r.reason = Some(why);
+    Started::Done(r)
 }
 
 /// The structure check of [`super::header::check_complete`] on a file's data set
