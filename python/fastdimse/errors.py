@@ -83,6 +83,15 @@ class DimseError(DicomError):
     """A DIMSE message could not be built or understood."""
 
 
+class QueryFailed(DimseError):
+    """A C-FIND/C-MOVE/C-GET ended with a failure status (``status``, ``comment``)."""
+
+    def __init__(self, message: str, status: int, comment: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.comment = comment
+
+
 class DatasetError(DicomError):
     """A dataset or Part-10 file could not be decoded or encoded.
 

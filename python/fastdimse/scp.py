@@ -201,9 +201,9 @@ class DICOMSCP:
             contexts += [(c, list(self.storage_transfer_syntaxes)) for c in self.storage_sop_classes
                          if c not in self.supported_abstract_syntaxes]
             if self.query_retrieve:
-                from .query import _SOP
+                from .sop import SOP_CLASSES
 
-                contexts += [(uid, list(self.transfer_syntaxes)) for uid in _SOP.values()
+                contexts += [(uid, list(self.transfer_syntaxes)) for uid in SOP_CLASSES.values()
                              if uid not in self.supported_abstract_syntaxes]
             if self._indexes_on_store() and hasattr(self.backend, "reconcile"):
                 # Files in the folder but not in the index (an earlier run killed between
@@ -420,7 +420,7 @@ class _QRBridge:
 
     def _ident(self, sop_class: str, identifier: bytes, ts: str):
         from . import codec
-        from .query import ROOT_OF_SOP
+        from .sop import ROOT_OF_SOP
 
         root = ROOT_OF_SOP.get(sop_class)
         if root is None:

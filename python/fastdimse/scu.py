@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 from . import _core, uids
+from . import association as _ops
+from . import sop
+from .association import Association, EchoResponse, PresentationContext
 from .entity import Entity
 
 __all__ = ["DICOMSCU", "Association", "EchoResponse", "PresentationContext", "StoreResult", "StoreStream",
@@ -19,29 +22,6 @@ log = logging.getLogger("fastdimse")
 #: Default largest PDU we accept (bytes): 1 MiB. Larger PDUs mean fewer headers and
 #: system calls per data set (dcmtk accepts at most 131072; any peer may send smaller ones).
 DEFAULT_MAX_PDU = 1048576
-
-
-@dataclass(frozen=True)
-class EchoResponse:
-    """The answer to a C-ECHO."""
-
-    status: int
-    message_id_being_responded_to: int
-
-    @property
-    def is_success(self) -> bool:
-        return self.status == 0x0000
-
-
-@dataclass(frozen=True)
-class PresentationContext:
-    """An accepted presentation context of an association."""
-
-    id: int
-    abstract_syntax: str
-    transfer_syntax: str
-    scu_role: bool = True
-    scp_role: bool = False
 
 
 #: The outcome of C-STORE for one instance (``status``, ``reason``, ``sop_instance_uid``,
@@ -173,61 +153,6 @@ def _store_item(item):
     raise TypeError(f"store() takes file paths, folders or pydicom Datasets, not {type(item).__name__}")
 
 
-class Association:
-    """An open association, from :meth:`DICOMSCU.associate`.
-
-    Use it as a context manager: leaving the block releases it (A-RELEASE), or aborts it
-    if the block raised. Several operations may run on it one after another.
-    """
-
-    def __init__(self, core: "_core.Association", remote: Entity):
-        self._core = core
-        self.remote = remote
-        info = core.info() or {}
-        self.peer_max_pdu: int = info.get("peer_max_pdu", 0)
-        self.our_max_pdu: int = info.get("our_max_pdu", 0)
-        self.peer_implementation_class_uid: str | None = info.get("peer_implementation_class_uid")
-        self.peer_implementation_version_name: str | None = info.get("peer_implementation_version_name")
-        self.accepted_contexts: list[PresentationContext] = [
-            PresentationContext(*c) for c in info.get("accepted_contexts", [])
-        ]
-        self.rejected_contexts: list[tuple[int, str, int]] = list(info.get("rejected_contexts", []))
-
-    @property
-    def is_established(self) -> bool:
-        return self._core.is_established
-
-    def echo(self, message_id: int | None = None) -> EchoResponse:
-        """Send C-ECHO-RQ and wait for the response (DIMSE timeout)."""
-        status, responded = self._core.echo(message_id)
-        return EchoResponse(status, responded)
-
-    def release(self) -> None:
-        """Orderly release (A-RELEASE-RQ, wait for A-RELEASE-RP)."""
-        self._core.release()
-
-    def abort(self) -> None:
-        """A-ABORT: ends the association at once."""
-        self._core.abort()
-
-    def __enter__(self) -> "Association":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        # A generator closed early (a C-FIND stopped by the caller) and a DIMSE failure
-        # status (the association itself is fine) end with a release, not an abort.
-        from .query import QueryFailed
-
-        if exc_type is None or issubclass(exc_type, (GeneratorExit, QueryFailed)):
-            self.release()
-        else:
-            self.abort()
-
-    def __repr__(self) -> str:
-        state = "established" if self.is_established else "closed"
-        return f"<Association with {self.remote.ae_title}@{self.remote.ip_address}:{self.remote.port} {state}>"
-
-
 class DICOMSCU:
     """A DICOM service user acting as ``entity`` (its AE title is the calling AE title).
 
@@ -316,47 +241,37 @@ class DICOMSCU:
         ``identifier`` is a Dataset or a dict keyword -> value (empty value = return key);
         QueryRetrieveLevel is set from ``level``. ``root`` is 'study' or 'patient'.
         Stopping the iteration early sends C-CANCEL and ends cleanly. A failure status
-        raises :class:`~fastdimse.query.QueryFailed`.
+        raises :class:`~fastdimse.errors.QueryFailed`.
         """
-        from . import query
-
-        sop = query.sop_class_for(root, "find")
-        with self.associate(remote, contexts=[(sop, list(uids.DEFAULT_TRANSFER_SYNTAXES))]) as assoc:
-            yield from query.find(assoc, identifier, level, root, message_id=message_id)
+        sop_class = sop.sop_class_for(root, "find")
+        with self.associate(remote, contexts=[(sop_class, list(uids.DEFAULT_TRANSFER_SYNTAXES))]) as assoc:
+            yield from _ops.find(assoc, identifier, level, root, message_id=message_id)
 
     def move(self, remote: Entity, identifier, destination_ae: str, level: str = "STUDY",
              root: str = "study", *, message_id: int | None = None, on_pending=None):
         """C-MOVE: ``remote`` sends the matches to ``destination_ae``. Returns, once the
-        transfer completed or failed, a :class:`~fastdimse.query.RetrieveResponse` with the
-        status and the completed / failed / warning counts (and failed SOP instance UIDs).
+        transfer completed or failed, a :class:`~fastdimse.association.RetrieveResponse` with
+        the status and the completed / failed / warning counts (and failed SOP instance UIDs).
         ``on_pending(response)`` sees each pending response."""
-        from . import query
-
-        sop = query.sop_class_for(root, "move")
-        with self.associate(remote, contexts=[(sop, list(uids.DEFAULT_TRANSFER_SYNTAXES))]) as assoc:
-            return query.move(assoc, identifier, destination_ae, level, root,
-                              message_id=message_id, on_pending=on_pending)
+        sop_class = sop.sop_class_for(root, "move")
+        with self.associate(remote, contexts=[(sop_class, list(uids.DEFAULT_TRANSFER_SYNTAXES))]) as assoc:
+            return _ops.move(assoc, identifier, destination_ae, level, root,
+                             message_id=message_id, on_pending=on_pending)
 
     def send_c_move_image(self, remote: Entity, image, destination_ae: str, **kwargs):
         """C-MOVE of one image (a QueryBuilder image result, or a Dataset/dict with its UIDs)."""
-        from . import query
-
         root = kwargs.pop("root", "study")
-        return self.move(remote, query.image_identifier(image, "IMAGE", root), destination_ae, "IMAGE", root, **kwargs)
+        return self.move(remote, _ops.image_identifier(image, "IMAGE", root), destination_ae, "IMAGE", root, **kwargs)
 
     def send_c_move_series(self, remote: Entity, series, destination_ae: str, **kwargs):
         """C-MOVE of one series (a QueryBuilder series result or a Dataset/dict)."""
-        from . import query
-
         root = kwargs.pop("root", "study")
-        return self.move(remote, query.image_identifier(series, "SERIES", root), destination_ae, "SERIES", root, **kwargs)
+        return self.move(remote, _ops.image_identifier(series, "SERIES", root), destination_ae, "SERIES", root, **kwargs)
 
     def send_c_move_study(self, remote: Entity, study, destination_ae: str, **kwargs):
         """C-MOVE of one study (a QueryBuilder study result or a Dataset/dict)."""
-        from . import query
-
         root = kwargs.pop("root", "study")
-        return self.move(remote, query.image_identifier(study, "STUDY", root), destination_ae, "STUDY", root, **kwargs)
+        return self.move(remote, _ops.image_identifier(study, "STUDY", root), destination_ae, "STUDY", root, **kwargs)
 
     def get(self, remote: Entity, identifier, destination_dir, level: str = "STUDY", root: str = "study", *,
             sop_classes=None, transfer_syntaxes=None, message_id: int | None = None, on_pending=None,
@@ -365,13 +280,11 @@ class DICOMSCU:
         ``destination_dir`` (same layout and guarantees as the storage SCP). Negotiates the
         SCP role for ``sop_classes`` (default: the common storage classes, as many as fit
         in one association) in ``transfer_syntaxes`` (default: the uncompressed ones).
-        Returns a :class:`~fastdimse.query.RetrieveResponse`."""
-        from . import query
-
-        contexts, roles = query.get_contexts(root, sop_classes, transfer_syntaxes)
+        Returns a :class:`~fastdimse.association.RetrieveResponse`."""
+        contexts, roles = sop.get_contexts(root, sop_classes, transfer_syntaxes)
         with self.associate(remote, contexts=contexts, roles=roles) as assoc:
-            return query.get(assoc, identifier, destination_dir, level, root, message_id=message_id,
-                             on_pending=on_pending, layout=layout, duplicates=duplicates)
+            return _ops.get(assoc, identifier, destination_dir, level, root, message_id=message_id,
+                            on_pending=on_pending, layout=layout, duplicates=duplicates)
 
     def store(
         self,

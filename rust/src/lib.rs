@@ -7,6 +7,7 @@
 //! - [`dimse`]: the DIMSE command set (PS3.7), PDV fragmentation and reassembly.
 //! - [`dataset`]: the data element codec (PS3.5), transcoding, Part-10 files (PS3.10).
 //! - [`net`]: the blocking I/O driver over TCP.
+//! - [`service`]: the DIMSE services by service and role: echo, store, qr.
 //! - `py` (feature `python`): the PyO3 bindings, built by maturin as `fastdimse._core`.
 
 pub mod uid;
@@ -15,8 +16,9 @@ pub mod ul;
 pub mod dimse;
 pub mod dataset;
 pub mod net;
-pub mod store;
-pub mod qr;
+pub mod service;
+// The services' earlier paths, kept so that `crate::store::..` / `crate::qr::..` still resolve.
+pub use service::{qr, store};
 
 #[cfg(feature = "python")]
 mod py;

@@ -17,7 +17,7 @@ mod sys;
 
 pub use crate::ul::{DataSink, Deferred, MessageData, Received, Sink};
 pub use assoc::Association;
-pub use server::{EchoOnlyHandler, Server, ServerConfig, ServiceHandler};
+pub use server::{Server, ServerConfig, ServiceHandler};
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};

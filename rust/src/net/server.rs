@@ -11,13 +11,8 @@ use std::time::Duration;
 use log::{debug, info, warn};
 
 use super::{Association, DataSink, MessageData, NetError, Received, Timeouts};
-use crate::dimse::{field, Command};
+use crate::dimse::Command;
 use crate::ul::{AcceptorConfig, Negotiated};
-
-/// DIMSE status: success.
-pub const STATUS_SUCCESS: u16 = 0x0000;
-/// DIMSE status: unrecognized operation (PS3.7 C.4.3).
-pub const STATUS_UNRECOGNIZED_OPERATION: u16 = 0x0211;
 
 /// Serves the DIMSE messages of one association. Called on the association's thread.
 pub trait ServiceHandler: Send + Sync {
@@ -36,32 +31,6 @@ pub trait ServiceHandler: Send + Sync {
         command: Command,
         data: MessageData,
     ) -> Result<(), NetError>;
-}
-
-/// Answers C-ECHO with success and every other request with "unrecognized operation".
-pub struct EchoOnlyHandler;
-
-impl ServiceHandler for EchoOnlyHandler {
-    fn on_message(&self, assoc: &mut Association, ctx: u8, command: Command, _data: MessageData) -> Result<(), NetError> {
-        answer_echo_or_unrecognized(assoc, ctx, &command)
-    }
-}
-
-/// The default behaviour shared by handlers: C-ECHO succeeds, C-CANCEL is ignored when
-/// nothing is running, other requests get 0x0211, responses from the peer are logged.
-pub fn answer_echo_or_unrecognized(assoc: &mut Association, ctx: u8, command: &Command) -> Result<(), NetError> {
-    match command.command_field {
-        field::C_ECHO_RQ => assoc.send_message(ctx, &Command::response_to(command, STATUS_SUCCESS), None),
-        field::C_CANCEL_RQ => Ok(()),
-        f if f & 0x8000 != 0 => {
-            warn!("{}: unexpected response {} ignored", assoc.peer_addr(), command);
-            Ok(())
-        }
-        _ => {
-            warn!("{}: {} not supported here; answering 0x0211", assoc.peer_addr(), command);
-            assoc.send_message(ctx, &Command::response_to(command, STATUS_UNRECOGNIZED_OPERATION), None)
-        }
-    }
 }
 
 /// Settings of a server.

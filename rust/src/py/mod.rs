@@ -4,11 +4,11 @@
 //! Python threads run meanwhile and the Rust server threads can log through pyo3-log.
 
 mod codec;
-mod dimse;
 mod errors;
 mod net;
 mod record;
 mod rules;
+mod qr;
 mod store;
 
 use pyo3::prelude::*;
@@ -42,6 +42,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     }
     m.add("UIDS", uids)?;
     net::register(m)?;
+    qr::register(m)?;
     store::register(m)?;
     codec::register(m)?;
     rules::register(m)?;

@@ -6,10 +6,13 @@ use std::time::Duration;
 use pyo3::prelude::*;
 
 use super::errors::{make, net_error};
-use crate::dimse::{field, Command, VERIFICATION_SOP_CLASS};
-use crate::net::{self, EchoOnlyHandler, NetError, Received, Server, ServerConfig, ServiceHandler, Timeouts};
-use crate::qr::{Failure, FindResults, Located, QrHandler, QrProvider, QrRequest, Retrieval};
-use crate::store::{self, DuplicatePolicy, StorageConfig, StorageHandler, StoredInstance};
+use super::qr::{PyResponse, PyResponses};
+use crate::dimse::{field, Command};
+use crate::net::{self, NetError, Server, ServerConfig, ServiceHandler, Timeouts};
+use crate::service::echo::EchoOnlyHandler;
+use crate::service::qr::scu::{get_scu, Operation, QrResponse};
+use crate::service::qr::{Failure, FindResults, Located, QrHandler, QrProvider, QrRequest, Retrieval};
+use crate::service::store::{self, DuplicatePolicy, StorageConfig, StorageHandler, StoredInstance};
 use crate::ul::{AcceptorConfig, RequestorConfig};
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -45,7 +48,7 @@ fn storage_config(dir: std::path::PathBuf, layout: Option<String>, duplicates: &
 struct PyQrProvider(Py<PyAny>);
 
 fn failure(py: Python<'_>, e: PyErr) -> Failure {
-    let status = e.value(py).getattr("status").and_then(|s| s.extract::<u16>()).unwrap_or(crate::qr::status::UNABLE_TO_PROCESS);
+    let status = e.value(py).getattr("status").and_then(|s| s.extract::<u16>()).unwrap_or(crate::service::qr::status::UNABLE_TO_PROCESS);
     let comment = e.value(py).str().map(|s| s.to_string()).unwrap_or_default();
     log::warn!("Q/R back end refused the request (0x{status:04X}): {comment}");
     Failure { status, comment }
@@ -325,14 +328,11 @@ pub(super) fn timeouts(connect: Option<f64>, acse: Option<f64>, dimse: Option<f6
     Ok(Timeouts { connect: secs(connect)?, acse: secs(acse)?, dimse: secs(dimse)?, network: secs(network)? })
 }
 
-/// One received message for Python: (context id, command dict, data set bytes).
-type PyMessage<'py> = (u8, Bound<'py, pyo3::types::PyDict>, Option<Bound<'py, pyo3::types::PyBytes>>);
-
 /// An association we requested. Methods block with the GIL released.
 #[pyclass(name = "Association", module = "fastdimse._core")]
 pub struct PyAssociation {
     inner: Mutex<Option<net::Association>>,
-    timeouts: Timeouts,
+    pub(super) timeouts: Timeouts,
 }
 
 impl PyAssociation {
@@ -348,7 +348,7 @@ impl PyAssociation {
         r.map_err(|e| net_error(py, e))
     }
 
-    fn with<R: Send>(
+    pub(super) fn with<R: Send>(
         &self,
         py: Python<'_>,
         f: impl FnOnce(&mut net::Association) -> Result<R, NetError> + Send,
@@ -400,173 +400,74 @@ impl PyAssociation {
     #[pyo3(signature = (message_id=None))]
     fn echo(&self, py: Python<'_>, message_id: Option<u16>) -> PyResult<(u16, u16)> {
         let dimse_timeout = self.timeouts.dimse;
-        self.with(py, move |a| {
-            let ctx = a
-                .negotiated()
-                .find_context(VERIFICATION_SOP_CLASS, None)
-                .map(|c| c.id)
-                .ok_or_else(|| NetError::NoContext(format!("Verification ({VERIFICATION_SOP_CLASS})")))?;
-            let id = message_id.unwrap_or_else(|| a.next_message_id());
-            a.send_message(ctx, &Command::echo_rq(id), None)?;
-            loop {
-                match a.receive(dimse_timeout, "waiting for C-ECHO-RSP (DIMSE timeout)")? {
-                    Received::Message { command, .. } if command.command_field == field::C_ECHO_RSP => {
-                        let responded = command.message_id_being_responded_to.unwrap_or(0);
-                        if responded != id {
-                            log::warn!("C-ECHO-RSP answers message {responded}, we sent {id}");
-                        }
-                        return Ok((command.status.unwrap_or(0xFFFF), responded));
-                    }
-                    Received::Message { command, .. } => {
-                        log::warn!("ignoring {command} while waiting for C-ECHO-RSP");
-                    }
-                    Received::ReleaseRequested => {
-                        let _ = a.release_response();
-                        return Err(NetError::Closed("(it asked to release while we waited for C-ECHO-RSP)"));
-                    }
-                }
-            }
-        })
+        self.with(py, move |a| crate::service::echo::echo_scu(a, message_id, dimse_timeout))
     }
 
-    /// Send a request on the first accepted context for `abstract_syntax` (where we are
-    /// SCU). `command` is a dict of command keywords (CommandField required; MessageID
-    /// assigned when absent). Returns (context id, message id).
-    #[pyo3(signature = (abstract_syntax, command, data=None))]
-    fn send_request(
-        &self,
-        py: Python<'_>,
+    /// C-FIND: send the request with `identifier` (encoded in the context's transfer
+    /// syntax); the returned `Responses` yields the matches as they come.
+    #[pyo3(signature = (abstract_syntax, identifier, message_id=None, priority=0))]
+    fn find(slf: &Bound<'_, Self>, abstract_syntax: String, identifier: Vec<u8>, message_id: Option<u16>, priority: u16) -> PyResult<PyResponses> {
+        let py = slf.py();
+        let me = slf.borrow();
+        let t = me.timeouts.dimse;
+        let op = me.with(py, move |a| Operation::find(a, &abstract_syntax, &identifier, message_id, priority, t))?;
+        Ok(PyResponses::new(slf.clone().unbind(), op, false))
+    }
+
+    /// C-MOVE of the matches of `identifier` to `destination` (an AE title); the
+    /// returned `Responses` yields the pending responses, then has `final_response`.
+    #[pyo3(name = "move", signature = (abstract_syntax, identifier, destination, message_id=None, priority=0))]
+    fn move_(
+        slf: &Bound<'_, Self>,
         abstract_syntax: String,
-        command: &Bound<'_, pyo3::types::PyDict>,
-        data: Option<Vec<u8>>,
-    ) -> PyResult<(u8, u16)> {
-        let mut cmd = super::dimse::from_dict(command)?;
-        self.with(py, move |a| {
-            let ctx = a
-                .negotiated()
-                .find_context_as_scu(&abstract_syntax, None)
-                .map(|c| c.id)
-                .ok_or_else(|| NetError::NoContext(abstract_syntax.clone()))?;
-            let id = cmd.message_id.unwrap_or_else(|| a.next_message_id());
-            cmd.message_id = Some(id);
-            if cmd.affected_sop_class_uid.is_none() && cmd.command_field != field::C_CANCEL_RQ {
-                cmd.affected_sop_class_uid = Some(abstract_syntax.clone());
-            }
-            a.send_message(ctx, &cmd, data.as_deref())?;
-            Ok((ctx, id))
-        })
-    }
-
-    /// C-CANCEL-RQ for the request `message_id` sent on context `context_id`.
-    fn send_cancel(&self, py: Python<'_>, context_id: u8, message_id: u16) -> PyResult<()> {
-        self.with(py, move |a| {
-            let cmd = Command { command_field: field::C_CANCEL_RQ, message_id_being_responded_to: Some(message_id), ..Default::default() };
-            a.send_message(context_id, &cmd, None)
-        })
-    }
-
-    /// Wait for the next message (DIMSE timeout, or `timeout` seconds): returns
-    /// (context id, command dict, data set bytes or None).
-    #[pyo3(signature = (timeout=None))]
-    fn receive<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<(u8, Bound<'py, pyo3::types::PyDict>, Option<Bound<'py, pyo3::types::PyBytes>>)> {
-        let t = match timeout {
-            Some(_) => secs(timeout)?,
-            None => self.timeouts.dimse,
-        };
-        let r = self.with(py, move |a| match a.receive(t, "waiting for a DIMSE response (DIMSE timeout)")? {
-            Received::Message { context_id, command, data } => Ok((context_id, command, data.into_bytes())),
-            Received::ReleaseRequested => {
-                let _ = a.release_response();
-                Err(NetError::Closed("(it asked to release)"))
-            }
-        })?;
-        let (ctx, command, data) = r;
-        Ok((ctx, super::dimse::to_dict(py, &command)?, data.map(|d| pyo3::types::PyBytes::new(py, &d))))
-    }
-
-    /// Like `receive`, but after the first message also returns, without waiting, every
-    /// further complete message already arrived (up to `max`): a C-FIND answered by
-    /// thousands of pending responses costs one call per batch, not per match.
-    #[pyo3(signature = (timeout=None, max=256))]
-    fn receive_batch<'py>(
-        &self,
-        py: Python<'py>,
-        timeout: Option<f64>,
-        max: usize,
-    ) -> PyResult<Vec<PyMessage<'py>>> {
-        let t = match timeout {
-            Some(_) => secs(timeout)?,
-            None => self.timeouts.dimse,
-        };
-        let msgs = self.with(py, move |a| {
-            let mut out = Vec::new();
-            let mut next = Some(a.receive(t, "waiting for a DIMSE response (DIMSE timeout)")?);
-            while let Some(m) = next.take() {
-                match m {
-                    Received::Message { context_id, command, data } => out.push((context_id, command, data.into_bytes())),
-                    Received::ReleaseRequested => {
-                        let _ = a.release_response();
-                        if out.is_empty() {
-                            return Err(NetError::Closed("(it asked to release)"));
-                        }
-                        break;
-                    }
-                }
-                if out.len() < max && a.is_established() {
-                    next = a.poll_message()?;
-                }
-            }
-            Ok(out)
-        })?;
-        msgs.into_iter()
-            .map(|(ctx, command, data)| {
-                Ok((ctx, super::dimse::to_dict(py, &command)?, data.map(|d| pyo3::types::PyBytes::new(py, &d))))
-            })
-            .collect()
+        identifier: Vec<u8>,
+        destination: String,
+        message_id: Option<u16>,
+        priority: u16,
+    ) -> PyResult<PyResponses> {
+        let py = slf.py();
+        let me = slf.borrow();
+        let t = me.timeouts.dimse;
+        let op = me.with(py, move |a| Operation::move_to(a, &abstract_syntax, &identifier, &destination, message_id, priority, t))?;
+        Ok(PyResponses::new(slf.clone().unbind(), op, true))
     }
 
     /// C-GET: send the request with `identifier`, store the instances that come back
-    /// under `storage_dir`, call `on_pending(command dict)` for each pending response.
-    /// Returns (final command dict, data set bytes or None).
-    #[pyo3(signature = (abstract_syntax, command, identifier, storage_dir, layout=None, duplicates="overwrite", on_pending=None, on_stored=None))]
+    /// under `storage_dir`, call `on_pending(Response)` for each pending response.
+    /// Returns the final `Response`.
+    #[pyo3(signature = (abstract_syntax, identifier, storage_dir, layout=None, duplicates="overwrite", on_pending=None, on_stored=None,
+                        message_id=None, priority=0))]
     #[allow(clippy::too_many_arguments)]
-    fn get<'py>(
+    fn get(
         &self,
-        py: Python<'py>,
+        py: Python<'_>,
         abstract_syntax: String,
-        command: &Bound<'py, pyo3::types::PyDict>,
         identifier: Vec<u8>,
         storage_dir: std::path::PathBuf,
         layout: Option<String>,
         duplicates: &str,
         on_pending: Option<Py<PyAny>>,
         on_stored: Option<Py<PyAny>>,
-    ) -> PyResult<(Bound<'py, pyo3::types::PyDict>, Option<Bound<'py, pyo3::types::PyBytes>>)> {
-        let mut cmd = super::dimse::from_dict(command)?;
+        message_id: Option<u16>,
+        priority: u16,
+    ) -> PyResult<PyResponse> {
         let storage = StorageHandler::new(storage_config(storage_dir, layout, duplicates, false)?, on_stored.map(stored_callback))
             .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+        let rq = Command { command_field: field::C_GET_RQ, message_id, priority: Some(priority), ..Default::default() };
         let dimse_timeout = self.timeouts.dimse;
-        let (final_cmd, data) = self.with(py, move |a| {
-            let ctx = a
-                .negotiated()
-                .find_context_as_scu(&abstract_syntax, None)
-                .map(|c| c.id)
-                .ok_or_else(|| NetError::NoContext(abstract_syntax.clone()))?;
-            cmd.message_id = Some(cmd.message_id.unwrap_or_else(|| a.next_message_id()));
-            cmd.affected_sop_class_uid.get_or_insert_with(|| abstract_syntax.clone());
-            let mut pending = |c: &Command| {
+        let (r, ts) = self.with(py, move |a| {
+            let mut pending = |r: &QrResponse| {
                 if let Some(cb) = &on_pending {
                     Python::attach(|py| {
-                        let r = super::dimse::to_dict(py, c).and_then(|d| cb.call1(py, (d,)));
-                        if let Err(e) = r {
+                        if let Err(e) = cb.call1(py, (super::qr::response(py, r, None),)) {
                             log::warn!("on_pending callback failed: {e}");
                         }
                     });
                 }
             };
-            crate::qr::get_scu(a, ctx, &cmd, &identifier, &storage, dimse_timeout, &mut pending)
+            get_scu(a, &abstract_syntax, rq, &identifier, &storage, dimse_timeout, &mut pending)
         })?;
-        Ok((super::dimse::to_dict(py, &final_cmd)?, data.map(|d| pyo3::types::PyBytes::new(py, &d))))
+        Ok(super::qr::response(py, &r, Some(&ts)))
     }
 
     /// Orderly release. Safe to call twice.
@@ -683,7 +584,7 @@ impl PyServer {
         // association with a Q/R context stays synchronous.
         acceptor.async_ops_window = Some((1, STORE_WINDOW));
         if has_qr {
-            acceptor.synchronous_abstract_syntaxes = crate::qr::sop::ALL.iter().map(|s| s.to_string()).collect();
+            acceptor.synchronous_abstract_syntaxes = crate::service::qr::sop::ALL.iter().map(|s| s.to_string()).collect();
         }
         let config = ServerConfig { acceptor, timeouts: t, max_associations: max_associations.max(1) };
         let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };

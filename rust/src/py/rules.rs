@@ -4,8 +4,8 @@
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::qr::status as qr_status;
-use crate::store::status;
+use crate::service::qr::status as qr_status;
+use crate::service::store::status;
 
 /// Pending with warnings: optional keys not supported (PS3.4 C.4.1.1.4).
 pub const PENDING_WARNING: u16 = 0xFF01;
@@ -17,7 +17,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("STATUS_CANCEL", qr_status::CANCEL)?;
     m.add("STATUS_PENDING", qr_status::PENDING)?;
     m.add("STATUS_PENDING_WARNING", PENDING_WARNING)?;
-    m.add("STATUS_UNRECOGNIZED_OPERATION", crate::net::server::STATUS_UNRECOGNIZED_OPERATION)?;
+    m.add("STATUS_UNRECOGNIZED_OPERATION", crate::service::echo::STATUS_UNRECOGNIZED_OPERATION)?;
     m.add("STATUS_SOP_CLASS_NOT_SUPPORTED", status::SOP_CLASS_NOT_SUPPORTED)?;
     m.add("STATUS_PROCESSING_FAILURE", status::PROCESSING_FAILURE)?;
     Ok(())

@@ -1,8 +1,4 @@
-//! The Query/Retrieve service class (PS3.4 Annex C) on the SCP side: C-FIND answered
-//! from a [`QrProvider`] (the Python SQLite index by default, or any user back end),
-//! C-MOVE sending the matches over a new association to a known destination, C-GET
-//! sending them back over the requestor's own association; C-CANCEL honoured between
-//! responses. The data paths (C-STORE sub-operations) stream from file to socket in Rust.
+//! The Q/R SCP: C-FIND, C-MOVE and C-GET answered from a [`QrProvider`].
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -13,76 +9,13 @@ use log::{info, warn};
 
 use crate::dataset::{write_element_header, Encoding, TransferSyntax};
 use crate::dimse::{field, Command};
-use crate::net::server::answer_echo_or_unrecognized;
+use crate::service::echo::answer_echo_or_unrecognized;
 use crate::net::{Association, DataSink, MessageData, NetError, Received, ServiceHandler, Timeouts};
-use crate::store::scu::{plan_file, send_on, StreamOptions};
-use crate::store::{self, status as store_status, StorageHandler, StoreItem, StoreOptions, StoreResult};
+use crate::service::store::scu::{plan_file, send_on, StreamOptions};
+use crate::service::store::{self, status as store_status, StorageHandler, StoreItem, StoreOptions, StoreResult};
 use crate::ul::{Negotiated, RequestorConfig};
 
-/// Q/R SOP classes (PS3.4 C.6).
-pub mod sop {
-    pub use crate::uid::{PATIENT_ROOT_FIND, PATIENT_ROOT_GET, PATIENT_ROOT_MOVE, QR_SOP_CLASSES as ALL, STUDY_ROOT_FIND, STUDY_ROOT_GET, STUDY_ROOT_MOVE};
-}
-
-/// Q/R statuses (PS3.4 C.4.1.1.4, C.4.2.1.5, C.4.3.1.4).
-pub mod status {
-    pub const SUCCESS: u16 = 0x0000;
-    pub const PENDING: u16 = 0xFF00;
-    pub const CANCEL: u16 = 0xFE00;
-    /// Warning: sub-operations complete, one or more failures or warnings.
-    pub const SUBOPS_WARNING: u16 = 0xB000;
-    /// Refused: out of resources, unable to perform sub-operations.
-    pub const SUBOPS_REFUSED: u16 = 0xA702;
-    /// Refused: move destination unknown.
-    pub const MOVE_DESTINATION_UNKNOWN: u16 = 0xA801;
-    /// Error: identifier does not match SOP class.
-    pub const IDENTIFIER_MISMATCH: u16 = 0xA900;
-    /// Failed: unable to process.
-    pub const UNABLE_TO_PROCESS: u16 = 0xC000;
-}
-
-/// A refusal from the provider: the status to answer and why.
-#[derive(Debug, Clone)]
-pub struct Failure {
-    pub status: u16,
-    pub comment: String,
-}
-
-/// One Q/R request as the provider sees it.
-pub struct QrRequest<'a> {
-    pub sop_class_uid: &'a str,
-    pub calling_ae_title: &'a str,
-    /// The transfer syntax of the identifier (and of the answers to encode).
-    pub transfer_syntax: &'a str,
-    pub identifier: &'a [u8],
-}
-
-/// Matches of a C-FIND, each an identifier encoded in the request's transfer syntax.
-pub type FindResults = Box<dyn Iterator<Item = Result<Vec<u8>, Failure>> + Send>;
-
-/// The files of a C-MOVE / C-GET as the provider lists them, each with its SOP Instance
-/// UID when known. The sub-operations take them as they come (bounded look-ahead).
-pub type Located = Box<dyn Iterator<Item = Result<(PathBuf, Option<String>), Failure>> + Send>;
-
-/// What `locate` returns: the listing, and how many instances it holds when the back
-/// end can count them cheaply (then the pending responses carry Number of Remaining
-/// Sub-operations; without a count they leave it out). Rows listed beyond `total` are
-/// not sent (stored after the count); fewer rows than `total` count as failed.
-pub struct Retrieval {
-    pub total: Option<u64>,
-    pub items: Located,
-}
-
-/// What the Q/R SCP asks of its back end.
-pub trait QrProvider: Send + Sync {
-    fn find(&self, rq: &QrRequest) -> Result<FindResults, Failure>;
-    /// The files of the matching instances (C-MOVE, C-GET), streamed, each with its SOP
-    /// Instance UID when known (so that a missing file can be listed as failed), and
-    /// their number when the back end can count them.
-    fn locate(&self, rq: &QrRequest) -> Result<Retrieval, Failure>;
-    /// "host:port" of a known move destination, None if unknown.
-    fn destination(&self, ae_title: &str) -> Option<String>;
-}
+use super::{status, Failure, Located, QrProvider, QrRequest};
 
 /// Serves storage, Q/R and verification.
 pub struct QrHandler {
@@ -545,46 +478,6 @@ pub fn failed_uid_list(uids: &[String], ts: &str) -> Vec<u8> {
     write_element_header(&mut out, enc, 0x0008_0058, vr, value.len() as u32);
     out.extend_from_slice(&value);
     out
-}
-
-/// C-GET as SCU: send the request, store every C-STORE sub-operation that comes back
-/// on this association through `storage` (streamed to files), report each pending
-/// C-GET-RSP to `on_pending`, and return the final response and its data set.
-pub fn get_scu(
-    assoc: &mut Association,
-    ctx: u8,
-    request: &Command,
-    identifier: &[u8],
-    storage: &StorageHandler,
-    dimse_timeout: Option<std::time::Duration>,
-    on_pending: &mut dyn FnMut(&Command),
-) -> Result<(Command, Option<Vec<u8>>), NetError> {
-    assoc.send_message(ctx, request, Some(identifier))?;
-    let negotiated = assoc.negotiated().clone();
-    loop {
-        let msg = assoc.receive_with(dimse_timeout, "waiting for C-GET-RSP or C-STORE-RQ (DIMSE timeout)", &mut |c, cmd| {
-            storage.data_sink(&negotiated, c, cmd)
-        })?;
-        match msg {
-            Received::Message { context_id, command, data } if command.command_field == field::C_STORE_RQ => {
-                storage.on_message(assoc, context_id, command, data)?;
-            }
-            Received::Message { command, data, .. }
-                if command.command_field == field::C_GET_RSP && command.message_id_being_responded_to == request.message_id =>
-            {
-                if command.status == Some(status::PENDING) || command.status == Some(0xFF01) {
-                    on_pending(&command);
-                    continue;
-                }
-                return Ok((command, data.into_bytes()));
-            }
-            Received::Message { command, .. } => warn!("ignoring {command} during C-GET"),
-            Received::ReleaseRequested => {
-                let _ = assoc.release_response();
-                return Err(NetError::Closed("(it asked to release during C-GET)"));
-            }
-        }
-    }
 }
 
 #[cfg(test)]
