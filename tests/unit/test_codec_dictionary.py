@@ -1,0 +1,45 @@
+"""The Rust VR dictionary (rust/src/dataset/dictionary_gen.rs) is generated from
+pydicom's data dictionary by rust/src/dataset/gen_dictionary.py, not typed by
+hand. This checks that it still is: byte for byte when the installed pydicom is
+the version it was generated from, entry by entry otherwise."""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import re
+
+import pydicom
+from pydicom._dicom_dict import DicomDictionary
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+GEN = ROOT / "rust" / "src" / "dataset" / "gen_dictionary.py"
+TABLE = ROOT / "rust" / "src" / "dataset" / "dictionary_gen.rs"
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location("gen_dictionary", GEN)
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_dictionary_is_generated_from_pydicom():
+    text = TABLE.read_text()
+    version = re.search(r"from pydicom (\S+)'s data dictionary", text)
+    assert version, "dictionary_gen.rs lost its @generated header"
+    if version.group(1) == pydicom.__version__:
+        assert _generator().render() == text, "regenerate: python rust/src/dataset/gen_dictionary.py"
+        return
+    # another pydicom: every entry we carry must still agree with it
+    entries = re.findall(r"\(0x([0-9A-F]{8}), (DictVr::[^)]+\)?)\),", text)
+    assert len(entries) > 4000
+    ambiguous = {v: k for k, v in _generator().AMBIGUOUS.items()}
+    for tag_hex, expr in entries:
+        tag = int(tag_hex, 16)
+        if tag not in DicomDictionary:
+            continue
+        m = re.match(r'DictVr::Exact\(\*b"(..)"\)', expr)
+        vr = m.group(1) if m else ambiguous[expr]
+        assert DicomDictionary[tag][0] == vr, f"{tag_hex}: {vr} != {DicomDictionary[tag][0]}"
