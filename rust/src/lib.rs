@@ -15,6 +15,8 @@ pub mod dataset;
 pub mod net;
 pub mod store;
 pub mod qr;
+#[doc(hidden)]
+pub mod fuzzing;
 
 #[cfg(feature = "python")]
 mod py;
