@@ -283,15 +283,10 @@ fn seed_pdus() -> Vec<(String, Vec<u8>)> {
 }
 
 fn store_rq(id: u16, data: bool) -> Command {
-    Command {
-        command_field: field::C_STORE_RQ,
-        affected_sop_class_uid: Some(common::CT_IMAGE_STORAGE.into()),
-        affected_sop_instance_uid: Some("1.2.3.4.5".into()),
-        message_id: Some(id),
-        priority: Some(0),
-        has_dataset: data,
-        ..Default::default()
-    }
+    let mut c = common::request(field::C_STORE_RQ, common::CT_IMAGE_STORAGE, id);
+    c.affected_sop_instance_uid = Some("1.2.3.4.5".into());
+    c.has_dataset = data;
+    c
 }
 
 /// Data sets: built here (sequences of defined and undefined length, pixel data, a
@@ -299,7 +294,7 @@ fn store_rq(id: u16, data: bool) -> Command {
 /// as (name, transfer syntax UID, bytes).
 fn seed_datasets() -> Vec<(String, String, Vec<u8>)> {
     use common::DataSet;
-    let item = DataSet::new().text(0x0008_1150, b"UI", "1.2.840.10008.5.1.4.1.1.2").text(0x0008_1155, b"UI", "1.2.3.9");
+    let item = DataSet::new().text(0x0008_1150, b"UI", common::CT_IMAGE_STORAGE).text(0x0008_1155, b"UI", "1.2.3.9");
     let nested = DataSet::new().sequence(0x0008_1115, &[item.clone()], true);
     let built = DataSet::new()
         .text(0x0008_0005, b"CS", "ISO_IR 100")
@@ -315,7 +310,7 @@ fn seed_datasets() -> Vec<(String, String, Vec<u8>)> {
         .us(0x0028_0103, 0)
         .ob(0x7FE0_0010, 64);
     let mut out = vec![("built_explicit_le".to_string(), common::EXPLICIT_LE.to_string(), built.bytes.clone())];
-    for (name, ts) in [("built_implicit_le", common::IMPLICIT_LE), ("built_explicit_be", "1.2.840.10008.1.2.2")] {
+    for (name, ts) in [("built_implicit_le", common::IMPLICIT_LE), ("built_explicit_be", dataset::uids::EXPLICIT_VR_BE)] {
         out.push((name.into(), ts.into(), dataset::transcode(&built.bytes, common::EXPLICIT_LE, ts).expect("transcodes")));
     }
     for path in std::env::var("FASTDIMSE_SEED_FILES").unwrap_or_default().split(':').filter(|s| !s.is_empty()) {
@@ -417,7 +412,7 @@ fn write_seed_corpus() {
             }
         }
     }
-    let deflated = dataset::transcode(&seed_datasets()[0].2, common::EXPLICIT_LE, "1.2.840.10008.1.2.1.99").unwrap();
+    let deflated = dataset::transcode(&seed_datasets()[0].2, common::EXPLICIT_LE, dataset::uids::DEFLATED_EXPLICIT_VR_LE).unwrap();
     write("transcode", "built_deflated_to1", &[&[3u8 | (1 << 2) | (2 << 4)][..], &deflated].concat());
     for t in TARGETS {
         for input in read_corpus(t.0) {

@@ -78,15 +78,8 @@ fn store_instances_of_several_sizes_into_a_folder() {
     for (class, uid, _, bytes) in &sent {
         let ctx = a.negotiated().find_context(class, Some(EXPLICIT_LE)).expect("storage context").id;
         let id = a.next_message_id();
-        let rq = Command {
-            command_field: field::C_STORE_RQ,
-            affected_sop_class_uid: Some(class.clone()),
-            affected_sop_instance_uid: Some(uid.clone()),
-            message_id: Some(id),
-            priority: Some(0),
-            has_dataset: true,
-            ..Default::default()
-        };
+        let mut rq = request(field::C_STORE_RQ, class, id);
+        rq.affected_sop_instance_uid = Some(uid.clone());
         a.send_message(ctx, &rq, Some(bytes)).expect("C-STORE-RQ sent");
         match a.receive(Some(Duration::from_secs(20)), "C-STORE-RSP").expect("a response") {
             Received::Message { command, .. } => {
@@ -165,14 +158,7 @@ impl QrProvider for Studies {
 
 fn find(a: &mut Association, ctx: u8, identifier: &[u8]) -> (Vec<Vec<u8>>, u16) {
     let id = a.next_message_id();
-    let rq = Command {
-        command_field: field::C_FIND_RQ,
-        affected_sop_class_uid: Some(STUDY_ROOT_FIND.into()),
-        message_id: Some(id),
-        priority: Some(0),
-        has_dataset: true,
-        ..Default::default()
-    };
+    let rq = request(field::C_FIND_RQ, STUDY_ROOT_FIND, id);
     a.send_message(ctx, &rq, Some(identifier)).expect("C-FIND-RQ sent");
     let mut answers = Vec::new();
     loop {

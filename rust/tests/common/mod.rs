@@ -19,12 +19,11 @@ use fastdimse::ul::{AcceptorConfig, RequestorConfig};
 pub use fastdimse::qr::{Failure, FindResults, QrHandler, QrProvider, QrRequest, Retrieval};
 pub use fastdimse::store::{StorageConfig, StorageHandler};
 
-pub const VERIFICATION: &str = "1.2.840.10008.1.1";
+pub use fastdimse::dimse::{EXPLICIT_VR_LE as EXPLICIT_LE, IMPLICIT_VR_LE as IMPLICIT_LE, VERIFICATION_SOP_CLASS as VERIFICATION};
+pub use fastdimse::qr::sop::STUDY_ROOT_FIND;
+/// Storage SOP classes (PS3.4 B.5), which the crate does not name.
 pub const CT_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.2";
 pub const SECONDARY_CAPTURE: &str = "1.2.840.10008.5.1.4.1.1.7";
-pub const STUDY_ROOT_FIND: &str = "1.2.840.10008.5.1.4.1.2.2.1";
-pub const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
-pub const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
 
 /// Short timeouts, so that a test that goes wrong fails in seconds, not minutes.
 pub fn timeouts() -> Timeouts {
@@ -107,6 +106,19 @@ pub fn requestor(called: &str, abstract_syntaxes: &[&str], transfer_syntaxes: &[
         .map(|a| (a.to_string(), transfer_syntaxes.iter().map(|t| t.to_string()).collect()))
         .collect();
     cfg
+}
+
+/// A request of `command_field` on `sop_class` with a data set, medium priority (the
+/// caller sets the affected SOP instance where the service has one).
+pub fn request(command_field: u16, sop_class: &str, message_id: u16) -> fastdimse::dimse::Command {
+    fastdimse::dimse::Command {
+        command_field,
+        affected_sop_class_uid: Some(sop_class.to_string()),
+        message_id: Some(message_id),
+        priority: Some(0),
+        has_dataset: true,
+        ..Default::default()
+    }
 }
 
 /// Associate with `running` (echo only) and check one C-ECHO; release.
