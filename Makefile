@@ -52,18 +52,18 @@ bench: build peers postgres
 	$(PIP) install -q numpy "sqlalchemy>=2"
 	@[ -x /usr/bin/time ] || ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq time )
 	cargo build --release -q --example rawcopy
-	$(PY) benches/run.py $(BENCH_ARGS)
+	$(PY) -m benches.run $(BENCH_ARGS)
 	$(PY) benches/bench_codec.py
-	$(PY) benches/bench_index.py --match-all --out benches/results.md $(BENCH_INDEX_ARGS)
-	$(PY) benches/bench_ingest.py --postgres --out benches/results.md
-	$(PY) benches/bench_sender_rss.py --max-size $(SENDER_RSS_MAX)
-	$(PY) benches/bench_index_pg.py
+	$(PY) -m benches.bench_index --match-all --out benches/results.md $(BENCH_INDEX_ARGS)
+	$(PY) -m benches.bench_ingest --postgres --out benches/results.md
+	$(PY) -m benches.bench_sender_rss --max-size $(SENDER_RSS_MAX)
+	$(PY) -m benches.bench_index_pg
 
 # 16 clients storing and querying for SOAK_DURATION seconds against one SCP process run
 # under a 1,024-file limit; prints its open files, threads and RSS over time.
 SOAK_DURATION ?= 600
 soak: build peers
-	$(PY) tests/soak.py --duration $(SOAK_DURATION) --clients 16 --nofile 1024
+	$(PY) -m tests.support.soak --duration $(SOAK_DURATION) --clients 16 --nofile 1024
 
 clean:
 	rm -rf target $(VENV) python/fastdimse/*.so

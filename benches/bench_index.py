@@ -1,10 +1,10 @@
 """The Q/R index as the archive grows (`make bench` runs it with --sizes 10000,100000,1000000).
 
-    python benches/bench_index.py [--sizes 10000,100000,1000000] [--queries 50]
+    python -m benches.bench_index [--sizes 10000,100000,1000000] [--queries 50]
                                   [--ingest 20000] [--match-all] [--out FILE]
 
 1. Ingest end to end: ``--ingest`` small instances (fresh UIDs) sent by our DICOMSCU
-   (Datasets in memory, parallel=2) into an SCP process (tests/qr_serve.py: DICOMSCP with
+   (Datasets in memory, parallel=2) into an SCP process (tests/support/qr_serve.py: DICOMSCP with
    storage_dir and the default SQLite index); the rate counts from the first C-STORE to the
    moment the index, read by a separate connection, holds every instance.
 2. The archive is then filled **by SQLiteIndex.add_instances directly** (no network, no
@@ -33,11 +33,9 @@ import threading
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
 
-import qr_serve  # noqa: E402
-from peers import HOST, free_port, stop_process, wait_for_port  # noqa: E402
+from tests.support import qr_serve
+from tests.support.peers import HOST, free_port, stop_process, wait_for_port
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 ELE = "1.2.840.10008.1.2.1"

@@ -1,8 +1,8 @@
 """Indexed ingest on PostgreSQL beside SQLite (issue 9, item 7).
 
-    .venv/bin/python benches/bench_index_pg.py [--n 20000] [--files 2000] [--out FILE]
+    .venv/bin/python -m benches.bench_index_pg [--n 20000] [--files 2000] [--out FILE]
 
-Starts its own PostgreSQL (tests/pgserver.py: initdb + pg_ctl in a temporary folder on
+Starts its own PostgreSQL (tests/support/pgserver.py: initdb + pg_ctl in a temporary folder on
 a loopback port, fsync on, stopped by pid at the end) and measures:
 
 1. ``add_instances`` alone, in batches of 500 (what the storage SCP's indexer hands
@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 EXPLICIT = "1.2.840.10008.1.2.1"
@@ -98,9 +97,9 @@ def bench_add(server, n: int, scratch: Path) -> list[tuple[str, int, float]]:
 
 
 def bench_store(server, files: int, scratch: Path) -> list[tuple[str, int, float]]:
-    import qr_helpers as q
+    from tests.support import qr_helpers as q
     from fastdimse import DICOMSCP, DICOMSCU, Entity
-    from peers import HOST, free_port, wait_for_port
+    from tests.support.peers import HOST, free_port, wait_for_port
 
     src = scratch / "src"
     truth = q.write_archive(src, q.bulk_truth(files, tag=77))
@@ -130,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--files", type=int, default=2000)
     ap.add_argument("--out", default=str(ROOT / "benches" / "results-index-pg.md"))
     args = ap.parse_args(argv)
-    import pgserver
+    from tests.support import pgserver
 
     scratch = Path(tempfile.mkdtemp(prefix="fastdimse-bench-pg-"))
     server = pgserver.start_postgres(durable=True)

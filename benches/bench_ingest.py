@@ -1,6 +1,6 @@
 """Indexed, crash-safe ingest against dcmtk (`make bench` runs it).
 
-    python benches/bench_ingest.py [--n 2000] [--postgres | --index postgresql://...] [--out FILE]
+    python -m benches.bench_ingest [--n 2000] [--postgres | --index postgresql://...] [--out FILE]
 
 ``--n`` small instances (4x4 16-bit CT, ~1.5 KB each, one series) are sent over one
 association into each receiver, and the rate is counted from the sender's start to its
@@ -30,14 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-TESTS = HERE.parent / "tests"
-sys.path.insert(0, str(TESTS))
-sys.path.insert(1, str(HERE))
 
-import peers  # noqa: E402
-import qr_helpers as q  # noqa: E402
-from peers import HOST, PYTHON, free_port  # noqa: E402
+from tests.support import peers
+from tests.support import qr_helpers as q
+from tests.support.peers import HOST, PYTHON, SUPPORT_DIR, free_port
 
 
 def _env(nodelay: bool = False) -> dict:
@@ -74,7 +70,7 @@ def our_scu(port: int, called: str, src: Path) -> float:
 
 def archive(log_dir: Path, storage: Path, index: str | None) -> peers.Peer:
     port = free_port()
-    argv = [PYTHON, str(TESTS / "archive_scp.py"), str(storage), str(port), "ARCHIVE"]
+    argv = [PYTHON, str(SUPPORT_DIR / "archive_scp.py"), str(storage), str(port), "ARCHIVE"]
     if index:
         argv += ["--index", index]
     return peers.start_process(argv, port=port, log_dir=log_dir, name=f"archive-{port}",
@@ -86,7 +82,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--index", default=None, help="a PostgreSQL URL for the extra rows")
     ap.add_argument("--postgres", action="store_true",
-                    help="start a PostgreSQL (tests/pgserver.py, fsync on) for the extra rows")
+                    help="start a PostgreSQL (tests/support/pgserver.py, fsync on) for the extra rows")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     n = args.n
@@ -96,7 +92,7 @@ def main() -> int:
     rows = []
     server = None
     if args.postgres and not args.index:
-        import pgserver
+        from tests.support import pgserver
 
         server = pgserver.start_postgres(durable=True)
     scratch = Path(tempfile.mkdtemp(prefix="fd-ingest-", dir="/dev/shm"))

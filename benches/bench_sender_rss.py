@@ -6,9 +6,9 @@ under /dev/shm, and one sending process runs ``DICOMSCU.store`` of them into a f
 storage SCP (no Q/R index, files on /dev/shm) in another process, twice: as a Python
 generator of paths, and as the folder itself (walked in Rust). Reported per run: the
 sender's peak RSS (VmHWM), its RSS before the store, the time to the first result, the
-rate. The sender is tests/store_rss_worker.py, the same one the pass/fail test uses.
+rate. The sender is tests/support/store_rss_worker.py, the same one the pass/fail test uses.
 
-    .venv/bin/python benches/bench_sender_rss.py [--sizes 1000,10000,100000,1000000]
+    .venv/bin/python -m benches.bench_sender_rss [--sizes 1000,10000,100000,1000000]
                                                  [--max-size N] [--out FILE]
 """
 
@@ -27,12 +27,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-TESTS = HERE.parent / "tests"
-sys.path.insert(0, str(TESTS))
+from tests.support import storedata as sd
+from tests.support.peers import SUPPORT_DIR
 
-import storedata as sd  # noqa: E402
-
-WORKER = TESTS / "store_rss_worker.py"
+WORKER = SUPPORT_DIR / "store_rss_worker.py"
 PY = sys.executable
 
 

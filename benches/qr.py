@@ -23,7 +23,7 @@ import os
 import shutil
 from pathlib import Path
 
-from harness import Child, count_files, free_port, log, wait_listening
+from benches.harness import Child, count_files, free_port, log, wait_listening
 
 QR_VERSION = 1
 DCMQR_D, DCMQR_A = "DCMQRD", "DCMQRA"

@@ -1,7 +1,7 @@
 """`make bench`: C-STORE, C-ECHO, C-FIND and C-MOVE benchmarks of fastdimse against dcmtk
 and pynetdicom.
 
-    python benches/run.py [--quick] [--sets a,b,c] [--cases dcmtk,pynetdicom,fastdimse,floor]
+    python -m benches.run [--quick] [--sets a,b,c] [--cases dcmtk,pynetdicom,fastdimse,floor]
                           [--repeat N] [--echo-n N] [--no-echo] [--no-qr] [--out FILE]
                           [--cache-dir DIR] [--clean-cache]
 
@@ -31,12 +31,10 @@ from pathlib import Path
 from typing import Callable
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
-import datagen  # noqa: E402
-import qr  # noqa: E402
-from datagen import DataSet  # noqa: E402
-from harness import (RSS_METHOD, Child, ChildFailed, count_files, free_port, log,  # noqa: E402
+from benches import datagen, qr
+from benches.datagen import DataSet
+from benches.harness import (RSS_METHOD, Child, ChildFailed, count_files, free_port, log,
                      scratch_dir, wait_listening)
 
 PY = sys.executable

@@ -8,16 +8,13 @@ that need it, so the peer fixtures work (and test_peers_sanity.py runs) on their
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import peers  # noqa: E402
-from peers import HOST, SCP_AE, RunningSCP, free_port, make_scu, wait_for_port  # noqa: E402
-from pgserver import pg_server, pg_url  # noqa: E402,F401  (PostgreSQL, started on first use)
+from tests.support import peers
+from tests.support.peers import HOST, SCP_AE, RunningSCP, free_port, make_scu, wait_for_port
+from tests.support.pgserver import pg_server, pg_url  # noqa: F401  (PostgreSQL, started on first use)
 
 
 def pytest_configure(config):
@@ -25,7 +22,7 @@ def pytest_configure(config):
         "markers", "slow: long-running (e.g. 1 GiB transfers); deselect with -m 'not slow' "
         "(make test runs them)")
     config.addinivalue_line(
-        "markers", "soak: concurrent load against an SCP process for a minute (tests/soak.py; "
+        "markers", "soak: concurrent load against an SCP process for a minute (tests/support/soak.py; "
         "select with -m soak, make test runs it)")
 
 
@@ -58,7 +55,7 @@ def pynetdicom_echo_scp(peer_log_dir):
 
 @pytest.fixture
 def pynetdicom_scp_factory(peer_log_dir):
-    """Start pynetdicom Verification SCPs (tests/pynetdicom_scp.py) with rejection options.
+    """Start pynetdicom Verification SCPs (tests/support/pynetdicom_scp.py) with rejection options.
 
     ``make(ae_title=..., require_called_ae=..., allowed_calling_aes=[...]) -> Peer``;
     all are stopped at teardown.

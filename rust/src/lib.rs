@@ -17,8 +17,8 @@ pub mod dimse;
 pub mod dataset;
 pub mod net;
 pub mod service;
-// The services' earlier paths, kept so that `crate::store::..` / `crate::qr::..` still resolve.
-pub use service::{qr, store};
+#[doc(hidden)]
+pub mod fuzzing;
 
 #[cfg(feature = "python")]
 mod py;

@@ -18,9 +18,9 @@ use super::errors::net_error;
 use super::net::timeouts;
 use super::record::{hash_of, record, Items, TagValues};
 use super::rules::category;
-use crate::store::scp::StoredInstance as CoreStoredInstance;
-use crate::store::scu::{store_stream, StoreSummary as CoreSummary, StreamOptions, DEFAULT_LOOKAHEAD, DEFAULT_WINDOW};
-use crate::store::{StoreItem, StoreOptions, StoreResult as CoreResult};
+use crate::service::store::scp::StoredInstance as CoreStoredInstance;
+use crate::service::store::scu::{store_stream, StoreSummary as CoreSummary, StreamOptions, DEFAULT_LOOKAHEAD, DEFAULT_WINDOW};
+use crate::service::store::{StoreItem, StoreOptions, StoreResult as CoreResult};
 use crate::ul::RequestorConfig;
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -18,7 +18,7 @@ use crate::net::{Association, DataSink, MessageData, NetError, ServiceHandler, S
 use crate::service::echo::answer_echo_or_unrecognized;
 use crate::ul::Negotiated;
 
-use super::header::scan_raw;
+use crate::dataset::scan::scan_raw;
 use super::status;
 
 pub const TAG_SOP_CLASS_UID: u32 = 0x0008_0016;
@@ -538,7 +538,7 @@ impl StorageHandler {
         // spliced byte); when the wanted keys lie within it, the file is not read again.
         let from_prefix = if !TransferSyntax::from_uid(ts).is_deflated() {
             let (found, passed, err) =
-                super::header::scan_raw_until(&sink.prefix[..], TransferSyntax::from_uid(ts).encoding(), &wanted);
+                crate::dataset::scan::scan_raw_until(&sink.prefix[..], TransferSyntax::from_uid(ts).encoding(), &wanted);
             // Final when the scan got past the wanted tags, or the prefix is the whole data
             // set (and something could be read from it; else the file gives the error).
             let whole = sink.prefix.len() as u64 == sink.written && !(found.is_empty() && err.is_some());

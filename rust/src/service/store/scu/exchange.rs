@@ -270,7 +270,7 @@ pub(super) fn start_one(a: &mut Association, opts: &StoreOptions, p: &Planned) -
                         if syntax.is_deflated() {
                             Ok(())
                         } else {
-                            crate::service::store::header::check_complete(&mut std::io::Cursor::new(&data), *len, syntax.encoding(), *offset)
+                            crate::dataset::scan::check_complete(&mut std::io::Cursor::new(&data), *len, syntax.encoding(), *offset)
                         }
                     }
                     Ok(n) => Err(format!("the file changed while being read ({n} of {len} bytes)")),
@@ -329,7 +329,7 @@ fn not_sent(mut r: StoreResult, why: String) -> Started {
     Started::Done(r)
 }
 
-/// The structure check of [`crate::service::store::header::check_complete`] on a file's data set
+/// The structure check of [`crate::dataset::scan::check_complete`] on a file's data set
 /// (deflated data sets are checked while they are inflated, by the transcoder or not at all).
 fn check_file(f: &File, offset: u64, len: u64, ts: &str) -> Result<(), String> {
     let syntax = TransferSyntax::from_uid(ts);
@@ -338,5 +338,5 @@ fn check_file(f: &File, offset: u64, len: u64, ts: &str) -> Result<(), String> {
     }
     let mut r = std::io::BufReader::with_capacity(8192, f);
     r.seek(SeekFrom::Start(offset)).map_err(|e| e.to_string())?;
-    crate::service::store::header::check_complete(&mut r, len, syntax.encoding(), offset)
+    crate::dataset::scan::check_complete(&mut r, len, syntax.encoding(), offset)
 }

@@ -1,1 +1,0 @@
-pub use crate::dataset::scan::*; // the header scan moved to rust/src/dataset/scan.rs
