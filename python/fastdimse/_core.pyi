@@ -10,14 +10,14 @@ from typing import Any, Callable, Iterable, Iterator, final
 
 # Every name the module exports (stubtest compares this with the runtime's __all__).
 __all__ = [
-    "__version__", "IMPLEMENTATION_CLASS_UID", "IMPLEMENTATION_VERSION_NAME", "refresh_logging",
+    "__version__", "IMPLEMENTATION_CLASS_UID", "IMPLEMENTATION_VERSION_NAME", "UIDS", "refresh_logging",
     "STATUS_SUCCESS", "STATUS_CANCEL", "STATUS_PENDING", "STATUS_PENDING_WARNING",
     "STATUS_UNRECOGNIZED_OPERATION", "STATUS_SOP_CLASS_NOT_SUPPORTED", "STATUS_PROCESSING_FAILURE",
     "status_category", "validate_ae_title",
-    "Association", "Server",
+    "Association", "Server", "Response", "Responses",
     "StoreCancel", "StoreResult", "StoreSummary", "StoredInstance", "store_instances",
     "codec_split", "codec_split_items", "codec_encode_text", "codec_transcode", "codec_parse_meta",
-    "codec_read_meta", "codec_build_meta", "codec_transcode_file", "codec_read_file",
+    "codec_read_meta", "codec_build_meta", "codec_transcode_file", "codec_read_file", "codec_write",
 ]
 
 __version__: str
@@ -90,6 +90,7 @@ class Association:
 
 # --- Q/R service user (rust/src/py/qr.rs) -----------------------------------
 
+@final
 class Response:
     """One C-FIND/C-MOVE/C-GET response: status, sub-operation counts (None when the
     response leaves them out), its identifier as encoded on the wire, and for a
@@ -116,6 +117,7 @@ class Response:
     @property
     def is_pending(self) -> bool: ...
 
+@final
 class Responses:
     """The pending responses of a C-FIND or C-MOVE as they arrive; ``final_response``
     once the iteration ends. ``cancel()`` sends C-CANCEL-RQ and reads up to the final
@@ -348,17 +350,6 @@ def codec_split(
     """Split data[start:] into top-level elements: (buffer, [(tag, VR, length,
     value_start, value_end)], is_implicit_VR, is_little_endian). `buffer` is
     `data`, or the inflated dataset for the deflated syntax."""
-
-def codec_split_items(
-    data: bytes, implicit: bool, little: bool
-) -> list[tuple[int, bool, list[tuple[int, str | None, int, int, int]]]] | None:
-    """The items of a sequence value: [(offset, undefined_length, [(tag, VR, length,
-    value_start, value_end)])], or None when the value is irregular (pydicom reads it)."""
-
-def codec_encode_text(
-    elements: Iterable[tuple[int, str, Any]], implicit: bool, little: bool
-) -> bytes | None:
-    """Encode [(tag, VR, value)] text elements sorted by tag; None when one is not text."""
 
 def codec_transcode(
     data: bytes,

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
-from . import _core, codec
+from . import _core
 from .entity import Entity, validate_ae_title
 from .errors import NoAcceptedContext, QueryFailed
 from .sop import LEVELS, UNIQUE_KEYS, sop_class_for
@@ -24,6 +24,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Association", "EchoResponse", "PresentationContext", "RetrieveResponse", "find", "move", "get",
            "make_identifier", "image_identifier"]
+
+
+
+def _codec():
+    """The codec (and with it pydicom), imported on first use: ``import fastdimse``
+    stays light."""
+    from . import codec
+
+    return codec
 
 log = logging.getLogger("fastdimse")
 
@@ -192,11 +201,11 @@ def find(assoc: Association, identifier, level: str = "STUDY", root: str = "stud
     sop = sop_class_for(root, "find")
     ts = _context_ts(assoc, sop)
     ds = make_identifier(identifier, level)
-    responses = assoc._core.find(sop, codec.encode(ds, ts), message_id, priority)
+    responses = assoc._core.find(sop, _codec().encode(ds, ts), message_id, priority)
     try:
         for rsp in responses:
             data = rsp.identifier
-            yield codec.decode(data, ts) if data else Dataset()
+            yield _codec().decode(data, ts) if data else Dataset()
     finally:
         if not responses.finished and assoc.is_established:
             try:
@@ -219,7 +228,7 @@ def move(assoc: Association, identifier, destination_ae: str, level: str = "STUD
     ts = _context_ts(assoc, sop)
     destination = validate_ae_title(destination_ae)
     ds = make_identifier(identifier, level)
-    responses = assoc._core.move(sop, codec.encode(ds, ts), destination, message_id, priority)
+    responses = assoc._core.move(sop, _codec().encode(ds, ts), destination, message_id, priority)
     for rsp in responses:
         if on_pending is not None:
             on_pending(RetrieveResponse.from_core(rsp))
@@ -240,6 +249,6 @@ def get(assoc: Association, identifier, destination_dir: str | os.PathLike, leve
     if on_pending is not None:
         def pending_cb(rsp: "_core.Response") -> None:
             on_pending(RetrieveResponse.from_core(rsp))
-    rsp = assoc._core.get(sop, codec.encode(ds, ts), os.fspath(destination_dir), layout, duplicates, pending_cb, None,
+    rsp = assoc._core.get(sop, _codec().encode(ds, ts), os.fspath(destination_dir), layout, duplicates, pending_cb, None,
                           message_id, priority)
     return RetrieveResponse.from_core(rsp)
