@@ -14,8 +14,11 @@ use crate::pdu::{self, Decoded, Pdv};
 // The header scan (moves to dataset/scan.rs; this is the one line to change).
 use crate::dataset::scan;
 
+/// One fuzz target: its name (of its corpus folder and cargo-fuzz binary) and its body.
+pub type Target = (&'static str, fn(&[u8]));
+
 /// Every target by name, as the runner and the corpus folders know them.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[Target] = &[
     ("pdu_decode", pdu_decode),
     ("dimse_reassembly", dimse_reassembly),
     ("dataset_split", dataset_split),

@@ -300,7 +300,7 @@ fn store_rq(id: u16, data: bool) -> Command {
 fn seed_datasets() -> Vec<(String, String, Vec<u8>)> {
     use common::DataSet;
     let item = DataSet::new().text(0x0008_1150, b"UI", common::CT_IMAGE_STORAGE).text(0x0008_1155, b"UI", "1.2.3.9");
-    let nested = DataSet::new().sequence(0x0008_1115, &[item.clone()], true);
+    let nested = DataSet::new().sequence(0x0008_1115, std::slice::from_ref(&item), true);
     let built = DataSet::new()
         .text(0x0008_0005, b"CS", "ISO_IR 100")
         .text(0x0008_0016, b"UI", common::CT_IMAGE_STORAGE)

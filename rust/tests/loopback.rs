@@ -103,7 +103,7 @@ fn store_instances_of_several_sizes_into_a_folder() {
         assert_eq!(meta.sop_class_uid, *class);
         assert_eq!(meta.sop_instance_uid, *uid);
         assert_eq!(meta.transfer_syntax, EXPLICIT_LE);
-        assert!(&file[start as usize..] == &bytes[..], "{uid}: the data set in the file differs from what was sent");
+        assert!(file[start as usize..] == bytes[..], "{uid}: the data set in the file differs from what was sent");
     }
     std::fs::remove_dir_all(&dir).ok();
 }
