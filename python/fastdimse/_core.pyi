@@ -14,7 +14,7 @@ __all__ = [
     "STATUS_SUCCESS", "STATUS_CANCEL", "STATUS_PENDING", "STATUS_PENDING_WARNING",
     "STATUS_UNRECOGNIZED_OPERATION", "STATUS_SOP_CLASS_NOT_SUPPORTED", "STATUS_PROCESSING_FAILURE",
     "status_category", "validate_ae_title",
-    "Association", "Server", "Response", "Responses",
+    "Association", "AssociationInfo", "Server", "Response", "Responses",
     "StoreCancel", "StoreResult", "StoreSummary", "StoredInstance", "store_instances",
     "codec_split", "codec_split_items", "codec_encode_text", "codec_transcode", "codec_parse_meta",
     "codec_read_meta", "codec_build_meta", "codec_transcode_file", "codec_read_file", "codec_write",
@@ -58,6 +58,7 @@ class Association:
         calling_ae_title: str,
         called_ae_title: str,
         contexts: list[tuple[str, list[str]]],
+        *,
         roles: list[tuple[str, bool, bool]] = ...,
         max_pdu_length: int = 1048576,
         connect_timeout: float | None = ...,
@@ -86,7 +87,46 @@ class Association:
     def abort(self) -> None: ...
     @property
     def is_established(self) -> bool: ...
-    def info(self) -> dict[str, Any] | None: ...
+    def info(self) -> AssociationInfo | None: ...
+
+@final
+class AssociationInfo:
+    """The facts of a negotiated association: titles, maximum PDU lengths, the peer's
+    implementation, accepted contexts (id, abstract syntax, transfer syntax, SCU role,
+    SCP role) and rejected ones (id, abstract syntax, result)."""
+
+    def __new__(
+        cls,
+        peer_ae_title: str,
+        our_ae_title: str,
+        peer_max_pdu: int,
+        our_max_pdu: int,
+        peer_implementation_class_uid: str | None,
+        peer_implementation_version_name: str | None,
+        accepted_contexts: tuple[tuple[int, str, str, bool, bool], ...],
+        rejected_contexts: tuple[tuple[int, str, int], ...],
+        peer_address: str,
+    ) -> AssociationInfo: ...
+    @property
+    def peer_ae_title(self) -> str: ...
+    @property
+    def our_ae_title(self) -> str: ...
+    @property
+    def peer_max_pdu(self) -> int: ...
+    @property
+    def our_max_pdu(self) -> int: ...
+    @property
+    def peer_implementation_class_uid(self) -> str | None: ...
+    @property
+    def peer_implementation_version_name(self) -> str | None: ...
+    @property
+    def accepted_contexts(self) -> tuple[tuple[int, str, str, bool, bool], ...]: ...
+    @property
+    def rejected_contexts(self) -> tuple[tuple[int, str, int], ...]: ...
+    @property
+    def peer_address(self) -> str: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    __hash__: None  # type: ignore[assignment]
 
 # --- Q/R service user (rust/src/py/qr.rs) -----------------------------------
 
@@ -145,6 +185,7 @@ class Server:
         port: int,
         ae_title: str,
         contexts: list[tuple[str, list[str]]],
+        *,
         require_called_ae: bool = True,
         allowed_calling_aes: list[str] | None = None,
         max_pdu_length: int = 1048576,

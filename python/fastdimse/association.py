@@ -73,15 +73,15 @@ class Association:
     def __init__(self, core: "_core.Association", remote: Entity):
         self._core = core
         self.remote = remote
-        info = core.info() or {}
-        self.peer_max_pdu: int = info.get("peer_max_pdu", 0)
-        self.our_max_pdu: int = info.get("our_max_pdu", 0)
-        self.peer_implementation_class_uid: str | None = info.get("peer_implementation_class_uid")
-        self.peer_implementation_version_name: str | None = info.get("peer_implementation_version_name")
+        info = core.info()
+        self.peer_max_pdu: int = info.peer_max_pdu if info else 0
+        self.our_max_pdu: int = info.our_max_pdu if info else 0
+        self.peer_implementation_class_uid: str | None = info.peer_implementation_class_uid if info else None
+        self.peer_implementation_version_name: str | None = info.peer_implementation_version_name if info else None
         self.accepted_contexts: list[PresentationContext] = [
-            PresentationContext(*c) for c in info.get("accepted_contexts", [])
+            PresentationContext(*c) for c in (info.accepted_contexts if info else ())
         ]
-        self.rejected_contexts: list[tuple[int, str, int]] = list(info.get("rejected_contexts", []))
+        self.rejected_contexts: list[tuple[int, str, int]] = list(info.rejected_contexts if info else ())
 
     @property
     def is_established(self) -> bool:

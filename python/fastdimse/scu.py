@@ -210,17 +210,13 @@ class DICOMSCU:
         ctx = [(a, list(t)) for a, t in contexts]
         _core.refresh_logging()
         core = _core.Association.request(
-            remote.ip_address,
-            remote.port,
-            self.entity.ae_title,
-            remote.ae_title,
-            ctx,
-            [(s, bool(u), bool(p)) for s, u, p in roles],
-            self.max_pdu_length,
-            self.connect_timeout,
-            self.acse_timeout,
-            self.dimse_timeout,
-            self.network_timeout,
+            remote.ip_address, remote.port, self.entity.ae_title, remote.ae_title, ctx,
+            roles=[(s, bool(u), bool(p)) for s, u, p in roles],
+            max_pdu_length=self.max_pdu_length,
+            connect_timeout=self.connect_timeout,
+            acse_timeout=self.acse_timeout,
+            dimse_timeout=self.dimse_timeout,
+            network_timeout=self.network_timeout,
         )
         return Association(core, remote)
 

@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 
 use super::errors::{make, net_error};
 use super::qr::{PyResponse, PyResponses};
+use super::record::{record, Items};
 use crate::dimse::{field, Command};
 use crate::net::{self, NetError, Server, ServerConfig, ServiceHandler, Timeouts};
 use crate::service::echo::EchoOnlyHandler;
@@ -18,6 +19,7 @@ use crate::ul::{AcceptorConfig, RequestorConfig};
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyAssociation>()?;
     m.add_class::<PyServer>()?;
+    m.add_class::<AssociationInfo>()?;
     Ok(())
 }
 
@@ -369,7 +371,7 @@ impl PyAssociation {
     /// Connect to host:port and negotiate. `contexts` is a list of
     /// (abstract syntax, [transfer syntaxes]); `roles` a list of (SOP class, scu, scp).
     #[staticmethod]
-    #[pyo3(signature = (host, port, calling_ae_title, called_ae_title, contexts, roles=Vec::new(), max_pdu_length=1048576,
+    #[pyo3(signature = (host, port, calling_ae_title, called_ae_title, contexts, *, roles=Vec::new(), max_pdu_length=1048576,
                         connect_timeout=Some(10.0), acse_timeout=Some(30.0), dimse_timeout=Some(30.0), network_timeout=Some(60.0)))]
     #[allow(clippy::too_many_arguments)]
     fn request(
@@ -485,29 +487,43 @@ impl PyAssociation {
         self.inner.lock().map(|g| g.as_ref().map(|a| a.is_established()).unwrap_or(false)).unwrap_or(false)
     }
 
-    /// Facts of the negotiation as a dict (None once released).
-    fn info(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+    /// Facts of the negotiation (None once released).
+    fn info(&self) -> Option<AssociationInfo> {
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(a) = g.as_ref() else { return Ok(None) };
+        let a = g.as_ref()?;
         let n = a.negotiated();
-        let d = pyo3::types::PyDict::new(py);
-        d.set_item("peer_ae_title", &n.peer_ae_title)?;
-        d.set_item("our_ae_title", &n.our_ae_title)?;
-        d.set_item("peer_max_pdu", n.peer_max_pdu)?;
-        d.set_item("our_max_pdu", n.our_max_pdu)?;
-        d.set_item("peer_implementation_class_uid", n.peer_implementation_class_uid.clone())?;
-        d.set_item("peer_implementation_version_name", n.peer_implementation_version_name.clone())?;
-        let ctxs: Vec<(u8, String, String, bool, bool)> = n
-            .contexts
-            .iter()
-            .map(|c| (c.id, c.abstract_syntax.clone(), c.transfer_syntax.clone(), c.scu_role, c.scp_role))
-            .collect();
-        d.set_item("accepted_contexts", ctxs)?;
-        let rej: Vec<(u8, String, u8)> = n.rejected.iter().map(|(i, s, r)| (*i, s.clone(), *r)).collect();
-        d.set_item("rejected_contexts", rej)?;
-        d.set_item("peer_address", a.peer_addr())?;
-        Ok(Some(d.into_any().unbind()))
+        Some(AssociationInfo {
+            peer_ae_title: n.peer_ae_title.clone(),
+            our_ae_title: n.our_ae_title.clone(),
+            peer_max_pdu: n.peer_max_pdu,
+            our_max_pdu: n.our_max_pdu,
+            peer_implementation_class_uid: n.peer_implementation_class_uid.clone(),
+            peer_implementation_version_name: n.peer_implementation_version_name.clone(),
+            accepted_contexts: Items(
+                n.contexts.iter().map(|c| (c.id, c.abstract_syntax.clone(), c.transfer_syntax.clone(), c.scu_role, c.scp_role)).collect(),
+            ),
+            rejected_contexts: Items(n.rejected.iter().map(|(i, s, r)| (*i, s.clone(), *r)).collect()),
+            peer_address: a.peer_addr().to_string(),
+        })
     }
+}
+
+record! {
+    /// The facts of a negotiated association: the titles, maximum PDU lengths, the
+    /// peer's implementation, the accepted contexts (id, abstract syntax, transfer
+    /// syntax, SCU role, SCP role) and the rejected ones (id, abstract syntax, result).
+    AssociationInfo => "AssociationInfo" {
+        peer_ae_title: String,
+        our_ae_title: String,
+        peer_max_pdu: u32,
+        our_max_pdu: u32,
+        peer_implementation_class_uid: Option<String>,
+        peer_implementation_version_name: Option<String>,
+        accepted_contexts: Items<(u8, String, String, bool, bool)>,
+        rejected_contexts: Items<(u8, String, u8)>,
+        peer_address: String,
+    }
+    methods {}
 }
 
 /// A listening SCP.
@@ -521,7 +537,7 @@ pub struct PyServer {
 #[pymethods]
 impl PyServer {
     #[new]
-    #[pyo3(signature = (host, port, ae_title, contexts, require_called_ae=true, allowed_calling_aes=None,
+    #[pyo3(signature = (host, port, ae_title, contexts, *, require_called_ae=true, allowed_calling_aes=None,
                         max_pdu_length=1048576, acse_timeout=Some(30.0), dimse_timeout=Some(30.0),
                         network_timeout=Some(60.0), max_associations=64, storage_dir=None,
                         layout=None, duplicates="overwrite", on_stored=None, fsync=false, qr_provider=None, index_tags=Vec::new(),
