@@ -7,7 +7,7 @@ arrays it searches.
 
     .venv/bin/python rust/src/dataset/gen_dictionary.py
 
-tests/test_codec_dictionary.py fails when the committed file no longer matches
+tests/unit/test_codec_dictionary.py fails when the committed file no longer matches
 the installed pydicom's dictionary.
 
 Format: lines starting with "#" are comments; every other line is exactly

@@ -43,9 +43,13 @@ impl ElementWriter {
         self.open.len()
     }
 
-    /// The bytes written so far (taken: the writer continues with an empty buffer;
-    /// only between top-level elements, see [`depth`](Self::depth)).
+    /// The bytes written so far (taken: the writer continues with an empty buffer).
+    /// Only between top-level elements: while a sequence is open (see
+    /// [`depth`](Self::depth)) nothing is taken, its length is still to be patched.
     pub fn take(&mut self) -> Vec<u8> {
+        if !self.open.is_empty() {
+            return Vec::new();
+        }
         std::mem::take(&mut self.out)
     }
 
@@ -125,12 +129,13 @@ impl ElementWriter {
         match open.length_at {
             None => write_element_header(&mut self.out, self.enc, delimiter, None, 0),
             Some(at) => {
-                let length = (self.out.len() - at - 4) as u64;
+                let lost = || DatasetError::Unsupported { detail: "writer: output taken while a sequence was open".into() };
+                let length = self.out.len().checked_sub(at + 4).ok_or_else(lost)? as u64;
                 if length > MAX_LENGTH {
                     return Err(DatasetError::TooLong { tag: open.tag, length, limit: MAX_LENGTH });
                 }
                 let b = if self.enc.little_endian { (length as u32).to_le_bytes() } else { (length as u32).to_be_bytes() };
-                self.out[at..at + 4].copy_from_slice(&b);
+                self.out.get_mut(at..at + 4).ok_or_else(lost)?.copy_from_slice(&b);
             }
         }
         Ok(())
@@ -275,5 +280,11 @@ mod tests {
         let mut w = ElementWriter::new(Encoding::EXPLICIT_LE);
         w.start_sequence(0x0008_1115, true);
         assert!(matches!(w.finish(), Err(DatasetError::Unclosed { tag: 0x0008_1115, .. })));
+        // nothing is taken while a defined length is still to be patched
+        let mut w = ElementWriter::new(Encoding::EXPLICIT_LE);
+        w.start_sequence(0x0008_1115, false);
+        assert!(w.take().is_empty());
+        w.end_sequence().unwrap();
+        assert_eq!(w.take(), [0x08, 0, 0x15, 0x11, b'S', b'Q', 0, 0, 0, 0, 0, 0]);
     }
 }
