@@ -249,6 +249,6 @@ def get(assoc: Association, identifier, destination_dir: str | os.PathLike, leve
     if on_pending is not None:
         def pending_cb(rsp: "_core.Response") -> None:
             on_pending(RetrieveResponse.from_core(rsp))
-    rsp = assoc._core.get(sop, _codec().encode(ds, ts), os.fspath(destination_dir), layout, duplicates, pending_cb, None,
-                          message_id, priority)
+    rsp = assoc._core.get(sop, _codec().encode(ds, ts), os.fspath(destination_dir), layout=layout,
+                          duplicates=duplicates, on_pending=pending_cb, message_id=message_id, priority=priority)
     return RetrieveResponse.from_core(rsp)

@@ -107,15 +107,6 @@ class DatasetError(DicomError):
         self.path = path
 
 
-class QueryFailed(DimseError):
-    """A C-FIND/C-MOVE/C-GET ended with a failure status (``status``, ``comment``)."""
-
-    def __init__(self, message: str, status: int, comment: str | None = None):
-        super().__init__(message)
-        self.status = status
-        self.comment = comment
-
-
 # --- Query/Retrieve back ends (fastdimse.qr) ------------------------------------------
 # The status each one makes the SCP send is in ``status`` (table in fastdimse.qr.backend).
 
