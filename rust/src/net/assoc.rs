@@ -11,8 +11,8 @@ use log::{debug, info, warn};
 
 use super::{connect, NetError, Timeouts, Transport};
 use crate::dimse::Command;
-use crate::pdu::{AssociateRj, PDATA_SINGLE_PDV_OVERHEAD as H};
-use crate::ul::{self, AcceptorConfig, AcceptorDecision, ConnError, ConnEvent, Connection, DataSink, Deferred, Negotiated, Received, RequestorConfig};
+use crate::pdu::AssociateRj;
+use crate::ul::{self, stream::{DataFramer, FrameError}, AcceptorConfig, ConnError, ConnEvent, Connection, DataSink, Deferred, Negotiated, Received, RequestorConfig};
 
 /// Data PDVs at least this large are spliced from the socket into a file sink (Linux).
 const SPLICE_MIN: u32 = 32 * 1024;
@@ -142,23 +142,12 @@ impl Association {
             ConnEvent::AssociateRequest(rq) => rq,
             other => return Err(a.unexpected(other, what)),
         };
-        let decision = reject.map(AcceptorDecision::Reject).unwrap_or_else(|| ul::negotiate_acceptor(&rq, cfg));
-        let accepted = a.conn.decide(&rq, decision).map_err(|e| a.fail(e, what))?;
+        let accepted = a.conn.answer(&rq, cfg, reject).map_err(|e| a.fail(e, what))?;
         a.sync()?;
         if !accepted {
             a.drain_until_closed();
             return Err(a.conn.sent_reject().map_or(NetError::Closed(what), NetError::Rejected));
         }
-        let neg = a.negotiated();
-        info!(
-            "association from {} ({}) to {} accepted: {} of {} context(s), peer max PDU {}",
-            neg.peer_ae_title,
-            a.peer,
-            neg.our_ae_title,
-            neg.contexts.len(),
-            rq.presentation_contexts.len(),
-            neg.peer_max_pdu
-        );
         Ok(a)
     }
 
@@ -278,10 +267,21 @@ impl Association {
         // in one write (see `sys::quick_ack` for why writes are kept whole).
         let r = match self.conn.send_command(context_id, command, &mut out) {
             Err(e) => Err(StreamError::Net(self.fail(e, "sending"))),
-            Ok(()) => match (len, transcoder) {
-                (Some(total), None) => self.stream_known(context_id, source, total, &mut out),
-                (_, t) => self.stream_unknown(context_id, source, t, &mut out),
-            },
+            Ok(()) => {
+                let mut f = DataFramer::new(&self.conn, context_id, source, len, transcoder, &mut out);
+                loop {
+                    break match f.next(&mut self.conn, &mut out) {
+                        Ok(Some(n)) => match self.write_all(&out[..n]) {
+                            Ok(()) => continue,
+                            Err(e) => Err(StreamError::Net(e)),
+                        },
+                        Ok(None) => Ok(f.sent()),
+                        Err(FrameError::Conn(e)) => Err(StreamError::Net(self.fail(e, "sending"))),
+                        Err(FrameError::Read(e)) => Err(StreamError::Source(NetError::Io(e))),
+                        Err(FrameError::Transcode(e)) => Err(StreamError::Source(NetError::Protocol(e))),
+                    };
+                }
+            }
         };
         self.wbuf = out;
         self.finish_stream(command, r)
@@ -346,64 +346,6 @@ impl Association {
             left -= n;
             if left == 0 {
                 return Ok(total);
-            }
-        }
-    }
-
-    /// `out` holds the command PDU(s), sent in one write with the first data PDU. One
-    /// buffer of the command and a whole PDU, zeroed once; each PDU is read into it.
-    fn stream_known(&mut self, ctx: u8, source: &mut dyn Read, total: u64, out: &mut Vec<u8>) -> Result<u64, StreamError> {
-        let max = self.conn.max_pdv_data() as u64;
-        let mut at = out.len();
-        let need = at + H + total.min(max) as usize;
-        if out.len() < need {
-            out.resize(need, 0);
-        }
-        let mut left = total;
-        loop {
-            let n = left.min(max) as usize;
-            let h = self.conn.data_header(ctx, n, left == n as u64).map_err(|e| StreamError::Net(self.fail(e, "sending")))?;
-            out[at..at + H].copy_from_slice(&h);
-            source.read_exact(&mut out[at + H..at + H + n]).map_err(|e| {
-                StreamError::Source(NetError::Io(std::io::Error::new(e.kind(), format!("reading the data set ({} of {total} bytes sent): {e}", total - left))))
-            })?;
-            self.write_all(&out[..at + H + n]).map_err(StreamError::Net)?;
-            at = 0;
-            left -= n as u64;
-            if left == 0 {
-                return Ok(total);
-            }
-        }
-    }
-
-    /// `out` holds the command PDU(s): they leave with the first data PDU, in one write.
-    fn stream_unknown(&mut self, ctx: u8, source: &mut dyn Read, mut transcoder: Option<&mut crate::dataset::Transcoder>, out: &mut Vec<u8>) -> Result<u64, StreamError> {
-        let max = self.conn.max_pdv_data();
-        let mut pend: Vec<u8> = Vec::with_capacity(max * 2);
-        let mut chunk = vec![0u8; max.clamp(4096, 1 << 20)];
-        let mut sent = 0u64;
-        loop {
-            let k = loop {
-                match source.read(&mut chunk) {
-                    Ok(k) => break k,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(StreamError::Source(NetError::Io(e))),
-                }
-            };
-            let source_err = |e: crate::dataset::DatasetError| StreamError::Source(NetError::Protocol(e.to_string()));
-            match transcoder.as_deref_mut() {
-                Some(t) if k == 0 => t.finish(&mut pend).map_err(source_err)?,
-                Some(t) => t.feed(&chunk[..k], &mut pend).map_err(source_err)?,
-                None => pend.extend_from_slice(&chunk[..k]),
-            }
-            let n = self.conn.frame_data(ctx, &mut pend, k == 0, sent == 0, out).map_err(|e| StreamError::Net(self.fail(e, "sending")))?;
-            if n > 0 || k == 0 {
-                self.write_all(out).map_err(StreamError::Net)?;
-                out.clear();
-            }
-            sent += n as u64;
-            if k == 0 {
-                return Ok(sent);
             }
         }
     }

@@ -596,6 +596,15 @@ impl Connection {
     pub fn decide(&mut self, rq: &AssociateRq, decision: AcceptorDecision) -> Result<bool, ConnError> {
         match decision {
             AcceptorDecision::Accept(ac, neg) => {
+                info!(
+                    "association from {} ({}) to {} accepted: {} of {} context(s), peer max PDU {}",
+                    neg.peer_ae_title,
+                    self.peer,
+                    neg.our_ae_title,
+                    neg.contexts.len(),
+                    rq.presentation_contexts.len(),
+                    neg.peer_max_pdu
+                );
                 self.accept(ac, neg)?;
                 Ok(true)
             }
@@ -611,6 +620,13 @@ impl Connection {
                 Ok(false)
             }
         }
+    }
+
+    /// Acceptor: answer `rq` with `reject` when given (a server at its association limit),
+    /// else as `cfg` negotiates it; true when accepted.
+    pub fn answer(&mut self, rq: &AssociateRq, cfg: &AcceptorConfig, reject: Option<AssociateRj>) -> Result<bool, ConnError> {
+        let decision = reject.map(AcceptorDecision::Reject).unwrap_or_else(|| negotiation::negotiate_acceptor(rq, cfg));
+        self.decide(rq, decision)
     }
 
     /// Acceptor: accept (Evt7, A-ASSOCIATE-AC out).
