@@ -14,9 +14,6 @@ use crate::dimse::Command;
 use crate::pdu::AssociateRj;
 use crate::ul::{self, stream::{DataFramer, FrameError}, AcceptorConfig, ConnError, ConnEvent, Connection, DataSink, Deferred, Negotiated, Received, RequestorConfig};
 
-/// Data PDVs at least this large are spliced from the socket into a file sink (Linux).
-const SPLICE_MIN: u32 = 32 * 1024;
-
 /// A socket timeout within this much of the wanted one is left as it is (it saves one
 /// setsockopt per read; the waits are in seconds).
 const TIMEOUT_SLACK: Duration = Duration::from_millis(50);
@@ -30,7 +27,6 @@ pub struct Association {
     timeouts: Timeouts,
     artim: Option<Instant>,
     closed: bool,
-    next_message_id: u16,
     peer: String,
     /// The pipe used to splice socket -> file (Linux), made on first use.
     #[cfg(target_os = "linux")]
@@ -66,11 +62,8 @@ type SinkFor<'a> = &'a mut dyn FnMut(u8, &Command) -> DataSink;
 
 impl Association {
     fn over(t: Box<dyn Transport>, mut conn: Connection, timeouts: Timeouts) -> Self {
-        // Zero-copy receive is on unless FASTDIMSE_NO_SPLICE is set (for comparison, or for
-        // a file system that does not support splice), where the transport has a socket.
-        static SPLICE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        if t.raw_fd().is_some() && *SPLICE.get_or_init(|| std::env::var_os("FASTDIMSE_NO_SPLICE").is_none()) {
-            conn.set_splice(Some(SPLICE_MIN));
+        if t.raw_fd().is_some() {
+            conn.enable_splice();
         }
         let peer = t.peer();
         let mut a = Association {
@@ -80,7 +73,6 @@ impl Association {
             timeouts,
             artim: None,
             closed: false,
-            next_message_id: 1,
             peer,
             #[cfg(target_os = "linux")]
             pipe: None,
@@ -166,9 +158,7 @@ impl Association {
 
     /// A fresh message id (1, 2, ... wrapping, never 0).
     pub fn next_message_id(&mut self) -> u16 {
-        let id = self.next_message_id;
-        self.next_message_id = self.next_message_id.checked_add(1).unwrap_or(1);
-        id
+        self.conn.next_message_id()
     }
 
     /// Send one DIMSE message: the command, then the data set if given. Responses held
