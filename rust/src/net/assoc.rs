@@ -236,10 +236,7 @@ impl Association {
         }
     }
 
-    /// Send one DIMSE message whose data set is read from `source`: `len` bytes when
-    /// known (sent as is), or until end of input. With a `transcoder` the bytes pass
-    /// through it on the way. Memory: one PDU-sized buffer plus the transcoder's.
-    ///
+    /// Send one DIMSE message whose data set is read from `source` (see [`DataFramer`]).
     /// An error while reading or transcoding leaves the message unfinished on the wire;
     /// the association is then aborted (the only way to end a half-sent message).
     pub fn send_message_from(
@@ -253,8 +250,7 @@ impl Association {
         debug!("{}: sending {} on context {} (streamed)", self.peer, command, context_id);
         let mut out = std::mem::take(&mut self.wbuf);
         out.clear();
-        // The command PDU stays at the front of `out` and leaves with the first data PDU,
-        // in one write (see `sys::quick_ack` for why writes are kept whole).
+        // The command leaves with the first data PDU (see `sys::quick_ack` for why).
         let r = match self.conn.send_command(context_id, command, &mut out) {
             Err(e) => Err(StreamError::Net(self.fail(e, "sending"))),
             Ok(()) => {

@@ -10,19 +10,8 @@ use std::time::Duration;
 
 use log::{info, warn};
 
-use super::{NetError, Timeouts};
-pub use crate::service::serve::ServiceHandler;
-use crate::ul::AcceptorConfig;
-
-/// Settings of a server.
-#[derive(Clone)]
-pub struct ServerConfig {
-    pub acceptor: AcceptorConfig,
-    pub timeouts: Timeouts,
-    /// Most associations served at once; further connections are rejected
-    /// (A-ASSOCIATE-RJ transient, service-provider (presentation), local limit exceeded).
-    pub max_associations: usize,
-}
+use super::NetError;
+pub use crate::service::serve::{ServerConfig, ServiceHandler};
 
 struct Shared {
     stopping: AtomicBool,

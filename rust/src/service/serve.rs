@@ -6,8 +6,8 @@ use std::net::TcpStream;
 use log::{debug, warn};
 
 use crate::dimse::Command;
-use crate::net::{Association, DataSink, MessageData, NetError, Received, ServerConfig};
-use crate::ul::Negotiated;
+use crate::net::{Association, DataSink, MessageData, NetError, Received, Timeouts};
+use crate::ul::{AcceptorConfig, Negotiated};
 
 /// Serves the DIMSE messages of one association. Called on the association's thread.
 pub trait ServiceHandler: Send + Sync {
@@ -26,6 +26,16 @@ pub trait ServiceHandler: Send + Sync {
         command: Command,
         data: MessageData,
     ) -> Result<(), NetError>;
+}
+
+/// Settings of a server.
+#[derive(Clone)]
+pub struct ServerConfig {
+    pub acceptor: AcceptorConfig,
+    pub timeouts: Timeouts,
+    /// Most associations served at once; further connections are rejected
+    /// (A-ASSOCIATE-RJ transient, service-provider (presentation), local limit exceeded).
+    pub max_associations: usize,
 }
 
 /// Serve the association on `stream`; `busy` rejects it (the server is at its limit).
