@@ -11,11 +11,8 @@ use log::{debug, info, warn};
 
 use super::{connect, NetError, Timeouts, Transport};
 use crate::dimse::Command;
-use crate::pdu::{AssociateRj, PDATA_SINGLE_PDV_OVERHEAD as H};
-use crate::ul::{self, AcceptorConfig, AcceptorDecision, ConnError, ConnEvent, Connection, DataSink, Deferred, Negotiated, Received, RequestorConfig};
-
-/// Data PDVs at least this large are spliced from the socket into a file sink (Linux).
-const SPLICE_MIN: u32 = 32 * 1024;
+use crate::pdu::AssociateRj;
+use crate::ul::{self, stream::{DataFramer, FrameError}, AcceptorConfig, ConnError, ConnEvent, Connection, DataSink, Deferred, Negotiated, Received, RequestorConfig};
 
 /// A socket timeout within this much of the wanted one is left as it is (it saves one
 /// setsockopt per read; the waits are in seconds).
@@ -30,7 +27,6 @@ pub struct Association {
     timeouts: Timeouts,
     artim: Option<Instant>,
     closed: bool,
-    next_message_id: u16,
     peer: String,
     /// The pipe used to splice socket -> file (Linux), made on first use.
     #[cfg(target_os = "linux")]
@@ -66,11 +62,8 @@ type SinkFor<'a> = &'a mut dyn FnMut(u8, &Command) -> DataSink;
 
 impl Association {
     fn over(t: Box<dyn Transport>, mut conn: Connection, timeouts: Timeouts) -> Self {
-        // Zero-copy receive is on unless FASTDIMSE_NO_SPLICE is set (for comparison, or for
-        // a file system that does not support splice), where the transport has a socket.
-        static SPLICE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        if t.raw_fd().is_some() && *SPLICE.get_or_init(|| std::env::var_os("FASTDIMSE_NO_SPLICE").is_none()) {
-            conn.set_splice(Some(SPLICE_MIN));
+        if t.raw_fd().is_some() {
+            conn.enable_splice();
         }
         let peer = t.peer();
         let mut a = Association {
@@ -80,7 +73,6 @@ impl Association {
             timeouts,
             artim: None,
             closed: false,
-            next_message_id: 1,
             peer,
             #[cfg(target_os = "linux")]
             pipe: None,
@@ -142,23 +134,12 @@ impl Association {
             ConnEvent::AssociateRequest(rq) => rq,
             other => return Err(a.unexpected(other, what)),
         };
-        let decision = reject.map(AcceptorDecision::Reject).unwrap_or_else(|| ul::negotiate_acceptor(&rq, cfg));
-        let accepted = a.conn.decide(&rq, decision).map_err(|e| a.fail(e, what))?;
+        let accepted = a.conn.answer(&rq, cfg, reject).map_err(|e| a.fail(e, what))?;
         a.sync()?;
         if !accepted {
             a.drain_until_closed();
             return Err(a.conn.sent_reject().map_or(NetError::Closed(what), NetError::Rejected));
         }
-        let neg = a.negotiated();
-        info!(
-            "association from {} ({}) to {} accepted: {} of {} context(s), peer max PDU {}",
-            neg.peer_ae_title,
-            a.peer,
-            neg.our_ae_title,
-            neg.contexts.len(),
-            rq.presentation_contexts.len(),
-            neg.peer_max_pdu
-        );
         Ok(a)
     }
 
@@ -177,9 +158,7 @@ impl Association {
 
     /// A fresh message id (1, 2, ... wrapping, never 0).
     pub fn next_message_id(&mut self) -> u16 {
-        let id = self.next_message_id;
-        self.next_message_id = self.next_message_id.checked_add(1).unwrap_or(1);
-        id
+        self.conn.next_message_id()
     }
 
     /// Send one DIMSE message: the command, then the data set if given. Responses held
@@ -257,10 +236,7 @@ impl Association {
         }
     }
 
-    /// Send one DIMSE message whose data set is read from `source`: `len` bytes when
-    /// known (sent as is), or until end of input. With a `transcoder` the bytes pass
-    /// through it on the way. Memory: one PDU-sized buffer plus the transcoder's.
-    ///
+    /// Send one DIMSE message whose data set is read from `source` (see [`DataFramer`]).
     /// An error while reading or transcoding leaves the message unfinished on the wire;
     /// the association is then aborted (the only way to end a half-sent message).
     pub fn send_message_from(
@@ -274,14 +250,24 @@ impl Association {
         debug!("{}: sending {} on context {} (streamed)", self.peer, command, context_id);
         let mut out = std::mem::take(&mut self.wbuf);
         out.clear();
-        // The command PDU stays at the front of `out` and leaves with the first data PDU,
-        // in one write (see `sys::quick_ack` for why writes are kept whole).
+        // The command leaves with the first data PDU (see `sys::quick_ack` for why).
         let r = match self.conn.send_command(context_id, command, &mut out) {
             Err(e) => Err(StreamError::Net(self.fail(e, "sending"))),
-            Ok(()) => match (len, transcoder) {
-                (Some(total), None) => self.stream_known(context_id, source, total, &mut out),
-                (_, t) => self.stream_unknown(context_id, source, t, &mut out),
-            },
+            Ok(()) => {
+                let mut f = DataFramer::new(&self.conn, context_id, source, len, transcoder, &mut out);
+                loop {
+                    break match f.next(&mut self.conn, &mut out) {
+                        Ok(Some(n)) => match self.write_all(&out[..n]) {
+                            Ok(()) => continue,
+                            Err(e) => Err(StreamError::Net(e)),
+                        },
+                        Ok(None) => Ok(f.sent()),
+                        Err(FrameError::Conn(e)) => Err(StreamError::Net(self.fail(e, "sending"))),
+                        Err(FrameError::Read(e)) => Err(StreamError::Source(NetError::Io(e))),
+                        Err(FrameError::Transcode(e)) => Err(StreamError::Source(NetError::Protocol(e))),
+                    };
+                }
+            }
         };
         self.wbuf = out;
         self.finish_stream(command, r)
@@ -346,64 +332,6 @@ impl Association {
             left -= n;
             if left == 0 {
                 return Ok(total);
-            }
-        }
-    }
-
-    /// `out` holds the command PDU(s), sent in one write with the first data PDU. One
-    /// buffer of the command and a whole PDU, zeroed once; each PDU is read into it.
-    fn stream_known(&mut self, ctx: u8, source: &mut dyn Read, total: u64, out: &mut Vec<u8>) -> Result<u64, StreamError> {
-        let max = self.conn.max_pdv_data() as u64;
-        let mut at = out.len();
-        let need = at + H + total.min(max) as usize;
-        if out.len() < need {
-            out.resize(need, 0);
-        }
-        let mut left = total;
-        loop {
-            let n = left.min(max) as usize;
-            let h = self.conn.data_header(ctx, n, left == n as u64).map_err(|e| StreamError::Net(self.fail(e, "sending")))?;
-            out[at..at + H].copy_from_slice(&h);
-            source.read_exact(&mut out[at + H..at + H + n]).map_err(|e| {
-                StreamError::Source(NetError::Io(std::io::Error::new(e.kind(), format!("reading the data set ({} of {total} bytes sent): {e}", total - left))))
-            })?;
-            self.write_all(&out[..at + H + n]).map_err(StreamError::Net)?;
-            at = 0;
-            left -= n as u64;
-            if left == 0 {
-                return Ok(total);
-            }
-        }
-    }
-
-    /// `out` holds the command PDU(s): they leave with the first data PDU, in one write.
-    fn stream_unknown(&mut self, ctx: u8, source: &mut dyn Read, mut transcoder: Option<&mut crate::dataset::Transcoder>, out: &mut Vec<u8>) -> Result<u64, StreamError> {
-        let max = self.conn.max_pdv_data();
-        let mut pend: Vec<u8> = Vec::with_capacity(max * 2);
-        let mut chunk = vec![0u8; max.clamp(4096, 1 << 20)];
-        let mut sent = 0u64;
-        loop {
-            let k = loop {
-                match source.read(&mut chunk) {
-                    Ok(k) => break k,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(StreamError::Source(NetError::Io(e))),
-                }
-            };
-            let source_err = |e: crate::dataset::DatasetError| StreamError::Source(NetError::Protocol(e.to_string()));
-            match transcoder.as_deref_mut() {
-                Some(t) if k == 0 => t.finish(&mut pend).map_err(source_err)?,
-                Some(t) => t.feed(&chunk[..k], &mut pend).map_err(source_err)?,
-                None => pend.extend_from_slice(&chunk[..k]),
-            }
-            let n = self.conn.frame_data(ctx, &mut pend, k == 0, sent == 0, out).map_err(|e| StreamError::Net(self.fail(e, "sending")))?;
-            if n > 0 || k == 0 {
-                self.write_all(out).map_err(StreamError::Net)?;
-                out.clear();
-            }
-            sent += n as u64;
-            if k == 0 {
-                return Ok(sent);
             }
         }
     }

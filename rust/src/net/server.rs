@@ -1,5 +1,5 @@
-//! The listening side: accept TCP connections, run one association per thread, hand
-//! DIMSE messages to a [`ServiceHandler`].
+//! The listening side: accept TCP connections, each served on its own thread by
+//! [`serve_connection`](crate::service::serve::serve_connection).
 
 use std::collections::HashMap;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -8,40 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use log::{debug, info, warn};
+use log::{info, warn};
 
-use super::{Association, DataSink, MessageData, NetError, Received, Timeouts};
-use crate::dimse::Command;
-use crate::ul::{AcceptorConfig, Negotiated};
-
-/// Serves the DIMSE messages of one association. Called on the association's thread.
-pub trait ServiceHandler: Send + Sync {
-    /// Where the data set of an incoming request goes (default: memory). Called when its
-    /// command has arrived, before the first data fragment.
-    fn data_sink(&self, _negotiated: &Negotiated, _context_id: u8, _command: &Command) -> DataSink {
-        DataSink::Memory
-    }
-
-    /// Handle one request. The handler sends its response(s) with
-    /// `assoc.send_message`; an error aborts the association.
-    fn on_message(
-        &self,
-        assoc: &mut Association,
-        context_id: u8,
-        command: Command,
-        data: MessageData,
-    ) -> Result<(), NetError>;
-}
-
-/// Settings of a server.
-#[derive(Clone)]
-pub struct ServerConfig {
-    pub acceptor: AcceptorConfig,
-    pub timeouts: Timeouts,
-    /// Most associations served at once; further connections are rejected
-    /// (A-ASSOCIATE-RJ transient, service-provider (presentation), local limit exceeded).
-    pub max_associations: usize,
-}
+use super::NetError;
+pub use crate::service::serve::{ServerConfig, ServiceHandler};
 
 struct Shared {
     stopping: AtomicBool,
@@ -146,7 +116,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, config: Arc<ServerCon
         let spawned = std::thread::Builder::new()
             .name(format!("fastdimse-assoc-{id}"))
             .spawn(move || {
-                serve_connection(stream, &cfg, h.as_ref(), busy);
+                crate::service::serve::serve_connection(stream, &cfg, h.as_ref(), busy);
                 if let Ok(mut c) = sh.conns.lock() {
                     c.remove(&id);
                 }
@@ -165,48 +135,6 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, config: Arc<ServerCon
                         let _ = s.shutdown(Shutdown::Both);
                     }
                 }
-            }
-        }
-    }
-}
-
-fn serve_connection(stream: TcpStream, config: &ServerConfig, handler: &dyn ServiceHandler, busy: bool) {
-    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    debug!("connection from {peer}");
-    let reject = busy.then_some(crate::ul::reject::LOCAL_LIMIT_EXCEEDED);
-    let mut assoc = match Association::accept_or_reject(stream, &config.acceptor, config.timeouts, reject) {
-        Ok(a) => a,
-        Err(NetError::Rejected(_)) => return, // logged by accept()
-        Err(e) => {
-            warn!("association from {peer} failed during negotiation: {e}");
-            return;
-        }
-    };
-    let negotiated = assoc.negotiated().clone();
-    loop {
-        let received = assoc.receive_with(
-            config.timeouts.network,
-            "waiting for the next request (network timeout)",
-            &mut |ctx, cmd| handler.data_sink(&negotiated, ctx, cmd),
-        );
-        match received {
-            Ok(Received::Message { context_id, command, data }) => {
-                if let Err(e) = handler.on_message(&mut assoc, context_id, command, data) {
-                    warn!("association from {peer} ended: {e}");
-                    let _ = assoc.abort();
-                    return;
-                }
-            }
-            Ok(Received::ReleaseRequested) => {
-                if let Err(e) = assoc.release_response() {
-                    debug!("release response to {peer} failed: {e}");
-                }
-                return;
-            }
-            Err(NetError::Aborted { .. }) => return, // logged by the association
-            Err(e) => {
-                warn!("association from {peer} ended: {e}");
-                return;
             }
         }
     }

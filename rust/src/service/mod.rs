@@ -3,9 +3,11 @@
 //! - [`store`]: Storage (C-STORE): the SCU that streams files to a peer, the SCP that
 //!   writes them, the header scan and the status codes.
 //! - [`qr`]: Query/Retrieve (C-FIND, C-MOVE, C-GET), both roles.
+//! - [`serve`]: one accepted connection, its requests to a [`serve::ServiceHandler`].
 
 pub mod echo;
 pub mod qr;
+pub mod serve;
 pub mod store;
 
 use crate::dimse::{field, Command};

@@ -62,6 +62,8 @@ const UNLIMITED_PDU_LIMIT: u32 = 1 << 30;
 pub const READ_CHUNK: usize = 256 * 1024;
 /// Most bytes read through the buffer for [`Sink::prefix_wanted`](super::Sink) per PDV.
 const PREFIX_READ: usize = 16 * 1024;
+/// Data PDVs at least this large are spliced into a file sink by a driver that can.
+pub const SPLICE_MIN: u32 = 32 * 1024;
 /// Most responses held at once; past this the oldest is settled first.
 const MAX_DEFERRED: usize = 64;
 /// A P-DATA-TF header and its first PDV item header.
@@ -155,6 +157,7 @@ pub struct Connection {
     deferred: VecDeque<(u8, Box<dyn Deferred>)>,
     /// We asked to release: a collision is answered here, messages are dropped.
     releasing: bool,
+    next_message_id: u16,
 }
 
 impl Connection {
@@ -179,6 +182,7 @@ impl Connection {
             sent_reject: None,
             deferred: VecDeque::new(),
             releasing: false,
+            next_message_id: 1,
         }
     }
 
@@ -236,6 +240,23 @@ impl Connection {
     /// spliced data ([`Event::Splice`]); None (the default) reads every byte through here.
     pub fn set_splice(&mut self, min: Option<u32>) {
         self.splice_min = min;
+    }
+
+    /// The driver can splice: data PDVs of [`SPLICE_MIN`] bytes or more are offered to it,
+    /// unless FASTDIMSE_NO_SPLICE is set (for comparison, or for a file system that does
+    /// not support splice).
+    pub fn enable_splice(&mut self) {
+        static SPLICE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if *SPLICE.get_or_init(|| std::env::var_os("FASTDIMSE_NO_SPLICE").is_none()) {
+            self.set_splice(Some(SPLICE_MIN));
+        }
+    }
+
+    /// A fresh message id (1, 2, ... wrapping, never 0).
+    pub fn next_message_id(&mut self) -> u16 {
+        let id = self.next_message_id;
+        self.next_message_id = self.next_message_id.checked_add(1).unwrap_or(1);
+        id
     }
 
     /// Received bytes not yet turned into events.
@@ -596,6 +617,15 @@ impl Connection {
     pub fn decide(&mut self, rq: &AssociateRq, decision: AcceptorDecision) -> Result<bool, ConnError> {
         match decision {
             AcceptorDecision::Accept(ac, neg) => {
+                info!(
+                    "association from {} ({}) to {} accepted: {} of {} context(s), peer max PDU {}",
+                    neg.peer_ae_title,
+                    self.peer,
+                    neg.our_ae_title,
+                    neg.contexts.len(),
+                    rq.presentation_contexts.len(),
+                    neg.peer_max_pdu
+                );
                 self.accept(ac, neg)?;
                 Ok(true)
             }
@@ -611,6 +641,13 @@ impl Connection {
                 Ok(false)
             }
         }
+    }
+
+    /// Acceptor: answer `rq` with `reject` when given (a server at its association limit),
+    /// else as `cfg` negotiates it; true when accepted.
+    pub fn answer(&mut self, rq: &AssociateRq, cfg: &AcceptorConfig, reject: Option<AssociateRj>) -> Result<bool, ConnError> {
+        let decision = reject.map(AcceptorDecision::Reject).unwrap_or_else(|| negotiation::negotiate_acceptor(rq, cfg));
+        self.decide(rq, decision)
     }
 
     /// Acceptor: accept (Evt7, A-ASSOCIATE-AC out).

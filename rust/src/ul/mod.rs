@@ -8,6 +8,7 @@ pub mod connection;
 pub mod machine;
 pub mod message;
 pub mod negotiation;
+pub mod stream;
 
 pub use connection::{fuzz_feed, ConnError, Connection, Event as ConnEvent};
 pub use machine::*;
