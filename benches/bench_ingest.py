@@ -117,7 +117,7 @@ def main() -> int:
         run("storescu -> storescp (unindexed; TCP_NODELAY=1 both)", start_storescp,
             lambda port: storescu(port, "STORESCP", src, nodelay=True))
         def start_dcmqrscp(out: Path) -> peers.Peer:
-            from qr import dcmqrscp_config
+            from benches.qr import dcmqrscp_config
 
             out.mkdir(parents=True)
             port = free_port()
