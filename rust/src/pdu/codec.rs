@@ -757,3 +757,7 @@ use super::encode::*;
 #[cfg(test)]
 #[path = "codec_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "fragment_tests.rs"]
+mod fragment_tests;
