@@ -201,11 +201,12 @@ def find(assoc: Association, identifier, level: str = "STUDY", root: str = "stud
     sop = sop_class_for(root, "find")
     ts = _context_ts(assoc, sop)
     ds = make_identifier(identifier, level)
-    responses = assoc._core.find(sop, _codec().encode(ds, ts), message_id, priority)
+    codec = _codec()
+    responses = assoc._core.find(sop, codec.encode(ds, ts), message_id, priority)
     try:
         for rsp in responses:
             data = rsp.identifier
-            yield _codec().decode(data, ts) if data else Dataset()
+            yield codec.decode(data, ts) if data else Dataset()
     finally:
         if not responses.finished and assoc.is_established:
             try:
