@@ -1,0 +1,295 @@
+"""What every ``fastdimse`` command shares: peers, exit codes, logging, output, progress.
+
+Exit codes (the same for every command):
+
+    0  everything succeeded
+    1  some instances or operations failed (they are listed)
+    2  usage error (one line on stderr, never a traceback)
+    3  no association could be made (unreachable, refused, rejected)
+
+Peers are written ``AE@host:port`` or dcmtk style (``-aec AE`` then host and port), see
+:func:`parse_peer`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import re
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+__all__ = [
+    "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_NO_ASSOCIATION",
+    "CliError", "Peer", "parse_peer", "split_peer_args", "ae_title_option_value",
+    "client_options", "logging_options", "setup_logging", "association_errors",
+    "report_error", "emit_json", "progress_bar", "DEFAULT_AET", "DEFAULT_CALLED_AET",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NO_ASSOCIATION = 3
+
+# Our AE title when none is given, and the called AE title for a peer given as host and
+# port only (dcmtk's tools default to ANY-SCP too).
+DEFAULT_AET = "FASTDIMSE"
+DEFAULT_CALLED_AET = "ANY-SCP"
+
+
+class CliError(Exception):
+    """An error a command reports as one line, with its exit code."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def report_error(message: str) -> None:
+    """One line on stderr: ``fastdimse: error: ...``."""
+    click.echo(f"fastdimse: error: {message}", err=True)
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A remote node as the command line names it."""
+
+    ae_title: str
+    host: str
+    port: int
+
+    def entity(self):
+        from ..entity import Entity
+
+        return Entity(self.ae_title, self.host, self.port)
+
+    def __str__(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+_PEER_RE = re.compile(r"^(?P<ae>[^@]*)@(?P<host>\[[^\]]+\]|[^:@]+):(?P<port>[^:@]+)$")
+
+
+def ae_title_option_value(value: str, what: str = "AE title") -> str:
+    """Validate an AE title (PS3.5: at most 16 characters, no backslash or control
+    characters); a usage error saying why if it is not one."""
+    from ..entity import validate_ae_title
+
+    try:
+        return validate_ae_title(value)
+    except (ValueError, TypeError) as exc:
+        raise click.BadParameter(f"{what} {value!r}: {exc}") from None
+
+
+def _port(text: str, peer_text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise click.BadParameter(f"{peer_text!r}: port {text!r} is not a number") from None
+    if not 1 <= port <= 65535:
+        raise click.BadParameter(f"{peer_text!r}: port {port} is outside 1..65535")
+    return port
+
+
+def parse_peer(text: str) -> Peer:
+    """``AE@host:port`` -> :class:`Peer` (IPv6 hosts in brackets); a usage error naming
+    what is wrong otherwise."""
+    m = _PEER_RE.match(text.strip())
+    if m is None:
+        raise click.BadParameter(f"{text!r} is not a peer: write AE@host:port, e.g. STORESCP@127.0.0.1:11112")
+    ae = ae_title_option_value(m["ae"], "called AE title")
+    host = m["host"].strip("[]")
+    return Peer(ae, host, _port(m["port"], text))
+
+
+def split_peer_args(args: Sequence[str], called_aet: str | None) -> tuple[Peer, list[str]]:
+    """The peer at the front of a command's positional arguments, and the rest.
+
+    Either one ``AE@host:port`` (then ``-aec`` must not contradict it), or dcmtk style:
+    host and port, with the AE title from ``-aec`` (default ANY-SCP).
+    """
+    args = list(args)
+    if not args:
+        raise click.UsageError("no peer given: write AE@host:port, or -aec AE host port")
+    first = args[0]
+    if "@" in first:
+        peer = parse_peer(first)
+        if called_aet is not None and ae_title_option_value(called_aet, "called AE title") != peer.ae_title:
+            raise click.UsageError(f"-aec {called_aet} contradicts the peer {first}")
+        return peer, args[1:]
+    if len(args) < 2:
+        raise click.UsageError(f"{first!r} is not a peer: write AE@host:port, or -aec AE host port")
+    ae = ae_title_option_value(called_aet if called_aet is not None else DEFAULT_CALLED_AET, "called AE title")
+    return Peer(ae, first, _port(args[1], f"{first} {args[1]}")), args[2:]
+
+
+# --- logging ---------------------------------------------------------------------------
+
+
+def setup_logging(verbose: bool, debug: bool) -> None:
+    """-v: INFO, -d: DEBUG on the ``fastdimse`` logger (to stderr); else warnings only."""
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    logger = logging.getLogger("fastdimse")
+    if not any(getattr(h, "_fastdimse_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler._fastdimse_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(level)
+    from .. import refresh_logging
+
+    refresh_logging()
+
+
+def logging_options(func: Callable) -> Callable:
+    """-v/--verbose and -d/--debug, applied before the command runs."""
+
+    def apply(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+        if value:
+            params = ctx.meta.setdefault("fastdimse.log", set())
+            params.add(param.name)
+            setup_logging("verbose" in params, "debug" in params)
+        return value
+
+    func = click.option("-d", "--debug", is_flag=True, expose_value=False, callback=apply,
+                        is_eager=True, help="Debug logging (the fastdimse logger, on stderr).")(func)
+    func = click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=apply,
+                        is_eager=True, help="Informational logging.")(func)
+    return func
+
+
+# --- options of the client commands ------------------------------------------------------
+
+
+def _aet_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    return None if value is None else ae_title_option_value(value, "AE title")
+
+
+def client_options(func: Callable) -> Callable:
+    """Our AE title (--aet, dcmtk's -aet), the called AE title (-aec, --called-aet), the
+    maximum PDU we receive (--pdu, dcmtk's -pdu), timeouts, --json, -v/-d.
+
+    The command receives ``aet``, ``called_aet``, ``pdu``, ``timeout`` and ``json_out``.
+    """
+    opts = [
+        click.option("--aet", "-aet", "aet", default=DEFAULT_AET, show_default=True,
+                     callback=_aet_callback, help="Our (calling) AE title."),
+        click.option("--called-aet", "-aec", "called_aet", default=None,
+                     help=f"The peer's AE title, when the peer is given as host and port (default {DEFAULT_CALLED_AET})."),
+        click.option("--pdu", "-pdu", "pdu", type=click.IntRange(0, 0xFFFFFFFF), default=16384,
+                     show_default=True, help="Maximum PDU length we receive (0: no limit)."),
+        click.option("--timeout", "-to", "timeout", type=click.FloatRange(min=0, min_open=True),
+                     default=30.0, show_default=True, help="Connect, ACSE and DIMSE timeout in seconds."),
+        click.option("--json", "json_out", is_flag=True, help="Machine-readable results on stdout."),
+    ]
+    for opt in reversed(opts):
+        func = opt(func)
+    return logging_options(func)
+
+
+def make_scu(aet: str, pdu: int, timeout: float):
+    """A DICOMSCU for our AE title with the command's PDU size and timeouts."""
+    from ..entity import Entity
+    from ..scu import DICOMSCU
+
+    return DICOMSCU(Entity(aet, "0.0.0.0", 0), max_pdu_length=pdu, connect_timeout=timeout,
+                    acse_timeout=timeout, dimse_timeout=timeout, network_timeout=max(timeout, 60.0))
+
+
+@contextlib.contextmanager
+def association_errors(peer: Peer) -> Iterator[None]:
+    """Turn a failure to reach or associate with ``peer`` into exit 3, and any other
+    fastdimse error into one line and exit 1."""
+    from ..errors import AssociationAborted, AssociationRejected, DicomError, NetworkError
+
+    try:
+        yield
+    except AssociationRejected as exc:
+        raise CliError(f"{peer}: association rejected: {exc}", EXIT_NO_ASSOCIATION) from None
+    except NetworkError as exc:
+        raise CliError(f"{peer}: no association: {exc}", EXIT_NO_ASSOCIATION) from None
+    except AssociationAborted as exc:
+        raise CliError(f"{peer}: association aborted: {exc}", EXIT_FAILED) from None
+    except DicomError as exc:
+        raise CliError(f"{peer}: {exc}", EXIT_FAILED) from None
+
+
+# --- output -----------------------------------------------------------------------------
+
+
+def emit_json(doc: Any) -> None:
+    """One JSON document on stdout."""
+    click.echo(json.dumps(doc, indent=2, default=str))
+
+
+class _QuietProgress:
+    """What progress_bar gives when output is not a terminal: the same calls, no output."""
+
+    def update(self, *, advance: int = 1, nbytes: int = 0) -> None:
+        pass
+
+    def set_total(self, total: int | None) -> None:
+        pass
+
+
+class _RichProgress:
+    def __init__(self, progress, task) -> None:
+        self._progress = progress
+        self._task = task
+        self._bytes = 0
+
+    def update(self, *, advance: int = 1, nbytes: int = 0) -> None:
+        self._bytes += nbytes
+        self._progress.update(self._task, advance=advance, mb=self._bytes / 1e6)
+
+    def set_total(self, total: int | None) -> None:
+        self._progress.update(self._task, total=total)
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, total: int | None = None, *, enabled: bool | None = None):
+    """A progress bar on stderr (instances, MB, rate, ETA); quiet when stderr is not a
+    terminal (or ``enabled=False``). Yields an object with ``update(advance=, nbytes=)``
+    and ``set_total(n)``."""
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        yield _QuietProgress()
+        return
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn,
+                               TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+
+    columns = [
+        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TaskProgressColumn(), TextColumn("{task.fields[mb]:.1f} MB"),
+        # task.speed is None until two samples exist: the rate field shows "-" until then.
+        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
+        task = progress.add_task(description, total=total, mb=0.0, rate="-")
+
+        class _Bar(_RichProgress):
+            def update(self, *, advance: int = 1, nbytes: int = 0) -> None:
+                super().update(advance=advance, nbytes=nbytes)
+                speed = progress.tasks[0].speed
+                progress.update(task, rate=f"{speed:.0f}/s" if speed else "-")
+
+        yield _Bar(progress, task)
+
+
+def returns_exit_code(func: Callable[..., int | None]) -> Callable[..., int]:
+    """A command body that returns its exit code (None = 0); the code reaches main()."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs) -> int:
+        rv = func(*args, **kwargs)
+        return EXIT_OK if rv is None else int(rv)
+
+    return wrapper
