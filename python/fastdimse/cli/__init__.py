@@ -21,9 +21,9 @@ __all__ = ["cli", "main", "main_exit"]
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "echo": ("client", "echo", "C-ECHO a node (echoscu)."),
     "store": ("client", "store", "C-STORE files and folders (storescu +sd +r)."),
-    "find": ("client", "find", "C-FIND with -k keys; a table, JSON or CSV (findscu)."),
-    "move": ("client", "move", "C-MOVE to an AE, with counts (movescu)."),
-    "get": ("client", "get", "C-GET into a folder, with counts (getscu)."),
+    "find": ("query", "find", "C-FIND with -k keys; a table, JSON or CSV (findscu)."),
+    "move": ("query", "move", "C-MOVE to an AE, with counts (movescu)."),
+    "get": ("query", "get", "C-GET into a folder, with counts (getscu)."),
     "dump": ("dump", "dump", "Print a DICOM file's elements (dcmdump)."),
     "scp": ("servers", "scp", "A storage SCP writing into a folder (storescp)."),
     "qrscp": ("servers", "qrscp", "The Q/R archive: storage, index, C-FIND/MOVE/GET (dcmqrscp)."),
