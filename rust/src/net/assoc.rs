@@ -112,19 +112,14 @@ impl Association {
         }
     }
 
-    /// Acceptor: run negotiation on an accepted TCP connection. On rejection the
-    /// A-ASSOCIATE-RJ is sent and an error returned.
-    pub fn accept(stream: TcpStream, cfg: &AcceptorConfig, timeouts: Timeouts) -> Result<Association, NetError> {
-        Self::accept_or_reject(stream, cfg, timeouts, None)
-    }
-
-    /// Like [`accept`](Self::accept), but answers any valid request with `reject` when
-    /// given (a server at its association limit rejects this way).
-    pub fn accept_or_reject(stream: TcpStream, cfg: &AcceptorConfig, timeouts: Timeouts, reject: Option<AssociateRj>) -> Result<Association, NetError> {
+    /// Acceptor: run negotiation on an accepted TCP connection, answering any valid
+    /// request with `reject` when given (a server at its association limit rejects this
+    /// way). On rejection the A-ASSOCIATE-RJ is sent and an error returned.
+    pub fn accept(stream: TcpStream, cfg: &AcceptorConfig, timeouts: Timeouts, reject: Option<AssociateRj>) -> Result<Association, NetError> {
         Self::accept_over(tcp(stream), cfg, timeouts, reject)
     }
 
-    /// [`accept_or_reject`](Self::accept_or_reject) over any transport (TLS, for example).
+    /// [`accept`](Self::accept) over any transport (TLS, for example).
     pub fn accept_over(t: Box<dyn Transport>, cfg: &AcceptorConfig, timeouts: Timeouts, reject: Option<AssociateRj>) -> Result<Association, NetError> {
         let peer = t.peer();
         let mut a = Association::over(t, Connection::acceptor(&peer), timeouts);

@@ -11,13 +11,11 @@
 //!   (an SCP waiting for the next request).
 
 mod assoc;
-pub mod server;
 #[cfg(target_os = "linux")]
 mod sys;
 
 pub use crate::ul::{DataSink, Deferred, MessageData, Received, Sink};
 pub use assoc::Association;
-pub use server::{Server, ServerConfig, ServiceHandler};
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};

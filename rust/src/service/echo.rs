@@ -9,7 +9,8 @@ use std::time::Duration;
 use log::warn;
 
 use crate::dimse::{field, Command, VERIFICATION_SOP_CLASS};
-use crate::net::{Association, MessageData, NetError, Received, ServiceHandler};
+use crate::net::{Association, MessageData, NetError, Received};
+use crate::service::serve::ServiceHandler;
 
 /// DIMSE status: success.
 pub const STATUS_SUCCESS: u16 = 0x0000;

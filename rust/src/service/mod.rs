@@ -4,10 +4,12 @@
 //!   writes them, the header scan and the status codes.
 //! - [`qr`]: Query/Retrieve (C-FIND, C-MOVE, C-GET), both roles.
 //! - [`serve`]: one accepted connection, its requests to a [`serve::ServiceHandler`].
+//! - [`server`]: the listening side, a thread per accepted connection.
 
 pub mod echo;
 pub mod qr;
 pub mod serve;
+pub mod server;
 pub mod store;
 
 use crate::dimse::{field, Command};

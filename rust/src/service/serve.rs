@@ -43,7 +43,7 @@ pub fn serve_connection(stream: TcpStream, config: &ServerConfig, handler: &dyn 
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     debug!("connection from {peer}");
     let reject = busy.then_some(crate::ul::reject::LOCAL_LIMIT_EXCEEDED);
-    let mut assoc = match Association::accept_or_reject(stream, &config.acceptor, config.timeouts, reject) {
+    let mut assoc = match Association::accept(stream, &config.acceptor, config.timeouts, reject) {
         Ok(a) => a,
         Err(NetError::Rejected(_)) => return, // logged by accept()
         Err(e) => {

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fastdimse::net::server::{Server, ServerConfig, ServiceHandler};
+use fastdimse::service::server::{Server, ServerConfig, ServiceHandler};
 use fastdimse::net::{Association, Timeouts};
 use fastdimse::service::echo::EchoOnlyHandler;
 use fastdimse::ul::{AcceptorConfig, RequestorConfig};

@@ -15,7 +15,8 @@ use log::warn;
 use super::status;
 use crate::dataset::{split_elements, TransferSyntax};
 use crate::dimse::{field, Command};
-use crate::net::{Association, NetError, Received, ServiceHandler};
+use crate::net::{Association, NetError, Received};
+use crate::service::serve::ServiceHandler;
 use crate::service::prepare_request;
 use crate::service::store::StorageHandler;
 
@@ -349,14 +350,15 @@ pub fn get_scu(
 
 #[cfg(test)]
 mod tests {
-    //! The SCU loops against a scripted peer: our own `net::Server` on loopback, whose
+    //! The SCU loops against a scripted peer: our own `service::server::Server` on loopback, whose
     //! handler answers each request with a fixed sequence of responses.
     use std::sync::{Arc, Mutex};
 
     use super::*;
     use crate::dataset::{write_element_header, Encoding};
     use crate::dimse::VERIFICATION_SOP_CLASS;
-    use crate::net::{MessageData, Server, ServerConfig, Timeouts};
+    use crate::net::{MessageData, Timeouts};
+    use crate::service::server::{Server, ServerConfig};
     use crate::service::echo::{answer_echo_or_unrecognized, echo_scu};
     use crate::service::qr::scp::failed_uid_list;
     use crate::service::qr::sop::{STUDY_ROOT_FIND, STUDY_ROOT_MOVE};

@@ -14,7 +14,8 @@ use log::{debug, info, warn};
 
 use crate::dataset::{self, FileMeta, TransferSyntax};
 use crate::dimse::{field, Command};
-use crate::net::{Association, DataSink, MessageData, NetError, ServiceHandler, Sink};
+use crate::net::{Association, DataSink, MessageData, NetError, Sink};
+use crate::service::serve::ServiceHandler;
 use crate::service::echo::answer_echo_or_unrecognized;
 use crate::ul::Negotiated;
 

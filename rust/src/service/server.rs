@@ -1,5 +1,6 @@
 //! The listening side: accept TCP connections, each served on its own thread by
-//! [`serve_connection`](crate::service::serve::serve_connection).
+//! [`serve_connection`](super::serve::serve_connection). It sits in the service layer
+//! (above the `net` driver) because it hands each connection to the services.
 
 use std::collections::HashMap;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -10,8 +11,8 @@ use std::time::Duration;
 
 use log::{info, warn};
 
-use super::NetError;
-pub use crate::service::serve::{ServerConfig, ServiceHandler};
+pub use super::serve::{ServerConfig, ServiceHandler};
+use crate::net::NetError;
 
 struct Shared {
     stopping: AtomicBool,
@@ -116,7 +117,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, config: Arc<ServerCon
         let spawned = std::thread::Builder::new()
             .name(format!("fastdimse-assoc-{id}"))
             .spawn(move || {
-                crate::service::serve::serve_connection(stream, &cfg, h.as_ref(), busy);
+                super::serve::serve_connection(stream, &cfg, h.as_ref(), busy);
                 if let Ok(mut c) = sh.conns.lock() {
                     c.remove(&id);
                 }
