@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
-from . import _core
+from . import _core, status
 from .entity import Entity, validate_ae_title
 from .errors import NoAcceptedContext, QueryFailed
 from .sop import LEVELS, UNIQUE_KEYS, sop_class_for
@@ -37,7 +37,7 @@ def _codec():
 log = logging.getLogger("fastdimse")
 
 #: C-CANCEL's final status (PS3.4 C.4.1.1.4).
-CANCEL = 0xFE00
+CANCEL = status.CANCEL
 
 
 @dataclass(frozen=True)
@@ -215,7 +215,7 @@ def find(assoc: Association, identifier, level: str = "STUDY", root: str = "stud
                 log.warning("C-CANCEL did not end cleanly (%s); aborting the association", e)
                 assoc.abort()
     final = responses.final_response
-    if final is not None and final.status not in (0x0000, CANCEL):
+    if final is not None and final.status not in (status.SUCCESS, CANCEL):
         comment = final.error_comment
         raise QueryFailed(f"C-FIND failed with status 0x{final.status:04X}" + (f": {comment}" if comment else ""),
                           final.status, comment)

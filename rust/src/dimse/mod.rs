@@ -8,6 +8,7 @@
 //! them (small identifiers) or streams them to a file (C-STORE).
 
 pub mod command;
+pub mod status;
 
 pub use command::{field, priority, Command, CommandError};
 

@@ -43,7 +43,7 @@ pub struct PyResponse {
 impl PyResponse {
     #[getter]
     fn is_pending(&self) -> bool {
-        matches!(self.status, 0xFF00 | 0xFF01)
+        crate::dimse::status::category(self.status) == "pending"
     }
 
     fn __repr__(&self) -> String {

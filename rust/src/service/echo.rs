@@ -12,10 +12,7 @@ use crate::dimse::{field, Command, VERIFICATION_SOP_CLASS};
 use crate::net::{Association, MessageData, NetError, Received};
 use crate::service::serve::ServiceHandler;
 
-/// DIMSE status: success.
-pub const STATUS_SUCCESS: u16 = 0x0000;
-/// DIMSE status: unrecognized operation (PS3.7 C.4.3).
-pub const STATUS_UNRECOGNIZED_OPERATION: u16 = 0x0211;
+use crate::dimse::status::{SUCCESS, UNRECOGNIZED_OPERATION};
 
 /// C-ECHO as SCU on the accepted Verification context: returns (status, message ID
 /// being responded to). A response to another message ID is taken, with a warning;
@@ -61,7 +58,7 @@ impl ServiceHandler for EchoOnlyHandler {
 /// nothing is running, other requests get 0x0211, responses from the peer are logged.
 pub fn answer_echo_or_unrecognized(assoc: &mut Association, ctx: u8, command: &Command) -> Result<(), NetError> {
     match command.command_field {
-        field::C_ECHO_RQ => assoc.send_message(ctx, &Command::response_to(command, STATUS_SUCCESS), None),
+        field::C_ECHO_RQ => assoc.send_message(ctx, &Command::response_to(command, SUCCESS), None),
         field::C_CANCEL_RQ => Ok(()),
         f if f & 0x8000 != 0 => {
             warn!("{}: unexpected response {} ignored", assoc.peer_addr(), command);
@@ -69,7 +66,7 @@ pub fn answer_echo_or_unrecognized(assoc: &mut Association, ctx: u8, command: &C
         }
         _ => {
             warn!("{}: {} not supported here; answering 0x0211", assoc.peer_addr(), command);
-            assoc.send_message(ctx, &Command::response_to(command, STATUS_UNRECOGNIZED_OPERATION), None)
+            assoc.send_message(ctx, &Command::response_to(command, UNRECOGNIZED_OPERATION), None)
         }
     }
 }

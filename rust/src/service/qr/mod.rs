@@ -21,9 +21,7 @@ pub mod sop {
 
 /// Q/R statuses (PS3.4 C.4.1.1.4, C.4.2.1.5, C.4.3.1.4).
 pub mod status {
-    pub const SUCCESS: u16 = 0x0000;
-    pub const PENDING: u16 = 0xFF00;
-    pub const CANCEL: u16 = 0xFE00;
+    pub use crate::dimse::status::{CANCEL, PENDING, PENDING_WARNING, SUCCESS};
     /// Warning: sub-operations complete, one or more failures or warnings.
     pub const SUBOPS_WARNING: u16 = 0xB000;
     /// Refused: out of resources, unable to perform sub-operations.

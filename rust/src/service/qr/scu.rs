@@ -20,9 +20,6 @@ use crate::service::serve::ServiceHandler;
 use crate::service::prepare_request;
 use crate::service::store::StorageHandler;
 
-/// Pending status with a warning: some optional keys are not supported (PS3.4 C.4.1.1.4).
-pub const PENDING_WARNING: u16 = 0xFF01;
-
 /// Responses read per call at most (the first one waits, the others were already there).
 pub const BATCH: usize = 256;
 
@@ -63,7 +60,7 @@ impl QrResponse {
 }
 
 fn is_pending(status: Option<u16>) -> bool {
-    matches!(status, Some(status::PENDING) | Some(PENDING_WARNING))
+    matches!(status, Some(status::PENDING) | Some(status::PENDING_WARNING))
 }
 
 fn failed_uids(data: &[u8], transfer_syntax: &str) -> Result<Vec<String>, String> {
@@ -445,7 +442,7 @@ mod tests {
             foreign.message_id_being_responded_to = rq.message_id.map(|m| m.wrapping_add(100));
             assoc.send_message(ctx, &foreign, Some(&patient("OTHER")))?;
             pending(assoc, ctx, rq, status::PENDING, &patient("P1"))?;
-            pending(assoc, ctx, rq, PENDING_WARNING, &patient("P2"))?;
+            pending(assoc, ctx, rq, status::PENDING_WARNING, &patient("P2"))?;
             pending(assoc, ctx, rq, status::PENDING, &patient("P3"))?;
             final_rsp(assoc, ctx, rq, status::SUCCESS, None)
         }));

@@ -1,6 +1,8 @@
-//! C-STORE status codes (PS3.4 B.2.3, PS3.7 Annex C).
+//! C-STORE status codes (PS3.4 B.2.3) and their words; the shared codes and the
+//! categories are in `dimse::status`.
 
-pub const SUCCESS: u16 = 0x0000;
+pub use crate::dimse::status::{is_failure, DUPLICATE_SOP_INSTANCE, PROCESSING_FAILURE, SOP_CLASS_NOT_SUPPORTED, SUCCESS};
+
 /// Warning: coercion of data elements.
 pub const WARNING_COERCION: u16 = 0xB000;
 /// Warning: data set does not match SOP class.
@@ -13,17 +15,6 @@ pub const OUT_OF_RESOURCES: u16 = 0xA700;
 pub const DATASET_MISMATCH: u16 = 0xA900;
 /// Error: cannot understand.
 pub const CANNOT_UNDERSTAND: u16 = 0xC000;
-/// Refused: SOP class not supported.
-pub const SOP_CLASS_NOT_SUPPORTED: u16 = 0x0122;
-/// Duplicate SOP instance (PS3.7 C.5.x; used with the "reject" duplicate policy).
-pub const DUPLICATE_SOP_INSTANCE: u16 = 0x0111;
-/// Processing failure.
-pub const PROCESSING_FAILURE: u16 = 0x0110;
-
-/// True for statuses that mean the operation failed (not success, warning, pending, cancel).
-pub fn is_failure(s: u16) -> bool {
-    !(s == SUCCESS || s == 0x0001 || s & 0xF000 == 0xB000 || s == 0x0107 || s == 0x0116 || s == 0xFF00 || s == 0xFF01 || s == 0xFE00)
-}
 
 /// Words for a C-STORE status.
 pub fn describe(s: u16) -> &'static str {
