@@ -477,13 +477,17 @@ impl StorageHandler {
     pub fn new(config: StorageConfig, on_stored: Option<Arc<OnStored>>) -> io::Result<StorageHandler> {
         config.validate().map_err(io::Error::other)?;
         fs::create_dir_all(&config.storage_dir)?;
-        // Leftovers of a crashed earlier run are never complete instances.
+        // Leftovers of a crashed earlier run: a .part is never a complete instance; a
+        // .replaced is an acknowledged copy set aside for a replacement that was never
+        // acknowledged (the aside goes before the response does), so it goes back.
         if let Ok(rd) = fs::read_dir(&config.storage_dir) {
             for e in rd.flatten() {
                 let name = e.file_name();
                 let name = name.to_string_lossy();
                 if name.starts_with(".fastdimse-") && name.ends_with(".part") {
                     let _ = fs::remove_file(e.path());
+                } else if name.starts_with(".fastdimse-") && name.ends_with(".replaced.target") {
+                    restore_aside(&config.storage_dir, &e.path());
                 }
             }
         }
@@ -596,7 +600,7 @@ impl StorageHandler {
                 DuplicatePolicy::Overwrite => {
                     let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
                     let aside = self.config.storage_dir.join(format!(".fastdimse-{}-{n}.replaced", std::process::id()));
-                    if let Err(e) = fs::rename(&final_path, &aside) {
+                    if let Err(e) = set_aside(&final_path, &aside, &self.config.storage_dir, self.config.fsync) {
                         return (status::OUT_OF_RESOURCES, Some(format!("cannot replace {}: {e}", final_path.display())), None);
                     }
                     info!("replacing {}", final_path.display());
@@ -613,8 +617,11 @@ impl StorageHandler {
         }
         let restore = |previous: &Option<PathBuf>| {
             if let Some(p) = previous {
-                if let Err(e) = fs::rename(p, &final_path) {
-                    warn!("cannot put back the earlier copy of {}: {e}", final_path.display());
+                match fs::rename(p, &final_path) {
+                    Ok(()) => {
+                        let _ = fs::remove_file(target_of(p));
+                    }
+                    Err(e) => warn!("cannot put back the earlier copy of {}: {e}", final_path.display()),
                 }
             }
         };
@@ -671,10 +678,73 @@ impl StorageHandler {
             return (answer.0, answer.1, None);
         }
         if let Some(p) = previous {
-            let _ = fs::remove_file(p);
+            // The aside first, then the note of where it belonged (see `restore_aside`).
+            if fs::remove_file(&p).is_ok() {
+                let _ = fs::remove_file(target_of(&p));
+            }
         }
         (answer.0, answer.1, Some(stored))
     }
+}
+
+/// `.fastdimse-P-N.replaced` -> `.fastdimse-P-N.replaced.target`: the note, beside the
+/// aside copy, of the path it was taken from.
+fn target_of(aside: &Path) -> PathBuf {
+    let mut s = aside.as_os_str().to_os_string();
+    s.push(".target");
+    PathBuf::from(s)
+}
+
+/// Set the stored copy at `path` aside to `aside`, writing first (durably with `fsync`)
+/// where it came from, so that a crash before the replacement is acknowledged can put
+/// it back (`restore_aside` at the next start).
+fn set_aside(path: &Path, aside: &Path, storage_dir: &Path, fsync: bool) -> io::Result<()> {
+    let target = target_of(aside);
+    let rel = path.strip_prefix(storage_dir).unwrap_or(path);
+    let mut f = File::create(&target)?;
+    f.write_all(rel.as_os_str().as_encoded_bytes())?;
+    if fsync {
+        f.sync_all()?;
+    }
+    drop(f);
+    if let Err(e) = fs::rename(path, aside) {
+        let _ = fs::remove_file(&target);
+        return Err(e);
+    }
+    if fsync {
+        File::open(storage_dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// At start: put an aside copy back where its note says it came from (over whatever is
+/// there: that replacement was never acknowledged), then drop the note.
+fn restore_aside(storage_dir: &Path, target: &Path) {
+    let aside = target.with_extension("");
+    let rel = match fs::read(target) {
+        Ok(b) if !b.is_empty() => PathBuf::from(String::from_utf8_lossy(&b).into_owned()),
+        _ => {
+            warn!("cannot read {}; leaving {} for a person to look at", target.display(), aside.display());
+            return;
+        }
+    };
+    // Only inside the storage folder: the note is our own, but a path from disk is checked.
+    if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        warn!("{} names a path outside the storage folder; left as it is", target.display());
+        return;
+    }
+    if aside.exists() {
+        let dest = storage_dir.join(&rel);
+        if let Some(parent) = dest.parent() {
+            let _ = fs::create_dir_all(parent);
+        }
+        if let Err(e) = fs::rename(&aside, &dest) {
+            warn!("cannot put {} back at {}: {e}", aside.display(), dest.display());
+            return;
+        }
+        warn!("put back {} (its replacement was interrupted before it was acknowledged)", dest.display());
+    }
+    let _ = fs::remove_file(target);
 }
 
 /// fsync the folder holding `path` and, when `made` (folders may have been created for
