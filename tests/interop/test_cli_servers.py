@@ -186,6 +186,22 @@ def test_scp_duplicates_reject_and_require_called_aet(tmp_path, start_server):
     assert_clean_stop(server, server.stop())
 
 
+def test_scp_stop_with_an_association_open(tmp_path, start_server):
+    """SIGTERM while a peer holds an association: the server ends it and exits 0."""
+    from fastdimse import Entity
+    from fastdimse.errors import DicomError
+
+    server = start_server("scp", "--port", "0", "--host", HOST, str(tmp_path / "in"))
+    assoc = peers.make_scu().associate(Entity(server.ae_title, HOST, server.port))
+    try:
+        assert assoc.echo().status == 0
+        assert_clean_stop(server, server.stop(signal.SIGTERM))
+        with pytest.raises(DicomError):
+            assoc.echo()
+    finally:
+        assoc.abort()
+
+
 # --- fastdimse qrscp -------------------------------------------------------------------------
 
 
@@ -246,7 +262,7 @@ def test_qrscp_config_file_known_and_flags_override(tmp_path, start_server, arch
 aet = "CFGARCHIVE"
 port = 0
 host = "{HOST}"
-folder = "{tmp_path / 'archive'}"
+folder = "archive"
 duplicates = "keep"
 
 [known]
@@ -254,6 +270,7 @@ CATCHER = {{ host = "{HOST}", port = {catcher.port} }}
 OTHER = "{HOST}:1"
 ''')
         # --aet on the command line overrides the file's; the rest comes from the file
+        # (its folder relative to the file)
         server = start_server("qrscp", "--config", str(config), "--aet", "FLAGARCHIVE")
         assert server.ae_title == "FLAGARCHIVE"
         assert Path(server.folder) == (tmp_path / "archive").resolve()
@@ -333,6 +350,20 @@ def test_qrscp_import_reads_the_folder_again(tmp_path, start_server, archive):
     assert f"imported {len(archive)} instance(s)" in server.stderr()
     assert find_study_uids(server, tmp_path / "f3", StudyDescription="REWRITTEN") == {target.StudyInstanceUID}
     assert_clean_stop(server, server.stop())
+
+
+def test_qrscp_index_in_postgresql(tmp_path, start_server, archive, pg_url):
+    from fastdimse.qr.index import DEFAULT_DB_NAME
+
+    folder = tmp_path / "archive"
+    server = start_server("qrscp", "--port", "0", "--host", HOST, "--index", pg_url, str(folder))
+    store_archive(server, archive)
+    assert_clean_stop(server, server.stop())
+    assert not (folder / DEFAULT_DB_NAME).exists(), "the index is in PostgreSQL, not in the folder"
+
+    again = start_server("qrscp", "--port", "0", "--host", HOST, "--index", pg_url, str(folder))
+    assert find_study_uids(again, tmp_path / "f", PatientID="PAT002") == studies_of(archive, PatientID="PAT002")
+    assert_clean_stop(again, again.stop(signal.SIGINT))
 
 
 # --- usage errors ----------------------------------------------------------------------------

@@ -38,8 +38,9 @@ DEFAULT_HOST = "0.0.0.0"
 DEFAULT_SERVER_PDU = 1048576
 
 
-class _Stop(Exception):
-    """Raised by the signal handler while the server is still starting."""
+class _Stop(BaseException):
+    """Raised by the signal handler while the server is still starting (a BaseException,
+    like KeyboardInterrupt, so that no ``except Exception`` on the way swallows it)."""
 
 
 def _aet_value(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -172,8 +173,6 @@ def _run_server(command: str, make_scp: Callable[[], Any], *, folder: Path,
                     click.echo(f"fastdimse {command}: imported {result.added} instance(s) from {folder}{skipped}",
                                err=True)
                 scp.listen_for_incoming_associations(keep_listener_running=True)
-            except _Stop:
-                raise
             except (DicomError, OSError, ValueError, RuntimeError) as exc:
                 raise _open_error(exc) from None
             entity = scp.entity
@@ -365,7 +364,8 @@ def qrscp(ctx: click.Context, aet: str, port: int, host: str, layout: str, fsync
         for name, value in from_file.items():
             source = ctx.get_parameter_source(name)
             if source in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP):
-                settings[name] = Path(value) if name == "folder" else value
+                # a relative folder in the file is relative to the file, not to the cwd
+                settings[name] = config.parent / Path(value).expanduser() if name == "folder" else value
     if settings["folder"] is None:
         raise click.UsageError("no FOLDER given (as an argument or folder = \"...\" in --config)")
     path = _storage_folder(settings["folder"])
