@@ -17,8 +17,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -146,15 +146,8 @@ class _Signals:
         # shutdown must not turn into a traceback.
         for sig in self.SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-
-
-def _open_error(exc: Exception) -> CliError:
-    """A failure to open the index or to listen, as one line."""
-    if isinstance(exc, OSError) and exc.strerror:
-        return CliError(f"cannot listen: {exc.strerror}", EXIT_FAILED)
-    return CliError(str(exc) or type(exc).__name__, EXIT_FAILED)
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 def _run_server(command: str, make_scp: Callable[[], Any], *, folder: Path,
@@ -163,7 +156,7 @@ def _run_server(command: str, make_scp: Callable[[], Any], *, folder: Path,
     from ..errors import DicomError
 
     with _Signals() as signals:
-        scp = None
+        scp: Any = None
         try:
             try:
                 scp = make_scp()
@@ -174,11 +167,12 @@ def _run_server(command: str, make_scp: Callable[[], Any], *, folder: Path,
                                err=True)
                 scp.listen_for_incoming_associations(keep_listener_running=True)
             except (DicomError, OSError, ValueError, RuntimeError) as exc:
-                raise _open_error(exc) from None
+                # the index could not be opened, or the address not listened on
+                raise CliError(str(exc) or type(exc).__name__, EXIT_FAILED) from None
             entity = scp.entity
             click.echo(f"fastdimse {command}: {entity.ae_title} listening on "
                        f"{entity.ip_address}:{scp.port}, storing into {folder}")
-            click.get_text_stream("stdout").flush()
+            sys.stdout.flush()  # the line is read by whoever started us, now
             signals.serving()
             while not signals.stop.wait(0.5):
                 if not scp.is_listening:
@@ -267,6 +261,10 @@ def _known_from_config(path: Path, table: dict) -> dict[str, Peer]:
 def load_config(path: Path) -> dict[str, Any]:
     """A qrscp TOML config as option name -> value (``known`` as AE -> Peer); a usage
     error naming the file and what is wrong otherwise."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: the same parser as the tomli package
+        import tomli as tomllib  # type: ignore[no-redef]
     try:
         with open(path, "rb") as f:
             doc = tomllib.load(f)
