@@ -24,6 +24,7 @@ import pytest
 from tests.support import peers
 from tests.support import qr_helpers as qh
 from tests.support import storedata as sd
+from fastdimse.qr.index import DEFAULT_DB_NAME
 from tests.support.peers import HOST, PYTHON, stop_process, wait_for_port, wait_for_port_closed
 
 pytestmark = pytest.mark.timeout(120)
@@ -316,8 +317,11 @@ def test_qrscp_stops_cleanly_and_a_restart_finds_what_was_stored(tmp_path, start
     folder = tmp_path / "archive"
     server = start_server("qrscp", "--port", "0", "--host", HOST, str(folder))
     store_archive(server, archive)
+    assert (folder / (DEFAULT_DB_NAME + "-wal")).exists()  # the index is open, in WAL mode
     assert_clean_stop(server, server.stop(sig))
     assert server.stdout().count("listening on") == 1
+    # the index was closed: SQLite folds its write-ahead log back when the last connection closes
+    assert not (folder / (DEFAULT_DB_NAME + "-wal")).exists()
 
     again = start_server("qrscp", "--port", "0", "--host", HOST, str(folder))
     assert find_study_uids(again, tmp_path / "after") == studies_of(archive)
@@ -353,8 +357,6 @@ def test_qrscp_import_reads_the_folder_again(tmp_path, start_server, archive):
 
 
 def test_qrscp_index_in_postgresql(tmp_path, start_server, archive, pg_url):
-    from fastdimse.qr.index import DEFAULT_DB_NAME
-
     folder = tmp_path / "archive"
     server = start_server("qrscp", "--port", "0", "--host", HOST, "--index", pg_url, str(folder))
     store_archive(server, archive)
