@@ -108,6 +108,18 @@ def test_dump_matches_pydicom(sources):
         assert s.transfer_syntax in data_set_header
 
 
+@pytest.mark.parametrize("name", ["ExplVR_BigEndNoMeta.dcm", "ExplVR_LitEndNoMeta.dcm", "rtstruct.dcm"])
+def test_bare_data_set_without_meta(name):
+    """Files that are only a data set (no preamble, no meta group): the syntax is guessed
+    from the first element, as pydicom's force=True does."""
+    path = sd.pydicom_test_file(name)
+    done = run_dump("--max-length", "0", path)
+    assert done.returncode == 0, done.stderr
+    lines = per_file(done.stdout)[str(path)]
+    assert lines[0].startswith("# Data set (no file meta information")
+    assert as_tuples(element_lines(lines)) == expected_lines(pydicom.dcmread(path, force=True))
+
+
 def dcmdump_tags(path: Path) -> list[tuple[int, int, str]]:
     """(depth, tag, VR) of each element line dcmdump prints (items and delimiters left out)."""
     exe = require_executable("dcmdump")

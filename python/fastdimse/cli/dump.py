@@ -2,10 +2,11 @@
 JSON model (PS3.18 F).
 
 Files are read through fastdimse's codec (:func:`fastdimse.codec.read_file`: Rust splits
-the file, pydicom converts each value as it is printed). A file that cannot be read
-(truncated, not DICOM, a malformed element) is reported as one line on stderr naming
-the file and the byte offset, and the command goes on with the next file; the exit
-code is then 1.
+the file, pydicom converts each value as it is printed); a file that is only a data set
+(no preamble, no meta group) is decoded in the syntax its first element shows. A file
+that cannot be read (truncated, not DICOM, a malformed element) is reported as one line
+on stderr naming the file and the byte offset, and the command goes on with the next
+file; the exit code is then 1.
 
 Line format (values longer than ``--max-length`` characters end in ``...``; bulk data
 such as the pixel data shows its length only):
@@ -154,39 +155,74 @@ def _syntax_name(uid: Any) -> str:
     return f"{uid.name} ({uid})" if uid.name != str(uid) else str(uid)
 
 
-def _read(path: str):
-    """The file through fastdimse's codec; a DumpError naming the file and offset."""
-    from ..codec import read_file
+def _dataset_error(path: str, exc: Any) -> DumpError:
+    message = str(exc).replace(f" in {path}", "")
+    if exc.offset is not None and f"offset {exc.offset}" not in message:
+        message = f"at offset {exc.offset}: {message}"
+    return DumpError(f"{path}: {message}")
+
+
+def _bare_syntax(head: bytes) -> str | None:
+    """The transfer syntax of a file that is a bare data set (no preamble, no meta group,
+    as some old tools write them), guessed from its first element (group 0008, as such
+    files begin); None if it does not look like one."""
+    from .. import uids
+
+    if len(head) < 8 or head[:2] not in (b"\x08\x00", b"\x00\x08"):
+        return None
+    explicit = head[4:6].isalpha() and head[4:6].isupper()
+    if head[:2] == b"\x00\x08":
+        return uids.EXPLICIT_VR_BIG_ENDIAN if explicit else None
+    return uids.EXPLICIT_VR_LITTLE_ENDIAN if explicit else uids.IMPLICIT_VR_LITTLE_ENDIAN
+
+
+def _read(path: str) -> tuple[Any, str | None]:
+    """The file through fastdimse's codec (a Part-10 file, or a bare data set), and the
+    transfer syntax a bare data set was read in (None for a Part-10 file); a DumpError
+    naming the file and offset."""
+    from ..codec import decode, read_file
     from ..errors import DatasetError
 
     try:
-        return read_file(path)
+        return read_file(path), None
     except DatasetError as exc:
-        message = str(exc).replace(f" in {path}", "")
-        if exc.offset is not None and f"offset {exc.offset}" not in message:
-            message = f"at offset {exc.offset}: {message}"
-        raise DumpError(f"{path}: {message}") from None
+        error = exc
     except OSError as exc:
         raise DumpError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise DumpError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    ts = _bare_syntax(data[:8])
+    if ts is None:
+        raise _dataset_error(path, error)
+    try:
+        return decode(data, ts), ts
+    except DatasetError as exc:
+        raise _dataset_error(path, exc) from None
 
 
 def dump_lines(path: str | os.PathLike, *, max_length: int = 64) -> list[str]:
     """The dump of one file as lines (meta group first); DumpError if it cannot be read.
     Built completely before anything is printed, so a bad file prints only its error."""
     path = os.fspath(path)
-    ds = _read(path)
+    ds, bare = _read(path)
     lines = [f"# {path}"]
-    meta = ds.file_meta
-    lines.append("# File meta information: explicit VR little endian")
-    lines += _dataset_lines(meta, max_length, path)
-    ts = meta.get("TransferSyntaxUID")
-    lines.append(f"# Data set: {_syntax_name(ts) if ts else 'transfer syntax not stated'}")
+    if bare is None:
+        meta = ds.file_meta
+        lines.append("# File meta information: explicit VR little endian")
+        lines += _dataset_lines(meta, max_length, path)
+        ts = meta.get("TransferSyntaxUID")
+        lines.append(f"# Data set: {_syntax_name(ts) if ts else 'transfer syntax not stated'}")
+    else:
+        lines.append(f"# Data set (no file meta information; read as {_syntax_name(bare)})")
     lines += _dataset_lines(ds, max_length, path)
     return lines
 
 
 def _json_of(path: str) -> dict:
-    ds = _read(path)
+    ds, _ = _read(path)
     for _ in _dataset_lines(ds, 0, path):  # every element converted: a bad one named with its offset
         pass
     try:
