@@ -328,7 +328,8 @@ Example:
               help="A C-MOVE destination (repeatable); C-MOVE to any other AE is refused (0xA801).")
 @click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="A TOML file with these settings (aet, port, host, folder, index, [known], ...); "
-                   "flags given on the command line override it.")
+                   "flags given on the command line override it. A relative folder is relative "
+                   "to the file.")
 @click.option("--index", "index", default=None, callback=lambda ctx, param, value: _index_url(value),
               metavar="postgresql://...", help="Keep the index in PostgreSQL (default: SQLite in FOLDER).")
 @click.option("--import", "import_first", is_flag=True, default=False,
