@@ -30,6 +30,7 @@ __all__ = [
     "CliError", "Peer", "parse_peer", "split_peer_args", "ae_title_option_value",
     "client_options", "logging_options", "setup_logging", "association_errors",
     "report_error", "emit_json", "progress_bar", "DEFAULT_AET", "DEFAULT_CALLED_AET",
+    "status_text", "no_progress_option",
 ]
 
 EXIT_OK = 0
@@ -206,12 +207,15 @@ def make_scu(aet: str, pdu: int, timeout: float):
 def association_errors(peer: Peer) -> Iterator[None]:
     """Turn a failure to reach or associate with ``peer`` into exit 3, and any other
     fastdimse error into one line and exit 1."""
-    from ..errors import AssociationAborted, AssociationRejected, DicomError, NetworkError
+    from ..errors import AssociationAborted, AssociationRejected, DicomError, NetworkError, NoAcceptedContext
 
     try:
         yield
     except AssociationRejected as exc:
         raise CliError(f"{peer}: association rejected: {exc}", EXIT_NO_ASSOCIATION) from None
+    except NoAcceptedContext as exc:
+        # The association was made but refuses the service the command needs: as good as refused.
+        raise CliError(f"{peer}: {exc}", EXIT_NO_ASSOCIATION) from None
     except NetworkError as exc:
         raise CliError(f"{peer}: no association: {exc}", EXIT_NO_ASSOCIATION) from None
     except AssociationAborted as exc:
@@ -221,6 +225,45 @@ def association_errors(peer: Peer) -> Iterator[None]:
 
 
 # --- output -----------------------------------------------------------------------------
+
+# Names of the DIMSE statuses a user meets most (PS3.7 Annex C, PS3.4 B.2.3 and C.4);
+# others are named by their category.
+_STATUS_NAMES = {
+    0x0000: "Success", 0xFE00: "Cancel", 0xFF00: "Pending", 0xFF01: "Pending, optional keys not supported",
+    0x0001: "Warning: optional attributes not supported", 0x0107: "Warning: attribute list error",
+    0x0116: "Warning: attribute value out of range", 0xB000: "Warning", 0xB006: "Warning: elements discarded",
+    0xB007: "Warning: data set does not match SOP class",
+    0x0110: "Processing failure", 0x0111: "Duplicate SOP instance", 0x0112: "No such object instance",
+    0x0117: "Invalid object instance", 0x0122: "SOP class not supported", 0x0124: "Not authorized",
+    0x0210: "Duplicate invocation", 0x0211: "Unrecognized operation", 0x0212: "Mistyped argument",
+    0x0213: "Resource limitation", 0xA701: "Out of resources: number of matches",
+    0xA702: "Out of resources: sub-operations", 0xA801: "Move destination unknown",
+}
+
+
+def status_text(status: int) -> str:
+    """``0x0000 (Success)``: a DIMSE status with its name (or its category)."""
+    name = _STATUS_NAMES.get(status)
+    if name is None:
+        high = status >> 8
+        if high == 0xA7:
+            name = "Out of resources"
+        elif high == 0xA9:
+            name = "Data set does not match SOP class"
+        elif status >> 12 == 0xC:
+            name = "Unable to process"
+        else:
+            from ..status import category
+
+            name = category(status).capitalize()
+    return f"0x{status:04X} ({name})"
+
+
+def no_progress_option(func: Callable) -> Callable:
+    """``--no-progress``: no progress bar even on a terminal (the command gets ``no_progress``)."""
+    return click.option("--no-progress", "no_progress", is_flag=True,
+                        help="No progress bar (there is none anyway when stderr is not a terminal).")(func)
+
 
 
 def emit_json(doc: Any) -> None:
