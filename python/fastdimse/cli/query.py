@@ -64,18 +64,18 @@ def parse_key(text: str) -> QueryKey:
         tag = int(m[1] + m[2], 16)
         keyword = keyword_for_tag(tag)
         if not keyword:
-            raise click.BadParameter(f"-k {text}: ({m[1]},{m[2]}) is not an attribute of the DICOM dictionary")
+            raise click.UsageError(f"-k {text}: ({m[1]},{m[2]}) is not an attribute of the DICOM dictionary")
     elif _KEYWORD_RE.match(name):
         tag = tag_for_keyword(name)
         if tag is None:
-            raise click.BadParameter(f"-k {text}: unknown keyword {name!r}")
+            raise click.UsageError(f"-k {text}: unknown keyword {name!r}")
         keyword = name
     else:
-        raise click.BadParameter(f"-k {text}: malformed key {name!r}: write a keyword (PatientName) "
+        raise click.UsageError(f"-k {text}: malformed key {name!r}: write a keyword (PatientName) "
                                  "or a tag gggg,eeee (0010,0010)")
     vr = dictionary_VR(tag)
     if vr == "SQ" and value:
-        raise click.BadParameter(f"-k {text}: a sequence ({keyword}) can only be asked for, without a value")
+        raise click.UsageError(f"-k {text}: a sequence ({keyword}) can only be asked for, without a value")
     return QueryKey(keyword, vr, value)
 
 
@@ -96,7 +96,7 @@ def parse_keys(texts, level: str | None) -> tuple[str | None, list[QueryKey]]:
 def _level(value: str) -> str:
     level = value.strip().upper()
     if level not in LEVELS:
-        raise click.BadParameter(f"level {value!r}: choose one of {', '.join(LEVELS)}")
+        raise click.UsageError(f"level {value!r}: choose one of {', '.join(LEVELS)}")
     return level
 
 
@@ -113,7 +113,7 @@ def _identifier(keys: list[QueryKey]):
             try:
                 setattr(ds, k.keyword, Sequence() if k.vr == "SQ" else k.value)
             except (ValueError, TypeError, OverflowError) as exc:
-                raise click.BadParameter(f"-k {k.keyword}={k.value}: {exc}") from None
+                raise click.UsageError(f"-k {k.keyword}={k.value}: {exc}") from None
     return ds
 
 
