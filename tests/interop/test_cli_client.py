@@ -17,7 +17,7 @@ import pytest
 from tests.support import peers
 from tests.support import storedata as sd
 from tests.support.cli import fastdimse
-from tests.support.peers import HOST, PEER_ECHO_RECEIVED, PYTHON, SUPPORT_DIR, free_port, start_process
+from tests.support.peers import HOST, PEER_ECHO_RECEIVED, PYTHON, free_port, start_process
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -182,8 +182,8 @@ def test_store_to_pynetdicom_failing_some_exit_1(tmp_path, sources, peer_log_dir
     """A pynetdicom SCP answering 0xA700 for the MR instances: exit 1, each MR instance
     listed with its status, the summary line counting them."""
     port = free_port()
-    peer = start_process([PYTHON, str(SUPPORT_DIR / "pynetdicom_reject_store.py"), "--port", str(port),
-                          "--aet", "REJECTMR", "--fail-modality", "MR", "--status", "0xA700"],
+    peer = start_process([PYTHON, str(peers.PYNETDICOM_SCP_SCRIPT), "--port", str(port), "--aet", "REJECTMR",
+                          "--store-fail-modality", "MR", "--store-fail-status", "0xA700"],
                          port=port, log_dir=peer_log_dir, name="pynetdicom-reject-store", ae_title="REJECTMR")
     mr = [s for s in sources if s.sop_class_uid == sd.MR_IMAGE]
     try:

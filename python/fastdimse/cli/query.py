@@ -117,6 +117,14 @@ def _identifier(keys: list[QueryKey]):
     return ds
 
 
+def _peer_only(peer_args, called_aet):
+    """The peer of a query command, which takes no other positional argument."""
+    peer, rest = split_peer_args(peer_args, called_aet)
+    if rest:
+        raise click.UsageError(f"unexpected argument {rest[0]!r} (keys are given with -k)")
+    return peer
+
+
 def _check_root_level(root: str, level: str) -> None:
     if root == "study" and level == "PATIENT":
         raise click.UsageError("the PATIENT level needs the Patient Root model: add -P")
@@ -213,9 +221,7 @@ def find(peer_args, keys, level, root, fmt, limit, aet, called_aet, pdu, timeout
       fastdimse find -aec ARCHIVE 127.0.0.1 11112 --level SERIES -k StudyInstanceUID=1.2.3 --format csv
       fastdimse find -P ARCHIVE@pacs:104 --level PATIENT -k PatientID=PAT* --json
     """
-    peer, rest = split_peer_args(peer_args, called_aet)
-    if rest:
-        raise click.UsageError(f"unexpected argument {rest[0]!r} (keys are given with -k)")
+    peer = _peer_only(peer_args, called_aet)
     level, qkeys = parse_keys(keys, _level(level) if level else None)
     level = level or "STUDY"
     _check_root_level(root, level)
@@ -312,14 +318,21 @@ def _report_retrieve(op: str, peer, rsp, json_doc: dict | None) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-@click.command(context_settings=_CONTEXT)
-@click.argument("peer_args", nargs=-1, metavar="PEER")
-@click.option("--dest", "-aem", "--move-destination", "dest", required=True, metavar="AE",
-              help="The move destination's AE title (PEER must know its address).")
-@query_options
-@no_progress_option
-@client_options
-@returns_exit_code
+def _retrieve_command(option):
+    """A C-MOVE / C-GET command: PEER, ``option`` (its destination), the query options,
+    --no-progress and the client options."""
+
+    def wrap(func):
+        for deco in (returns_exit_code, client_options, no_progress_option, query_options, option,
+                     click.argument("peer_args", nargs=-1, metavar="PEER")):
+            func = deco(func)
+        return click.command(context_settings=_CONTEXT)(func)
+
+    return wrap
+
+
+@_retrieve_command(click.option("--dest", "-aem", "--move-destination", "dest", required=True, metavar="AE",
+                                help="The move destination's AE title (PEER must know its address)."))
 def move(peer_args, dest, keys, level, root, no_progress, aet, called_aet, pdu, timeout, json_out):
     """C-MOVE from PEER to the AE --dest (movescu), with the sub-operation counts.
 
@@ -333,9 +346,7 @@ def move(peer_args, dest, keys, level, root, no_progress, aet, called_aet, pdu, 
       fastdimse move ARCHIVE@127.0.0.1:11112 --dest CATCHER -k StudyInstanceUID=1.2.3
       fastdimse move -aec ARCHIVE -aem CATCHER 127.0.0.1 11112 -k PatientID=PAT001 -P --level PATIENT
     """
-    peer, rest = split_peer_args(peer_args, called_aet)
-    if rest:
-        raise click.UsageError(f"unexpected argument {rest[0]!r} (keys are given with -k)")
+    peer = _peer_only(peer_args, called_aet)
     dest = ae_title_option_value(dest, "move destination AE title")
     level, qkeys = _retrieve_keys(keys, level, root)
     identifier = _identifier(qkeys)
@@ -347,15 +358,9 @@ def move(peer_args, dest, keys, level, root, no_progress, aet, called_aet, pdu, 
     return _report_retrieve("C-MOVE", peer, rsp, doc)
 
 
-@click.command(context_settings=_CONTEXT)
-@click.argument("peer_args", nargs=-1, metavar="PEER")
-@click.option("--out", "-od", "--output-directory", "out", required=True,
-              type=click.Path(file_okay=False, writable=True), metavar="DIR",
-              help="The folder the instances are written into (created).")
-@query_options
-@no_progress_option
-@client_options
-@returns_exit_code
+@_retrieve_command(click.option("--out", "-od", "--output-directory", "out", required=True,
+                                type=click.Path(file_okay=False, writable=True), metavar="DIR",
+                                help="The folder the instances are written into (created)."))
 def get(peer_args, out, keys, level, root, no_progress, aet, called_aet, pdu, timeout, json_out):
     """C-GET from PEER into the folder --out (getscu), with the counts and files written.
 
@@ -369,9 +374,7 @@ def get(peer_args, out, keys, level, root, no_progress, aet, called_aet, pdu, ti
       fastdimse get ARCHIVE@127.0.0.1:11112 --out ./got -k StudyInstanceUID=1.2.3
       fastdimse get -aec ARCHIVE 127.0.0.1 11112 -od ./got -k SeriesInstanceUID=1.2.3.4 --json
     """
-    peer, rest = split_peer_args(peer_args, called_aet)
-    if rest:
-        raise click.UsageError(f"unexpected argument {rest[0]!r} (keys are given with -k)")
+    peer = _peer_only(peer_args, called_aet)
     level, qkeys = _retrieve_keys(keys, level, root)
     identifier = _identifier(qkeys)
     try:
