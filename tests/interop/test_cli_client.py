@@ -16,7 +16,7 @@ import pytest
 
 from tests.support import peers
 from tests.support import storedata as sd
-from tests.support.cli import fastdimse
+from tests.support.cli import fastdimse, fastdimse_on_terminal
 from tests.support.peers import HOST, PEER_ECHO_RECEIVED, PYTHON, free_port, start_process
 
 pytestmark = pytest.mark.timeout(90)
@@ -110,6 +110,23 @@ def test_store_folder_to_pynetdicom_storescp_dcmtk_style(tmp_path, sources):
         assert re.fullmatch(rf"{len(sources)} instance\(s\): {len(sources)} stored, 0 with a warning, 0 failed; "
                             r"[\d.]+ MB in [\d.]+ s \(\d+/s\)", run.stdout.strip()), run
         assert run.stderr == "", run
+        sd.assert_received(sources, out)
+    finally:
+        peer.stop()
+
+
+def test_store_progress_on_a_terminal(tmp_path, sources):
+    """stderr a terminal: a progress bar that ends at every instance; --no-progress: none."""
+    out = tmp_path / "received"
+    peer = peers.start_dcmtk_storage_scp(tmp_path / "logs", out, ae_title="STORESCP")
+    n = len(sources)
+    try:
+        run = fastdimse_on_terminal("store", f"STORESCP@{HOST}:{peer.port}", tmp_path / "src")
+        assert run.returncode == 0, run
+        assert f"C-STORE to STORESCP@{HOST}:{peer.port}" in run.stderr and f"{n}/{n}" in run.stderr, run
+        assert run.stdout.startswith(f"{n} instance(s): {n} stored"), run
+        quiet = fastdimse_on_terminal("store", f"STORESCP@{HOST}:{peer.port}", tmp_path / "src", "--no-progress")
+        assert quiet.returncode == 0 and "C-STORE to" not in quiet.stderr, quiet
         sd.assert_received(sources, out)
     finally:
         peer.stop()

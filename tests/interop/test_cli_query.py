@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import qr_helpers as qh
-from tests.support.cli import fastdimse, table_rows
+from tests.support.cli import fastdimse, fastdimse_on_terminal, table_rows
 from tests.support.peers import HOST
 
 pytestmark = pytest.mark.timeout(90)
@@ -157,6 +157,16 @@ def test_move_study_to_storescp(peer, archive, catcher):
     assert doc["peer"] == peer and doc["destination"] == CATCHER_AE
     assert (doc["completed"], doc["failed"], doc["warning"], doc["status"]) == (len(want), 0, 0, "0x0000"), doc
     assert doc["failed_sop_instance_uids"] == []
+    qh.assert_holds_exactly(catcher, want)
+
+
+def test_move_progress_on_a_terminal(peer, archive, catcher):
+    """stderr a terminal: the bar follows the pending responses and ends at the final counts."""
+    want = [i for i in archive if i.PatientID == "PAT002"]
+    run = fastdimse_on_terminal("move", peer, "--dest", CATCHER_AE, "-k", "PatientID=PAT002")
+    assert run.returncode == 0, run
+    assert f"C-MOVE to {CATCHER_AE}" in run.stderr and f"{len(want)}/{len(want)}" in run.stderr, run
+    assert run.stdout.strip() == f"C-MOVE: {len(want)} completed, 0 failed, 0 warning", run
     qh.assert_holds_exactly(catcher, want)
 
 

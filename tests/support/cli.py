@@ -46,6 +46,45 @@ def fastdimse(*args, timeout: float = CLI_TIMEOUT, env: dict[str, str] | None = 
     return Run(argv, done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace"))
 
 
+def fastdimse_on_terminal(*args, timeout: float = CLI_TIMEOUT) -> Run:
+    """Run ``fastdimse ARGS...`` with stderr on a pseudo-terminal (where progress bars
+    show) and stdout on a pipe; ``stderr`` of the result is what the terminal received."""
+    import pty
+    import threading
+
+    argv = [str(FASTDIMSE), *map(str, args)]
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8", "COLUMNS": "160", "TERM": "xterm"}
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL, env=env)
+    finally:
+        os.close(slave)
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        reader.join(timeout=5)
+        os.close(master)
+    return Run(argv, proc.returncode, out.decode(errors="replace"), b"".join(chunks).decode(errors="replace"))
+
+
 def assert_one_error_line(run: Run, code: int, *needles: str) -> None:
     """The run failed with ``code``, said so in exactly one stderr line (naming each of
     ``needles``), printed no traceback and nothing on stdout."""

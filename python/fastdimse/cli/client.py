@@ -173,6 +173,7 @@ def store(args, parallel, window, no_recursive, no_progress, aet, called_aet, pd
                 for r in stream:
                     bar.update(advance=1, nbytes=r.bytes)
             summary = stream.summary
+            bar.set_total(summary.total)  # a folder's count is known only now
     failures = list(summary.failures)
     if json_out:
         emit_json({"peer": str(peer), "total": summary.total, "completed": summary.completed,

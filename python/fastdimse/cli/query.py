@@ -292,7 +292,7 @@ class _PendingProgress:
 
     def __call__(self, rsp) -> None:
         done = rsp.completed + rsp.failed + rsp.warning
-        if rsp.remaining:
+        if rsp.remaining or (rsp.status & 0xFF00) != 0xFF00:  # counted, or the final response
             self.bar.set_total(done + rsp.remaining)
         if done > self.done:
             self.bar.update(advance=done - self.done)
@@ -353,7 +353,9 @@ def move(peer_args, dest, keys, level, root, no_progress, aet, called_aet, pdu, 
     scu = make_scu(aet, pdu, timeout)
     with association_errors(peer):
         with progress_bar(f"C-MOVE to {dest}", enabled=False if no_progress else None) as bar:
-            rsp = scu.move(peer.entity(), identifier, dest, level, root, on_pending=_PendingProgress(bar))
+            progress = _PendingProgress(bar)
+            rsp = scu.move(peer.entity(), identifier, dest, level, root, on_pending=progress)
+            progress(rsp)  # the final counts: the bar ends where the transfer did
     doc = {"peer": str(peer), "destination": dest} if json_out else None
     return _report_retrieve("C-MOVE", peer, rsp, doc)
 
