@@ -56,3 +56,11 @@ def test_single_valued_stays_a_string(qr_peer):
     assert run.returncode == 0, run
     got = run.json()
     assert got == [{"PatientID": "PAT004", "ModalitiesInStudy": "CT", "StudyDate": "20221224"}], got
+
+
+def test_no_match_csv_is_the_header_and_json_an_empty_list(qr_peer):
+    peer, _ = qr_peer
+    run = fastdimse("find", peer, "-k", "PatientID=NOBODY", "-k", "StudyDate", "--format", "csv")
+    assert run.returncode == 0 and run.stdout == "PatientID,StudyDate\n", run
+    run = fastdimse("find", peer, "-k", "PatientID=NOBODY", "--json")
+    assert run.returncode == 0 and run.json() == [], run

@@ -32,7 +32,9 @@ def test_unreachable_peer_exit_3(command, closed_peer, tmp_path):
     assert_one_error_line(run, 3, closed_peer, "no association")
 
 
-def test_unreachable_peer_with_json_prints_no_json(closed_peer):
-    """--json: the failure is still one line on stderr, and stdout stays empty."""
-    run = fastdimse("echo", "--json", "-aec", "NOBODY", *closed_peer.split("@", 1)[1].split(":"))
+@pytest.mark.parametrize("command, output", [("echo", "--json"), ("find", "--json"), ("find", "--format=csv")])
+def test_unreachable_peer_prints_nothing_on_stdout(command, output, closed_peer):
+    """--json, CSV: the failure is still one line on stderr, and stdout stays empty
+    (no JSON, no CSV header). The peer dcmtk style this time."""
+    run = fastdimse(command, output, "-aec", "NOBODY", *closed_peer.split("@", 1)[1].split(":"))
     assert_one_error_line(run, 3, closed_peer)

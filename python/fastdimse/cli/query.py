@@ -187,12 +187,13 @@ def _print_table(rows: list[dict], columns: list[str]) -> None:
     from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=box.SQUARE, show_lines=False)
     for c in columns:
         table.add_column(c, no_wrap=not sys.stdout.isatty())
     for r in rows:
-        table.add_row(*[_cell(r[c]) for c in columns])
+        table.add_row(*[Text(_cell(r[c])) for c in columns])  # Text: "[...]" in a value is not markup
     # Not a terminal: as wide as the table needs (nothing cut or folded), no colours.
     console = Console(file=sys.stdout) if sys.stdout.isatty() else Console(
         file=sys.stdout, width=100_000, color_system=None, highlight=False)
@@ -232,16 +233,19 @@ def find(peer_args, keys, level, root, fmt, limit, aet, called_aet, pdu, timeout
     fmt = "json" if json_out else fmt.lower()
     scu = make_scu(aet, pdu, timeout)
     rows: list[dict] = []
-    writer = None
-    if fmt == "csv":
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(columns)
+    # CSV rows go out as they come (any number of matches); the header with the first,
+    # so a run that never got an association prints nothing on stdout.
+    writer = csv.writer(sys.stdout, lineterminator="\n") if fmt == "csv" else None
+    header_out = False
     with association_errors(peer), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom on peers' odd values: the values are shown as they are
         with contextlib.closing(scu.find(peer.entity(), identifier, level, root)) as matches:
             for match in matches:
                 row = _row(match, columns)
                 if writer is not None:
+                    if not header_out:
+                        writer.writerow(columns)
+                        header_out = True
                     writer.writerow([_cell(row[c]) for c in columns])
                 else:
                     rows.append(row)
@@ -249,6 +253,8 @@ def find(peer_args, keys, level, root, fmt, limit, aet, called_aet, pdu, timeout
                     limit -= 1
                     if limit == 0:
                         break
+    if writer is not None and not header_out:
+        writer.writerow(columns)
     if fmt == "json":
         emit_json(rows)
     elif fmt == "table":
