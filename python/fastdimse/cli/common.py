@@ -226,37 +226,26 @@ def association_errors(peer: Peer) -> Iterator[None]:
 
 # --- output -----------------------------------------------------------------------------
 
-# Names of the DIMSE statuses a user meets most (PS3.7 Annex C, PS3.4 B.2.3 and C.4);
-# others are named by their category.
+# What a user reads for the statuses C-ECHO, C-FIND, C-MOVE and C-GET end with most
+# (PS3.7 C.4, PS3.4 C.4); the category comes from the core (fastdimse.status), and the
+# C-STORE reasons are the core's own (StoreResult.reason).
 _STATUS_NAMES = {
-    0x0000: "Success", 0xFE00: "Cancel", 0xFF00: "Pending", 0xFF01: "Pending, optional keys not supported",
-    0x0001: "Warning: optional attributes not supported", 0x0107: "Warning: attribute list error",
-    0x0116: "Warning: attribute value out of range", 0xB000: "Warning", 0xB006: "Warning: elements discarded",
-    0xB007: "Warning: data set does not match SOP class",
-    0x0110: "Processing failure", 0x0111: "Duplicate SOP instance", 0x0112: "No such object instance",
-    0x0117: "Invalid object instance", 0x0122: "SOP class not supported", 0x0124: "Not authorized",
-    0x0210: "Duplicate invocation", 0x0211: "Unrecognized operation", 0x0212: "Mistyped argument",
-    0x0213: "Resource limitation", 0xA701: "Out of resources: number of matches",
-    0xA702: "Out of resources: sub-operations", 0xA801: "Move destination unknown",
+    0x0110: "processing failure", 0x0122: "SOP class not supported", 0x0124: "not authorized",
+    0x0211: "unrecognized operation", 0xA701: "out of resources: number of matches",
+    0xA702: "out of resources: sub-operations", 0xA801: "move destination unknown",
+    0xA900: "identifier does not match SOP class", 0xB000: "sub-operations complete, some failed or warned",
+    0xC000: "unable to process", 0xFF01: "optional keys not supported",
 }
 
 
 def status_text(status: int) -> str:
-    """``0x0000 (Success)``: a DIMSE status with its name (or its category)."""
-    name = _STATUS_NAMES.get(status)
-    if name is None:
-        high = status >> 8
-        if high == 0xA7:
-            name = "Out of resources"
-        elif high == 0xA9:
-            name = "Data set does not match SOP class"
-        elif status >> 12 == 0xC:
-            name = "Unable to process"
-        else:
-            from ..status import category
+    """``0x0000 (Success)``, ``0xA801 (Failure: move destination unknown)``: a DIMSE
+    status with its category and, for the common ones, what it means."""
+    from ..status import category
 
-            name = category(status).capitalize()
-    return f"0x{status:04X} ({name})"
+    name = category(status).capitalize()
+    detail = _STATUS_NAMES.get(status)
+    return f"0x{status:04X} ({name}: {detail})" if detail else f"0x{status:04X} ({name})"
 
 
 def no_progress_option(func: Callable) -> Callable:

@@ -66,13 +66,13 @@ def parse_key(text: str) -> QueryKey:
         if not keyword:
             raise click.UsageError(f"-k {text}: ({m[1]},{m[2]}) is not an attribute of the DICOM dictionary")
     elif _KEYWORD_RE.match(name):
-        tag = tag_for_keyword(name)
-        if tag is None:
+        found = tag_for_keyword(name)
+        if found is None:
             raise click.UsageError(f"-k {text}: unknown keyword {name!r}")
-        keyword = name
+        tag, keyword = found, name
     else:
         raise click.UsageError(f"-k {text}: malformed key {name!r}: write a keyword (PatientName) "
-                                 "or a tag gggg,eeee (0010,0010)")
+                               "or a tag gggg,eeee (0010,0010)")
     vr = dictionary_VR(tag)
     if vr == "SQ" and value:
         raise click.UsageError(f"-k {text}: a sequence ({keyword}) can only be asked for, without a value")
