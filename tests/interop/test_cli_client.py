@@ -132,6 +132,24 @@ def test_store_progress_on_a_terminal(tmp_path, sources):
         peer.stop()
 
 
+def test_store_warns_about_a_folder_without_dicom_files_among_others(tmp_path, sources):
+    """A folder without DICOM files among the paths: left out with a warning naming it,
+    the others sent, exit 0."""
+    out = tmp_path / "received"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no DICOM here")
+    peer = peers.start_dcmtk_storage_scp(tmp_path / "logs", out, ae_title="STORESCP")
+    try:
+        run = fastdimse("store", f"STORESCP@{HOST}:{peer.port}", empty, tmp_path / "src", "--json")
+        assert run.returncode == 0, run
+        _check_summary(run.json(), f"STORESCP@{HOST}:{peer.port}", sources)
+        assert run.stderr.splitlines() == [f"fastdimse: warning: {empty}: no DICOM file in or below this folder; left out"], run
+        sd.assert_received(sources, out)
+    finally:
+        peer.stop()
+
+
 def test_store_no_recursive_sends_only_the_folders_own_files(tmp_path, sources):
     out = tmp_path / "received"
     top = tmp_path / "src" / "copy0"
@@ -209,7 +227,9 @@ def test_store_to_pynetdicom_failing_some_exit_1(tmp_path, sources, peer_log_dir
         assert run.stdout.startswith(f"{len(sources)} instance(s): {len(sources) - len(mr)} stored, "
                                      f"0 with a warning, {len(mr)} failed;"), run
         _assert_failures_listed(run, {str(s.path) for s in mr})
-        assert all(": 0xA700" in ln for ln in run.stderr.splitlines() if ln.startswith("FAILED ")), run
+        failed_lines = [ln for ln in run.stderr.splitlines() if ln.startswith("FAILED ")]
+        # "FAILED path: 0xA700 reason": the status once, then the core's reason.
+        assert all(re.search(r": 0xA700 \S", ln) and ln.count("0xA700") == 1 for ln in failed_lines), run
         answered = re.findall(r"answered (\S+) 0x([0-9A-F]{4})", peer.log())
         assert {u for u, st in answered if st == "A700"} == {s.sop_instance_uid for s in mr}, peer.log()
     finally:

@@ -69,6 +69,15 @@ def test_store_folder_without_dicom_files(tmp_path):
     assert_one_error_line(fastdimse("store", PEER, folder), 2, str(folder), "no DICOM file")
 
 
+def test_store_folders_without_dicom_files(tmp_path):
+    """Several folders, none with a DICOM file: still one line, naming them all."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    (b / "x.txt").write_text("x")
+    assert_one_error_line(fastdimse("store", PEER, a, b), 2, f"{a}, {b}", "no DICOM file")
+
+
 def test_store_missing_path(tmp_path):
     missing = tmp_path / "no" / "such.dcm"
     assert_one_error_line(fastdimse("store", PEER, missing), 2, str(missing))

@@ -101,10 +101,14 @@ def _walk(folder: str, recursive: bool):
             yield os.path.join(root, name)
 
 
-def _check_paths(paths, recursive: bool) -> None:
-    """Usage errors (exit 2) before any association: a path that does not exist or
-    cannot be read, and a folder in which no file is a DICOM file. The walk of a folder
-    stops at its first DICOM file, so a large archive costs one look."""
+def _check_paths(paths, recursive: bool) -> list[str]:
+    """The paths to send. Usage errors (exit 2) before any association: a path that does
+    not exist or cannot be read, or nothing to send at all (every path a folder without
+    a DICOM file); a folder without one among others is left out with a warning. The
+    walk of a folder stops at its first DICOM file, so a large archive costs one look.
+    (A file that is not DICOM inside a folder that has DICOM files is the core's: it
+    fails alone, with its reason.)"""
+    empty = []
     for p in paths:
         if not os.path.exists(p):
             raise CliError(f"{p}: no such file or folder", EXIT_USAGE)
@@ -114,10 +118,16 @@ def _check_paths(paths, recursive: bool) -> None:
             except OSError as exc:
                 raise CliError(f"{p}: cannot read the folder: {exc.strerror or exc}", EXIT_USAGE) from None
             if not found:
-                where = "in or below" if recursive else "in"
-                raise CliError(f"{p}: no DICOM file {where} this folder", EXIT_USAGE)
+                empty.append(p)
         elif not os.access(p, os.R_OK):
             raise CliError(f"{p}: cannot read the file", EXIT_USAGE)
+    where = "in or below" if recursive else "in"
+    if empty and len(empty) == len(paths):
+        these = "this folder" if len(empty) == 1 else "these folders"
+        raise CliError(f"{', '.join(map(str, empty))}: no DICOM file {where} {these}", EXIT_USAGE)
+    for p in empty:
+        click.echo(f"fastdimse: warning: {p}: no DICOM file {where} this folder; left out", err=True)
+    return [p for p in paths if p not in empty]
 
 
 def _items(paths, recursive: bool):
@@ -130,9 +140,19 @@ def _items(paths, recursive: bool):
             yield from _walk(p, recursive=False)
 
 
+def _status_and_reason(r) -> tuple[str | None, str]:
+    """A failed instance's status (``0xA700``, None if it was never sent) and reason,
+    without the status the core's reason may start with."""
+    status = None if r.status is None else f"0x{r.status:04X}"
+    reason = r.reason or ""
+    if status and reason.upper().startswith(status.upper()):
+        reason = reason[len(status):].strip()
+    return status, reason
+
+
 def _failure_record(r) -> dict:
-    return {"path": r.path, "sop_instance_uid": r.sop_instance_uid,
-            "status": None if r.status is None else f"0x{r.status:04X}", "reason": r.reason}
+    status, reason = _status_and_reason(r)
+    return {"path": r.path, "sop_instance_uid": r.sop_instance_uid, "status": status, "reason": reason}
 
 
 @click.command(context_settings=_CONTEXT)
@@ -163,7 +183,7 @@ def store(args, parallel, window, no_recursive, no_progress, aet, called_aet, pd
     if not paths:
         raise click.UsageError("no files or folders to send")
     recursive = not no_recursive
-    _check_paths(paths, recursive)
+    paths = _check_paths(paths, recursive)
     total = None if any(os.path.isdir(p) for p in paths) else len(paths)
     scu = make_scu(aet, pdu, timeout)
     with association_errors(peer):
@@ -186,10 +206,8 @@ def store(args, parallel, window, no_recursive, no_progress, aet, called_aet, pd
                    f"warning, {summary.failed} failed; {summary.bytes / 1e6:.1f} MB in "
                    f"{summary.elapsed:.1f} s ({rate:.0f}/s)")
     for r in failures:
-        status = "not sent" if r.status is None else f"0x{r.status:04X}"
-        click.echo(f"FAILED {r.path or r.sop_instance_uid}: {status} {r.reason or ''}".rstrip(), err=True)
+        status, reason = _status_and_reason(r)
+        click.echo(f"FAILED {r.path or r.sop_instance_uid}: {status or 'not sent'} {reason}".rstrip(), err=True)
     if summary.failures_not_kept:
         click.echo(f"... and {summary.failures_not_kept} more failure(s) not listed", err=True)
-    if summary.total == 0:
-        raise CliError("no DICOM instance was found to send", EXIT_USAGE)
     return EXIT_FAILED if summary.failed else EXIT_OK
