@@ -239,9 +239,11 @@ def move(assoc: Association, identifier, destination_ae: str, level: str = "STUD
 def get(assoc: Association, identifier, destination_dir: str | os.PathLike, level: str = "STUDY",
         root: str = "study", *, message_id: int | None = None, priority: int = 0,
         on_pending: Callable[[RetrieveResponse], None] | None = None,
-        layout: str | None = None, duplicates: str = "overwrite") -> RetrieveResponse:
+        layout: str | None = None, duplicates: str = "overwrite",
+        on_stored: Callable[["_core.StoredInstance"], int | None] | None = None) -> RetrieveResponse:
     """C-GET on ``assoc`` (which must have negotiated the SCP role for the storage
-    classes): the instances stream into ``destination_dir``."""
+    classes): the instances stream into ``destination_dir``; ``on_stored`` sees each
+    file written (None keeps the status, an int answers that status instead)."""
     sop = sop_class_for(root, "get")
     ts = _context_ts(assoc, sop)
     ds = make_identifier(identifier, level)
@@ -251,5 +253,6 @@ def get(assoc: Association, identifier, destination_dir: str | os.PathLike, leve
         def pending_cb(rsp: "_core.Response") -> None:
             on_pending(RetrieveResponse.from_core(rsp))
     rsp = assoc._core.get(sop, _codec().encode(ds, ts), os.fspath(destination_dir), layout=layout,
-                          duplicates=duplicates, on_pending=pending_cb, message_id=message_id, priority=priority)
+                          duplicates=duplicates, on_pending=pending_cb, on_stored=on_stored,
+                          message_id=message_id, priority=priority)
     return RetrieveResponse.from_core(rsp)

@@ -270,16 +270,17 @@ class DICOMSCU:
 
     def get(self, remote: Entity, identifier, destination_dir, level: str = "STUDY", root: str = "study", *,
             sop_classes=None, transfer_syntaxes=None, message_id: int | None = None, on_pending=None,
-            layout: str | None = None, duplicates: str = "overwrite"):
+            layout: str | None = None, duplicates: str = "overwrite", on_stored=None):
         """C-GET: the matches come back on the same association and stream into
         ``destination_dir`` (same layout and guarantees as the storage SCP). Negotiates the
         SCP role for ``sop_classes`` (default: the common storage classes, as many as fit
         in one association) in ``transfer_syntaxes`` (default: the uncompressed ones).
-        Returns a :class:`~fastdimse.association.RetrieveResponse`."""
+        ``on_stored(StoredInstance)`` sees each file once it is written (as the storage
+        SCP's handler does). Returns a :class:`~fastdimse.association.RetrieveResponse`."""
         contexts, roles = sop.get_contexts(root, sop_classes, transfer_syntaxes)
         with self.associate(remote, contexts=contexts, roles=roles) as assoc:
             return _ops.get(assoc, identifier, destination_dir, level, root, message_id=message_id,
-                            on_pending=on_pending, layout=layout, duplicates=duplicates)
+                            on_pending=on_pending, layout=layout, duplicates=duplicates, on_stored=on_stored)
 
     def store(
         self,

@@ -30,6 +30,7 @@ __all__ = [
     "CliError", "Peer", "parse_peer", "split_peer_args", "ae_title_option_value",
     "client_options", "logging_options", "setup_logging", "association_errors",
     "report_error", "emit_json", "progress_bar", "DEFAULT_AET", "DEFAULT_CALLED_AET",
+    "status_text", "no_progress_option",
 ]
 
 EXIT_OK = 0
@@ -206,12 +207,15 @@ def make_scu(aet: str, pdu: int, timeout: float):
 def association_errors(peer: Peer) -> Iterator[None]:
     """Turn a failure to reach or associate with ``peer`` into exit 3, and any other
     fastdimse error into one line and exit 1."""
-    from ..errors import AssociationAborted, AssociationRejected, DicomError, NetworkError
+    from ..errors import AssociationAborted, AssociationRejected, DicomError, NetworkError, NoAcceptedContext
 
     try:
         yield
     except AssociationRejected as exc:
         raise CliError(f"{peer}: association rejected: {exc}", EXIT_NO_ASSOCIATION) from None
+    except NoAcceptedContext as exc:
+        # The association was made but refuses the service the command needs: as good as refused.
+        raise CliError(f"{peer}: {exc}", EXIT_NO_ASSOCIATION) from None
     except NetworkError as exc:
         raise CliError(f"{peer}: no association: {exc}", EXIT_NO_ASSOCIATION) from None
     except AssociationAborted as exc:
@@ -221,6 +225,34 @@ def association_errors(peer: Peer) -> Iterator[None]:
 
 
 # --- output -----------------------------------------------------------------------------
+
+# What a user reads for the statuses C-ECHO, C-FIND, C-MOVE and C-GET end with most
+# (PS3.7 C.4, PS3.4 C.4); the category comes from the core (fastdimse.status), and the
+# C-STORE reasons are the core's own (StoreResult.reason).
+_STATUS_NAMES = {
+    0x0110: "processing failure", 0x0122: "SOP class not supported", 0x0124: "not authorized",
+    0x0211: "unrecognized operation", 0xA701: "out of resources: number of matches",
+    0xA702: "out of resources: sub-operations", 0xA801: "move destination unknown",
+    0xA900: "identifier does not match SOP class", 0xB000: "sub-operations complete, some failed or warned",
+    0xC000: "unable to process", 0xFF01: "optional keys not supported",
+}
+
+
+def status_text(status: int) -> str:
+    """``0x0000 (Success)``, ``0xA801 (Failure: move destination unknown)``: a DIMSE
+    status with its category and, for the common ones, what it means."""
+    from ..status import category
+
+    name = category(status).capitalize()
+    detail = _STATUS_NAMES.get(status)
+    return f"0x{status:04X} ({name}: {detail})" if detail else f"0x{status:04X} ({name})"
+
+
+def no_progress_option(func: Callable) -> Callable:
+    """``--no-progress``: no progress bar even on a terminal (the command gets ``no_progress``)."""
+    return click.option("--no-progress", "no_progress", is_flag=True,
+                        help="No progress bar (there is none anyway when stderr is not a terminal).")(func)
+
 
 
 def emit_json(doc: Any) -> None:
