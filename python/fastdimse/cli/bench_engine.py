@@ -8,8 +8,9 @@
 
 At each concurrency level N, N threads each run their own association(s) against the
 node at once (the Rust core releases the GIL while it waits on the network). A level
-ends after ``count`` operations in all (shared among its threads: a fast association
-takes more of them) or once ``duration`` has passed.
+ends after ``count`` operations in all (for echo, find and move shared among its
+threads, so a fast association takes more of them; for store split evenly, since each
+SCU reads its instances ahead) or once ``duration`` has passed.
 
 What one operation is, and how its latency is measured (each response timed, with
 ``time.perf_counter``):
@@ -28,13 +29,16 @@ What one operation is, and how its latency is measured (each response timed, wit
   the time per instance at that depth. The first response of each association is
   counted but not timed (its interval would include the association set-up).
 
-For echo, find and move the associations are opened before the clock of the level
-starts; store's association set-up (one per thread and level) is inside its time.
+A level's time runs from its start to the end of its last thread, association set-up
+(one per thread and level) and release included; the latencies do not include them.
+Threads do not wait for each other: against a node that serves one association at a
+time (dcmtk's storescp without ``--fork``) they take turns, and the sweep shows that.
 Throughput counts the operations that succeeded; the failed ones are counted by status
 in ``errors`` (DIMSE failure statuses as ``0xA700``, a C-STORE that was never sent as
 ``not sent``, an association that ended early as ``aborted``/``timeout``/``network``, a
-thread that could not associate as ``rejected``/``no association``). If no thread of a
-level could associate at all, the error is raised (the command line exits 3).
+thread that could not associate as ``rejected``/``no association``). If the node answered
+nothing at a level because it could not be associated with, that association error is
+raised (the command line exits 3).
 
 The saturation point is the level after which throughput grows by less than 5 %.
 """
@@ -102,7 +106,7 @@ class LevelResult:
     """What one concurrency level measured."""
 
     concurrency: int
-    operations: int          # answered (succeeded + failed with a status)
+    operations: int          # done: succeeded, or failed (with a status, or never sent)
     succeeded: int
     seconds: float
     bytes: int
@@ -128,6 +132,7 @@ class LevelResult:
             "seconds": round(self.seconds, 6), "ops_per_s": round(self.ops_per_s, 3),
             "mb_per_s": round(self.mb_per_s, 3), "bytes": self.bytes, "latency_ms": self.latency_ms,
             "timed_responses": len(self.latencies), "errors": dict(sorted(self.errors.items())),
+            "matches": self.matches,
         }
 
 
@@ -153,13 +158,15 @@ class _Recorder:
         self.latencies: list[float] = []
         self.errors: collections.Counter[str] = collections.Counter()
         self.operations = self.succeeded = self.bytes = self.matches = 0
+        self.responses = 0  # operations the node answered (a C-STORE never sent is not one)
         self.connect_failures: list[BaseException] = []
         self.on_op = on_op
 
     def op(self, latency: float | None, ok: bool, error: str | None = None, nbytes: int = 0,
-           matches: int = 0) -> None:
+           matches: int = 0, answered: bool = True) -> None:
         with self.lock:
             self.operations += 1
+            self.responses += answered
             if latency is not None:
                 self.latencies.append(latency)
             if ok:
@@ -182,13 +189,13 @@ class _Recorder:
 class _Share:
     """How much work is left at a level: ``count`` operations in all, or until a deadline."""
 
-    def __init__(self, count: int | None, duration: float | None):
+    def __init__(self, count: int | None, duration: float | None, first: int = 0):
         self._left = count
         self._duration = duration
         self.deadline: float | None = None
         self._lock = threading.Lock()
         self._stopped = False
-        self._taken = 0
+        self._taken = first  # numbers operations from here (a thread's part of the files)
 
     def start(self) -> None:
         if self._duration is not None:
@@ -243,8 +250,8 @@ def _default_find_keys(level: str) -> dict[str, str]:
             "IMAGE": {"StudyInstanceUID": "", "SeriesInstanceUID": "", "SOPInstanceUID": ""}}[level]
 
 
-def _dimse_worker(w: Workload, share: _Share, rec: _Recorder, barrier: threading.Barrier) -> None:
-    """echo / find / move: associate, wait for the others, then operate until done."""
+def _dimse_worker(w: Workload, share: _Share, rec: _Recorder) -> None:
+    """echo / find / move: associate, then operate until the level is done."""
     from .. import association as ops
 
     assoc = None
@@ -261,8 +268,6 @@ def _dimse_worker(w: Workload, share: _Share, rec: _Recorder, barrier: threading
                 raise NoAcceptedContext(f"{w.remote.ae_title} accepted no context for C-{w.op.upper()}")
     except DicomError as exc:
         rec.failed(exc, connecting=True)
-    finally:
-        _wait(barrier)
     if assoc is None:
         return
     keys = w.keys or _default_find_keys(w.level)
@@ -293,9 +298,8 @@ def _dimse_worker(w: Workload, share: _Share, rec: _Recorder, barrier: threading
             pass
 
 
-def _store_worker(w: Workload, share: _Share, rec: _Recorder, barrier: threading.Barrier) -> None:
+def _store_worker(w: Workload, share: _Share, rec: _Recorder) -> None:
     """store: one DICOMSCU.store call (one association) over the instances this thread takes."""
-    _wait(barrier)
     last: list[float | None] = [None]
     factory = w.factory
 
@@ -314,7 +318,7 @@ def _store_worker(w: Workload, share: _Share, rec: _Recorder, barrier: threading
         prev, last[0] = last[0], now
         latency = None if prev is None else now - prev
         if r.status is None:
-            rec.op(latency, False, "not sent")
+            rec.op(latency, False, "not sent", answered=False)
         else:
             rec.op(latency, r.is_success, status_key(r.status), nbytes=r.bytes)
         if factory is not None:
@@ -327,13 +331,6 @@ def _store_worker(w: Workload, share: _Share, rec: _Recorder, barrier: threading
         rec.failed(exc, connecting=True)
 
 
-def _wait(barrier: threading.Barrier) -> None:
-    try:
-        barrier.wait()
-    except threading.BrokenBarrierError:
-        pass
-
-
 def run_level(w: Workload, concurrency: int, *, count: int | None = None, duration: float | None = None,
               on_op: Callable[[int], None] | None = None) -> LevelResult:
     """Run ``w`` at one concurrency level; raises the association error when no thread
@@ -341,26 +338,32 @@ def run_level(w: Workload, concurrency: int, *, count: int | None = None, durati
     if (count is None) == (duration is None):
         raise ValueError("give either count or duration")
     rec = _Recorder(on_op)
-    share = _Share(count, duration)
-    barrier = threading.Barrier(concurrency + 1)
     target = _store_worker if w.op == "store" else _dimse_worker
-    threads = [threading.Thread(target=target, args=(w, share, rec, barrier), daemon=True,
+    if w.op == "store" and count is not None:
+        # The SCU reads its instances ahead of the sending: from one shared count the
+        # first thread would take most of a small one. Each thread gets its part.
+        parts = [count // concurrency + (i < count % concurrency) for i in range(concurrency)]
+        shares = [_Share(n, None, first=sum(parts[:i])) for i, n in enumerate(parts)]
+    else:
+        shares = [_Share(count, duration)] * concurrency
+    threads = [threading.Thread(target=target, args=(w, shares[i], rec), daemon=True,
                                 name=f"fastdimse-bench-{w.op}-{i}") for i in range(concurrency)]
+    for share in set(shares):
+        share.start()
+    t0 = clock()
     for t in threads:
         t.start()
     try:
-        _wait(barrier)
-        share.start()
-        t0 = clock()
         for t in threads:
             while t.is_alive():
                 t.join(0.2)
         seconds = clock() - t0
     except BaseException:
-        share.stop()
+        for share in shares:
+            share.stop()
         raise
-    if rec.operations == 0 and len(rec.connect_failures) == concurrency:
-        raise rec.connect_failures[0]
+    if rec.responses == 0 and rec.connect_failures:
+        raise rec.connect_failures[0]  # the node answered nothing, and could not be reached
     return LevelResult(concurrency=concurrency, operations=rec.operations, succeeded=rec.succeeded,
                        seconds=seconds, bytes=rec.bytes, latencies=rec.latencies,
                        errors=dict(rec.errors), matches=rec.matches)
