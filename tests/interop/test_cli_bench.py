@@ -346,3 +346,37 @@ def test_unreachable_exit_3(op):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "no association" in lines[0]
     assert done.stdout == ""
+
+
+# --- the engine's arithmetic (no sockets) -------------------------------------------------------
+
+
+def test_saturation_and_percentiles():
+    from fastdimse.cli.bench_engine import LevelResult, latency_summary, saturation_of
+
+    def level(c: int, ops: int) -> LevelResult:
+        return LevelResult(concurrency=c, operations=ops, succeeded=ops, seconds=1.0, bytes=0)
+
+    # 1 -> 2 grows 60 %, 2 -> 4 grows 3 %: saturated at 2
+    assert saturation_of([level(1, 100), level(2, 160), level(4, 165)]) == \
+        {"concurrency": 2, "ops_per_s": 160.0, "reached": True}
+    assert saturation_of([level(4, 300), level(1, 100), level(2, 200)])["concurrency"] == 4
+    assert saturation_of([level(1, 100), level(2, 200)])["reached"] is False
+    lat = latency_summary([i / 1000 for i in range(1, 101)])   # 1 .. 100 ms
+    assert lat["max"] == 100 and lat["p50"] == pytest.approx(50.5) and 98 < lat["p99"] < 100
+    assert latency_summary([]) == {"p50": None, "p95": None, "p99": None, "max": None}
+    assert latency_summary([0.002])["p99"] == 2
+
+
+@pytest.mark.parametrize("text, seconds", [("30s", 30), ("500ms", 0.5), ("2m", 120), ("1.5", 1.5)])
+def test_durations(text, seconds):
+    from fastdimse.cli.bench_data import parse_duration
+
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text, size", [("4KB", 4000), ("0.5MB", 500000), ("1MiB", 1048576), ("2048", 2048)])
+def test_sizes(text, size):
+    from fastdimse.cli.bench_data import parse_size
+
+    assert parse_size(text) == size

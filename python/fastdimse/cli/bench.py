@@ -42,7 +42,7 @@ def _print_sweep(doc: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=None if sys.stdout.isatty() else 120)
+    console = Console(width=None if sys.stdout.isatty() else 120, highlight=False)
     table = Table(title=f"C-{doc['op'].upper()} {doc['peer']}", title_justify="left")
     for name in ("concurrency", "operations", "seconds", "ops/s", "MB/s", "p50 ms", "p95 ms", "p99 ms",
                  "max ms", "errors"):
@@ -67,7 +67,7 @@ def _print_grow(doc: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=None if sys.stdout.isatty() else 120)
+    console = Console(width=None if sys.stdout.isatty() else 120, highlight=False)
     table = Table(title=f"C-FIND latency as the archive grows, {doc['peer']}", title_justify="left")
     for name in ("step", "instances", "queries", "C-FIND/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
                  "matches", "errors"):
