@@ -38,21 +38,34 @@ def _ms(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}"
 
 
-def _print_sweep(doc: dict[str, Any]) -> None:
+def _latencies(lat: dict[str, float | None]) -> list[str]:
+    return [_ms(lat[k]) for k in ("p50", "p95", "p99", "max")]
+
+
+def _errors_text(errors: dict[str, int]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in errors.items()) or "0"
+
+
+def _table(title: str, columns: tuple[str, ...]):
+    """A console on stdout (120 columns when it is not a terminal) and an empty table
+    whose columns are ``columns`` then the latencies and errors."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console(width=None if sys.stdout.isatty() else 120, highlight=False)
-    table = Table(title=f"C-{doc['op'].upper()} {doc['peer']}", title_justify="left")
-    for name in ("concurrency", "operations", "seconds", "ops/s", "MB/s", "p50 ms", "p95 ms", "p99 ms",
-                 "max ms", "errors"):
+    table = Table(title=title, title_justify="left")
+    for name in (*columns, "p50 ms", "p95 ms", "p99 ms", "max ms", "errors"):
         table.add_column(name, justify="left" if name == "errors" else "right")
+    return console, table
+
+
+def _print_sweep(doc: dict[str, Any]) -> None:
+    console, table = _table(f"C-{doc['op'].upper()} {doc['peer']}",
+                            ("concurrency", "operations", "seconds", "ops/s", "MB/s"))
     for lv in doc["levels"]:
-        lat = lv["latency_ms"]
-        errors = ", ".join(f"{k}: {v}" for k, v in lv["errors"].items()) or "0"
         table.add_row(str(lv["concurrency"]), str(lv["operations"]), f"{lv['seconds']:.2f}",
                       f"{lv['ops_per_s']:.1f}", f"{lv['mb_per_s']:.1f}" if doc["op"] == "store" else "-",
-                      _ms(lat["p50"]), _ms(lat["p95"]), _ms(lat["p99"]), _ms(lat["max"]), errors)
+                      *_latencies(lv["latency_ms"]), _errors_text(lv["errors"]))
     console.print(table)
     sat = doc["saturation"]
     if sat["reached"]:
@@ -64,21 +77,13 @@ def _print_sweep(doc: dict[str, Any]) -> None:
 
 
 def _print_grow(doc: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(width=None if sys.stdout.isatty() else 120, highlight=False)
-    table = Table(title=f"C-FIND latency as the archive grows, {doc['peer']}", title_justify="left")
-    for name in ("step", "instances", "queries", "C-FIND/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
-                 "matches", "errors"):
-        table.add_column(name, justify="left" if name == "errors" else "right")
+    console, table = _table(f"C-FIND latency as the archive grows, {doc['peer']}",
+                            ("step", "instances", "queries", "C-FIND/s", "matches"))
     for r in doc["grow"]:
-        lat = r["latency_ms"]
         errors = {**{f"store {k}": v for k, v in r["store_errors"].items()}, **r["errors"]}
         table.add_row(str(r["step"]), str(r["archive_instances"]), str(r["queries"]), f"{r['ops_per_s']:.1f}",
-                      _ms(lat["p50"]), _ms(lat["p95"]), _ms(lat["p99"]), _ms(lat["max"]),
                       "-" if r["matches_per_query"] is None else f"{r['matches_per_query']:g}",
-                      ", ".join(f"{k}: {v}" for k, v in errors.items()) or "0")
+                      *_latencies(r["latency_ms"]), _errors_text(errors))
     console.print(table)
 
 
@@ -89,8 +94,7 @@ def _report_errors(doc: dict[str, Any]) -> int:
         errors = {**row.get("store_errors", {}), **row["errors"]}
         if errors:
             where = f"concurrency {row['concurrency']}" if "concurrency" in row else f"step {row['step']}"
-            click.echo(f"fastdimse bench: {where}: errors " + ", ".join(f"{k}: {v}" for k, v in errors.items()),
-                       err=True)
+            click.echo(f"fastdimse bench: {where}: errors {_errors_text(errors)}", err=True)
             failed += sum(errors.values())
     return EXIT_FAILED if failed else EXIT_OK
 
