@@ -11,6 +11,8 @@ latency is measured for each operation is described there.
 from __future__ import annotations
 
 import sys
+import threading
+import time
 from typing import Any
 
 import click
@@ -32,6 +34,33 @@ def _parsed(parser, what: str):
             raise click.BadParameter(str(exc), param_hint=what) from None
 
     return callback
+
+
+class _Throttled:
+    """Per-operation progress (from many threads) handed to the bar at most ten times a
+    second, so a fast node is not slowed down by drawing it."""
+
+    def __init__(self, bar) -> None:
+        self._bar = bar
+        self._lock = threading.Lock()
+        self._ops = self._bytes = 0
+        self._last = 0.0
+
+    def __call__(self, nbytes: int) -> None:
+        with self._lock:
+            self._ops += 1
+            self._bytes += nbytes
+            now = time.monotonic()
+            if now - self._last < 0.1:
+                return
+            ops, nb, self._ops, self._bytes, self._last = self._ops, self._bytes, 0, 0, now
+        self._bar.update(advance=ops, nbytes=nb)
+
+    def flush(self) -> None:
+        with self._lock:
+            ops, nb, self._ops, self._bytes = self._ops, self._bytes, 0, 0
+        if ops:
+            self._bar.update(advance=ops, nbytes=nb)
 
 
 def _ms(v: float | None) -> str:
@@ -187,7 +216,7 @@ def bench(peer_args, op, concurrency, duration, count, window, data, generate, s
             raise CliError(str(exc), EXIT_USAGE) from None
     remote = peer.entity()
     workload = dict(aet=aet, max_pdu=pdu, timeout=timeout, window=window, keys=query, level=level, root=root)
-    show = False if no_progress else None
+    show = not no_progress and sys.stderr.isatty()
 
     with association_errors(peer):
         if grow is not None:
@@ -202,9 +231,10 @@ def bench(peer_args, op, concurrency, duration, count, window, data, generate, s
             total = per_level * len(concurrency) if per_level is not None else None
             try:
                 with progress_bar(f"bench {op} {peer}", total, enabled=show) as bar:
+                    tick = _Throttled(bar) if show else None
                     sweep = run_sweep(op, remote, concurrency=concurrency, count=count, duration=duration,
                                       data=data, generate=generate, size=size, destination=destination,
-                                      on_op=lambda nbytes: bar.update(nbytes=nbytes), **workload)
+                                      on_op=tick, on_level=tick and (lambda _level: tick.flush()), **workload)
             except ValueError as exc:
                 raise CliError(str(exc), EXIT_USAGE) from None
             doc = sweep.to_json()
