@@ -46,6 +46,7 @@ def bench_json(*args: str, expect_rc: int = 0) -> dict:
 def check_sweep(doc: dict, op: str, levels: list[int]) -> None:
     """Every field of the agreed JSON, with sane values."""
     assert doc["op"] == op
+    assert doc["latency"]   # what one latency is, in words
     assert re.fullmatch(r"[^@]+@127\.0\.0\.1:\d+", doc["peer"]), doc["peer"]
     assert [lv["concurrency"] for lv in doc["levels"]] == levels
     for lv in doc["levels"]:
@@ -204,6 +205,17 @@ def test_echo_pynetdicom(pynetdicom_echo_scp):
         assert lv["succeeded"] == 20 and lv["timed_responses"] == 20 and lv["errors"] == {}
     # 1 + 2 associations, 20 + 20 echoes, seen by the peer itself
     pynetdicom_echo_scp.wait_for_log(peers.PEER_ECHO_RECEIVED, count=40)
+
+
+def test_python_api_run_sweep(pynetdicom_echo_scp):
+    """The engine without the command line: fastdimse.cli.bench_engine.run_sweep."""
+    from fastdimse import Entity
+    from fastdimse.cli.bench_engine import run_sweep
+
+    sweep = run_sweep("echo", Entity("ECHOSCP", HOST, pynetdicom_echo_scp.port), concurrency=[2, 1], count=6)
+    assert [lv.concurrency for lv in sweep.levels] == [2, 1]
+    assert all(lv.succeeded == 6 and len(lv.latencies) == 6 for lv in sweep.levels)
+    check_sweep(sweep.to_json(), "echo", [2, 1])
 
 
 def test_echo_dcmtk_duration(dcmtk_storescp):

@@ -59,7 +59,7 @@ from ..errors import (AssociationAborted, AssociationRejected, DicomError, Dicom
                       NoAcceptedContext, QueryFailed)
 from .bench_data import InstanceFactory, folder_files
 
-__all__ = ["OPS", "LevelResult", "Sweep", "GrowStep", "Workload", "run_level", "run_sweep", "run_grow",
+__all__ = ["OPS", "LATENCY_DEFINITION", "LevelResult", "Sweep", "GrowStep", "Workload", "run_level", "run_sweep", "run_grow",
            "saturation_of", "latency_summary", "SATURATION_GAIN"]
 
 OPS = ("echo", "store", "find", "move")
@@ -69,6 +69,15 @@ SATURATION_GAIN = 0.05
 DEFAULT_SIZE = 4000
 
 clock = time.perf_counter
+
+#: What the latency of one operation is, per op (also in the JSON, as "latency").
+LATENCY_DEFINITION = {
+    "echo": "C-ECHO-RQ sent to C-ECHO-RSP read",
+    "find": "C-FIND-RQ sent to the final C-FIND-RSP read (every match read and decoded)",
+    "move": "C-MOVE-RQ sent to the final C-MOVE-RSP read (every sub-operation done)",
+    "store": "C-STORE-RSP read to the previous C-STORE-RSP on the same association (with window 1: "
+             "the instance's data set sent and its response read; the first of each association untimed)",
+}
 
 
 def latency_summary(seconds: list[float]) -> dict[str, float | None]:
@@ -390,8 +399,8 @@ class Sweep:
 
     def to_json(self) -> dict[str, Any]:
         return {"op": self.op, "peer": self.peer, "window": self.window, "count": self.count,
-                "duration": self.duration, "levels": [lv.to_json() for lv in self.levels],
-                "saturation": self.saturation}
+                "duration": self.duration, "latency": LATENCY_DEFINITION[self.op],
+                "levels": [lv.to_json() for lv in self.levels], "saturation": self.saturation}
 
 
 def _peer_text(remote: Entity) -> str:

@@ -55,7 +55,7 @@ def _figure(doc: dict[str, Any]):
         right.set_ylabel("C-FIND/s")
         right.set_title("Query throughput")
     else:
-        levels = doc["levels"]
+        levels = sorted(doc["levels"], key=lambda lv: lv["concurrency"])
         x = [lv["concurrency"] for lv in levels]
         left.plot(x, [lv["ops_per_s"] for lv in levels], "o-", label="operations/s")
         left.set_xlabel("concurrent associations")
