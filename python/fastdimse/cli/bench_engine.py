@@ -59,8 +59,8 @@ from ..errors import (AssociationAborted, AssociationRejected, DicomError, Dicom
                       NoAcceptedContext, QueryFailed)
 from .bench_data import InstanceFactory, folder_files
 
-__all__ = ["OPS", "LATENCY_DEFINITION", "LevelResult", "Sweep", "GrowStep", "Workload", "run_level", "run_sweep", "run_grow",
-           "saturation_of", "latency_summary", "SATURATION_GAIN"]
+__all__ = ["OPS", "LATENCY_DEFINITION", "LevelResult", "Sweep", "GrowStep", "Workload", "run_level",
+           "run_sweep", "run_grow", "saturation_of", "latency_summary", "SATURATION_GAIN"]
 
 OPS = ("echo", "store", "find", "move")
 #: Throughput must grow by at least this much from one level to the next, else the
