@@ -155,6 +155,7 @@ class InstanceFactory:
         import random
 
         from pydicom.dataset import Dataset, FileMetaDataset
+        from pydicom.uid import UID
 
         ds = Dataset()
         ds.SpecificCharacterSet = "ISO_IR 100"
@@ -180,9 +181,9 @@ class InstanceFactory:
         ds.PixelData = random.Random(self.size).randbytes(rows * columns * 2)
         ds["PixelData"].VR = "OW"
         meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = SECONDARY_CAPTURE
-        meta.MediaStorageSOPInstanceUID = sop
-        meta.TransferSyntaxUID = EXPLICIT_VR_LE
+        meta.MediaStorageSOPClassUID = UID(SECONDARY_CAPTURE)
+        meta.MediaStorageSOPInstanceUID = UID(sop)
+        meta.TransferSyntaxUID = UID(EXPLICIT_VR_LE)
         ds.file_meta = meta
         path = self.folder / "template.dcm"
         ds.save_as(path, enforce_file_format=True)

@@ -296,7 +296,7 @@ def _dimse_worker(w: Workload, share: _Share, rec: _Recorder) -> None:
                 else:
                     rec.op(clock() - t0, True, matches=n)
             else:
-                rsp = ops.move(assoc, w.keys, w.destination, w.level, w.root)
+                rsp = ops.move(assoc, w.keys, w.destination or "", w.level, w.root)
                 rec.op(clock() - t0, rsp.status == 0, status_key(rsp.status), matches=rsp.completed)
         assoc.release()
     except DicomError as exc:
