@@ -374,6 +374,11 @@ def test_saturation_and_percentiles():
         {"concurrency": 2, "ops_per_s": 160.0, "reached": True}
     assert saturation_of([level(4, 300), level(1, 100), level(2, 200)])["concurrency"] == 4
     assert saturation_of([level(1, 100), level(2, 200)])["reached"] is False
+    # a stall at 2 does not hide the growth at 4
+    assert saturation_of([level(1, 100), level(2, 102), level(4, 150)]) == \
+        {"concurrency": 4, "ops_per_s": 150.0, "reached": False}
+    # a dip and no real gain after 1: saturated at 1
+    assert saturation_of([level(1, 100), level(2, 60), level(4, 104)])["concurrency"] == 1
     lat = latency_summary([i / 1000 for i in range(1, 101)])   # 1 .. 100 ms
     assert lat["max"] == 100 and lat["p50"] == pytest.approx(50.5) and 98 < lat["p99"] < 100
     assert latency_summary([]) == {"p50": None, "p95": None, "p99": None, "max": None}

@@ -99,7 +99,7 @@ def _print_sweep(doc: dict[str, Any]) -> None:
     sat = doc["saturation"]
     if sat["reached"]:
         console.print(f"saturation: concurrency {sat['concurrency']} ({sat['ops_per_s']:.1f} operations/s); "
-                      f"throughput grows by less than 5 % beyond it")
+                      f"no higher level gains 5 % or more")
     else:
         console.print(f"no saturation up to concurrency {sat['concurrency']} "
                       f"({sat['ops_per_s']:.1f} operations/s, still growing)")

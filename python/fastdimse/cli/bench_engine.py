@@ -40,7 +40,7 @@ thread that could not associate as ``rejected``/``no association``). If the node
 nothing at a level because it could not be associated with, that association error is
 raised (the command line exits 3).
 
-The saturation point is the level after which throughput grows by less than 5 %.
+The saturation point is the lowest level beyond which no level gains 5 % or more.
 """
 
 from __future__ import annotations
@@ -146,14 +146,18 @@ class LevelResult:
 
 
 def saturation_of(levels: list[LevelResult]) -> dict[str, Any]:
-    """The level after which throughput grows by less than 5 % (``reached``: False when
-    it still grew at the last level; then that level is given)."""
+    """The lowest level beyond which no level gains 5 % or more in throughput.
+
+    Every later level is compared, not only the next one, so one level that stalls
+    (a noisy machine, a node that takes associations in turns) does not hide growth
+    that comes after it. ``reached`` is False when that level is the last one (the
+    throughput may still grow beyond the sweep)."""
     ordered = sorted(levels, key=lambda lv: lv.concurrency)
-    for a, b in zip(ordered, ordered[1:]):
-        if b.ops_per_s < a.ops_per_s * (1 + SATURATION_GAIN):
-            return {"concurrency": a.concurrency, "ops_per_s": round(a.ops_per_s, 3), "reached": True}
-    last = ordered[-1]
-    return {"concurrency": last.concurrency, "ops_per_s": round(last.ops_per_s, 3), "reached": False}
+    for i, a in enumerate(ordered):
+        if all(b.ops_per_s < a.ops_per_s * (1 + SATURATION_GAIN) for b in ordered[i + 1:]):
+            return {"concurrency": a.concurrency, "ops_per_s": round(a.ops_per_s, 3),
+                    "reached": i < len(ordered) - 1}
+    raise ValueError("no levels")
 
 
 # --- the shared state of one level -------------------------------------------------------
