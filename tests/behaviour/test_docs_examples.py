@@ -7,8 +7,9 @@ How a page is read
   the block's temporary folder as working directory, a timeout. A block fails on any
   exception, so the examples ``assert`` what they promise where a print would hide it.
 - Fenced ```` ```console ```` blocks run their ``$ `` lines, one by one, each through
-  ``bash -c`` (so ``>``, ``|`` work) with this venv's ``bin`` first on PATH:
-  ``fastdimse`` (the installed console script), dcmtk's tools and a few harmless ones
+  ``bash -c`` (so ``>``, ``|`` work): ``fastdimse`` (the console script installed in this
+  venv), ``python`` (this interpreter), dcmtk's tools (the system's, not pynetdicom's
+  apps of the same names in the venv) and a few harmless ones
   (``ls``, ``cat``, ``python``...; anything else, e.g. ``pip``, must be marked norun).
   A trailing backslash continues a command on the next line.
   - The lines under a command, up to the next ``$``, are its expected output: each one
@@ -187,7 +188,7 @@ class Command:
 
     @property
     def background(self) -> bool:
-        return _strip_comment(self.text).endswith("&")
+        return _BACKGROUND.search(self.text) is not None
 
     @property
     def exit_code(self) -> int:
@@ -195,15 +196,8 @@ class Command:
         return int(m.group(1)) if m else 0
 
 
-def _strip_comment(text: str) -> str:
-    try:
-        lex = shlex.shlex(text, posix=True, punctuation_chars=True)
-        lex.whitespace_split = True
-        lex.commenters = "#"
-        tokens = list(lex)
-    except ValueError:
-        return text.strip()
-    return " ".join(tokens)
+# A trailing "&" (then maybe a comment): the command runs in the background.
+_BACKGROUND = re.compile(r"\s&\s*(#[^'\"]*)?$")
 
 
 def parse_console(code: str) -> list[Command]:
@@ -253,10 +247,12 @@ def check_output(cmd: Command, output: str, where: str) -> None:
 
 
 def command_words(text: str) -> list[str]:
+    """The words of a command as the shell sees them, without a comment or a final "&"."""
     try:
-        return shlex.split(_strip_comment(text).rstrip("&"))
+        words = shlex.split(text, comments=True)
     except ValueError:
-        return text.split()
+        words = text.split()
+    return words[:-1] if words[-1:] == ["&"] else words
 
 
 def missing_cli_module(text: str) -> str | None:
@@ -364,8 +360,18 @@ class World:
         return re.sub(r"\b(1111[2-9])\b", lambda m: str(self.ports[int(m.group(1))]), text)
 
     def env(self) -> dict[str, str]:
+        # fastdimse and python from this venv, every other program from the system: the
+        # venv's bin also holds pynetdicom's echoscu/storescu/findscu..., not dcmtk's.
+        bin_dir = self.tmp / "bin"
+        if not bin_dir.exists():
+            bin_dir.mkdir()
+            (bin_dir / "fastdimse").symlink_to(BIN / "fastdimse")
+            wrapper = bin_dir / "python"      # (a symlink would lose the venv)
+            wrapper.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
+            wrapper.chmod(0o755)
         env = dict(os.environ)
-        env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+        rest = [p for p in env.get("PATH", "").split(os.pathsep) if p and Path(p).resolve() != BIN.resolve()]
+        env["PATH"] = os.pathsep.join([str(bin_dir), *rest])
         env.update(COLUMNS="120", NO_COLOR="1", PYTHONUNBUFFERED="1")
         return env
 
@@ -380,7 +386,9 @@ def world_factory(tmp_path):
     worlds: list[World] = []
 
     def make(names: list[str]) -> World:
-        w = World(tmp_path, names)
+        folder = tmp_path / f"w{len(worlds)}"
+        folder.mkdir()
+        w = World(folder, names)
         worlds.append(w)
         return w
 
@@ -471,7 +479,7 @@ def start_job(cmd: Command, text: str, world: World, n: int, where: str) -> Job:
         raise AssertionError(f"{where}: a background command needs a port to wait for: `{cmd.text}`")
     log = world.tmp / f"job{n + 1}.log"
     with open(log, "wb") as fh:
-        proc = subprocess.Popen(["bash", "-c", "exec " + _strip_comment(text).rstrip("&").strip()],
+        proc = subprocess.Popen(["bash", "-c", "exec " + _BACKGROUND.sub("", text).strip()],
                                 cwd=world.tmp, env=world.env(), stdout=fh, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     job = Job(cmd, proc, log)
@@ -531,10 +539,10 @@ def test_readme_table_examples_are_executed() -> None:
     table = [line for line in section.splitlines() if line.startswith("|")]
     examples = [m.strip() for row in table for m in re.findall(r"`(fastdimse [^`]+)`", row)]
     assert len(examples) >= 9, f"README's command table shows {len(examples)} examples"
-    executed = {re.sub(r"\s+", " ", _strip_comment(c.text).rstrip("&").strip())
-                for b in BLOCKS if b.lang == "console" for c in parse_console(b.code)}
+    executed = {tuple(command_words(c.text)) for b in BLOCKS if b.lang == "console"
+                for c in parse_console(b.code)}
     for ex in examples:
-        assert re.sub(r"\s+", " ", ex) in executed, f"README's example `{ex}` is not run by any console block"
+        assert tuple(command_words(ex)) in executed, f"README's example `{ex}` is not run by any console block"
 
 
 def test_reader_finds_directives_and_output() -> None:
@@ -553,6 +561,31 @@ def test_reader_finds_directives_and_output() -> None:
     assert not pattern.search("C-ECHO STORESCP@127.0.0.1:40123: status 0xA700 (Failure) 12.5 ms")
     with pytest.raises(ValueError):
         read_blocks("<!-- peers: nobody -->\n```python\npass\n```\n", "t.md")
+
+
+SERVER = ("python -c \"import signal, socket, sys; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); "
+          "s = socket.create_server(('127.0.0.1', 11112)); print('serving on', 11112, flush=True); "
+          "signal.pause()\" &   # listens on 11112")
+CLIENT = "python -c \"import socket; socket.create_connection(('127.0.0.1', 11112)).close(); print('connected')\""
+
+
+def test_console_runner_background_output_exit_codes(world_factory) -> None:
+    """The runner on a block of its own: a background server stopped by kill %1, its output
+    checked after it stopped, exit codes, placeholders; and it fails where the docs are wrong."""
+    world = world_factory([])
+    good = f"$ {SERVER}\n$ {CLIENT}\nconnected\n$ python -c 'import sys; sys.exit(3)'   # exit 3\n" \
+           "$ kill %1\nserving on 11112\n$ ls /data/exam1\nIM0001.dcm\n"
+    run_console(Block("t.md", 1, "console", good), world)
+    assert not any(p.startswith("/data") for p in command_words(world.substitute("ls /data/exam1")))
+    for wrong in (f"$ {CLIENT}\nconnected to somewhere else\n",        # output not printed
+                  "$ python -c 'import sys; sys.exit(1)'\n",              # exit 1, docs say 0
+                  "$ kill %1\n",                                          # no such job
+                  "$ pip install fastdimse\n"):                           # not a program the test runs
+        world = world_factory([])
+        if "connected" in wrong:
+            wrong = f"$ {SERVER}\n" + wrong
+        with pytest.raises(AssertionError):
+            run_console(Block("t.md", 1, "console", wrong), world)
 
 
 def test_site_builds_strict(tmp_path) -> None:
