@@ -275,7 +275,7 @@ def missing_cli_module(text: str) -> str | None:
 
 
 def first_port(text: str) -> int | None:
-    m = re.search(r"(?<![\w.])(?:--port[ =]|:| )(\d{2,5})\b", text)
+    m = re.search(r"(?:--port[ =]|[:\s])(\d{2,5})(?![\w.])", text)
     return int(m.group(1)) if m else None
 
 
