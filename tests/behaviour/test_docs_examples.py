@@ -598,7 +598,8 @@ def test_site_builds_strict(tmp_path) -> None:
                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=150)
     out = done.stdout.decode(errors="replace")
     assert done.returncode == 0, out
-    for page in ("guide/send-a-folder/index.html", "guide/api/index.html", "guide/command-line/index.html"):
+    for page in ("index.html", "guide/send-a-folder/index.html", "guide/api/index.html",
+                 "guide/command-line/index.html"):
         assert (site / page).is_file(), f"{page} missing from the site:\n{out}"
     api = (site / "guide/api/index.html").read_text()
     for name in ("DICOMSCU", "DICOMSCP", "QueryBuilder", "StoreSummary", "AssociationRejected"):
