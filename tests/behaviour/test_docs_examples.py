@@ -604,3 +604,6 @@ def test_site_builds_strict(tmp_path) -> None:
     api = (site / "guide/api/index.html").read_text()
     for name in ("DICOMSCU", "DICOMSCP", "QueryBuilder", "StoreSummary", "AssociationRejected"):
         assert name in api, f"the API reference does not mention {name}"
+    # The core's constants by value (docs/griffe_fastdimse.py), roles as code, not ":class:".
+    assert "1.2.840.10008.1.1" in api, "uids.VERIFICATION is not shown by its value"
+    assert ":class:" not in api and ":meth:" not in api
