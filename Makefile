@@ -11,7 +11,7 @@ BENCH_ARGS ?=
 # Largest batch of the sender-RSS benchmark (10^6 takes several minutes and ~2 GB of /dev/shm).
 SENDER_RSS_MAX ?= 1000000
 
-.PHONY: all venv build peers postgres test cargo-test pytest demo bench soak clean
+.PHONY: all venv build docs-deps docs peers postgres test cargo-test pytest demo bench soak clean
 
 all: build
 
@@ -22,6 +22,19 @@ $(VENV)/.deps: pyproject.toml
 	touch $@
 
 venv: $(VENV)/.deps
+
+# The docs extra of pyproject.toml (mkdocs, mkdocs-material, mkdocstrings), read from there.
+$(VENV)/.docs-deps: pyproject.toml $(VENV)/.deps
+	$(PY) -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["docs"]))' \
+	  | xargs -d '\n' $(PIP) install -q
+	touch $@
+
+docs-deps: $(VENV)/.docs-deps
+
+# The user guide and the API reference (from the docstrings, of the built extension
+# too) into site/; --strict: a broken link or reference fails the build.
+docs: build docs-deps
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 # dcmtk from Debian when its tools are missing.
 peers:
@@ -40,7 +53,7 @@ build: venv
 cargo-test:
 	cargo test --release -p fastdimse
 
-pytest: build peers postgres
+pytest: build peers postgres docs-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test: cargo-test pytest
