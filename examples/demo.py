@@ -2,9 +2,11 @@
 
 1. C-ECHO both ways: our SCU echoes our SCP, and dcmtk's ``echoscu`` echoes it too.
 2. A small synthetic archive (patients > studies > series > images) is generated and
-   sent by C-STORE to a Query/Retrieve SCP that indexes it in SQLite.
+   sent from the shell (``fastdimse store``) to a Query/Retrieve SCP that indexes it in
+   SQLite.
 3. The seed's flow: a QueryBuilder walks PATIENT >> STUDY >> SERIES >> IMAGE from a
-   patient ID, then every image is moved (C-MOVE) to a second SCP, the "catcher".
+   patient ID, then every image is moved (C-MOVE) to a second SCP, the "catcher";
+   ``fastdimse find`` asks the same question from the shell.
 4. The catcher is checked to hold exactly those instances, byte for byte.
 
 Everything started here is stopped here; the exit status is non-zero on any failure.
@@ -13,6 +15,7 @@ Everything started here is stopped here; the exit status is non-zero on any fail
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -68,6 +71,11 @@ def dataset_bytes(path: Path) -> bytes:
     return data[144 + group_length:]
 
 
+def fastdimse(*args: str) -> subprocess.CompletedProcess:
+    """The ``fastdimse`` command line (``python -m fastdimse``), output captured."""
+    return subprocess.run([sys.executable, "-m", "fastdimse", *args], capture_output=True, text=True, timeout=120)
+
+
 def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="  log %(levelname)s %(name)s: %(message)s")
     failures: list[str] = []
@@ -103,13 +111,15 @@ def main() -> int:
         src = work / "source"
         src.mkdir()
         paths = make_archive(src)
+        peer = f"DEMOPACS@{HOST}:{pacs.port}"
         t0 = time.perf_counter()
-        results = scu.store(remote, src)
+        r = fastdimse("store", "--aet", "DEMO_SCU", peer, str(src), "--json")
         dt = time.perf_counter() - t0
-        ok = sum(r.is_success for r in results)
-        print(f"  C-STORE {len(paths)} generated instances -> DEMOPACS: {ok} stored in {dt:.2f} s")
+        ok = json.loads(r.stdout)["completed"] if r.returncode == 0 else 0
+        print(f"  C-STORE $ fastdimse store {peer} {src.name}/: {ok} of {len(paths)} generated "
+              f"instances stored in {dt:.2f} s (exit {r.returncode})")
         if ok != len(paths):
-            failures.append(f"C-STORE stored {ok} of {len(paths)}")
+            failures.append(f"fastdimse store stored {ok} of {len(paths)}: {r.stderr.strip()}")
 
         # 3. The seed's flow
         t0 = time.perf_counter()
@@ -120,6 +130,12 @@ def main() -> int:
         dq = time.perf_counter() - t0
         print(f"  C-FIND  QueryBuilder DEMO001: {len(studies)} studies > {len(series)} series > "
               f"{len(images)} images in {dq:.2f} s")
+        r = fastdimse("find", peer, "-k", "PatientID=DEMO001", "-k", "StudyInstanceUID", "-k", "StudyDate",
+                      "--format", "csv")
+        rows = r.stdout.strip().splitlines()[1:] if r.returncode == 0 else []
+        print(f"  C-FIND  $ fastdimse find {peer} -k PatientID=DEMO001 ... --format csv: {len(rows)} studies")
+        if len(rows) != len(studies):
+            failures.append(f"fastdimse find gave {len(rows)} studies, QueryBuilder {len(studies)}: {r.stderr.strip()}")
         t0 = time.perf_counter()
         moved = 0
         for image in images:

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from .bench_data import parse_concurrency, parse_duration, parse_keys, parse_size
+from .bench_data import parse_concurrency, parse_duration, parse_size
 from .common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, association_errors, client_options,
                      emit_json, progress_bar, returns_exit_code, split_peer_args)
 
@@ -200,12 +200,10 @@ def bench(peer_args, op, concurrency, duration, count, window, data, generate, s
         from .common import ae_title_option_value
 
         destination = ae_title_option_value(destination, "--dest AE title")
-    try:
-        query, key_level = parse_keys(keys)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="'-k'") from None
-    if key_level is not None and key_level not in ("PATIENT", "STUDY", "SERIES", "IMAGE"):
-        raise click.BadParameter(f"QueryRetrieveLevel {key_level!r} is not a level", param_hint="'-k'")
+    from .query import parse_keys  # the -k rules of `fastdimse find`
+
+    key_level, parsed = parse_keys(keys, None)
+    query = {k.keyword: k.value for k in parsed}
     level = (level or key_level or "STUDY").upper()
     if plot is not None:
         from .bench_plot import check_plot_target

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
-    "parse_duration", "parse_size", "parse_concurrency", "parse_keys", "InstanceFactory",
+    "parse_duration", "parse_size", "parse_concurrency", "InstanceFactory",
     "folder_files", "SECONDARY_CAPTURE",
 ]
 
@@ -78,35 +78,6 @@ def parse_concurrency(text: str) -> list[int]:
             raise ValueError(f"{text!r}: level {part} is given twice")
         levels.append(int(part))
     return levels
-
-
-_TAG_RE = re.compile(r"^\(?([0-9a-fA-F]{4}),?([0-9a-fA-F]{4})\)?$")
-
-
-def parse_keys(keys: tuple[str, ...] | list[str]) -> tuple[dict[str, str], str | None]:
-    """``-k`` values (``Keyword=value``, ``gggg,eeee=value``; no value: a return key) ->
-    ({keyword: value}, the QueryRetrieveLevel they set or None). An unknown keyword or a
-    malformed tag raises ValueError naming it."""
-    from pydicom.datadict import dictionary_has_tag, keyword_for_tag, tag_for_keyword
-
-    out: dict[str, str] = {}
-    level = None
-    for key in keys:
-        name, _, value = key.partition("=")
-        name = name.strip()
-        m = _TAG_RE.match(name)
-        if m is not None:
-            tag = int(m[1] + m[2], 16)
-            if not dictionary_has_tag(tag) or not keyword_for_tag(tag):
-                raise ValueError(f"-k {key}: ({m[1]},{m[2]}) is not in the data dictionary")
-            name = keyword_for_tag(tag)
-        elif tag_for_keyword(name) is None:
-            raise ValueError(f"-k {key}: {name!r} is not a DICOM keyword")
-        if name == "QueryRetrieveLevel":
-            level = value.strip().upper() or None
-            continue
-        out[name] = value
-    return out, level
 
 
 # --- generated instances -----------------------------------------------------------------

@@ -85,7 +85,8 @@ def ae_title_option_value(value: str, what: str = "AE title") -> str:
     try:
         return validate_ae_title(value)
     except (ValueError, TypeError) as exc:
-        raise click.BadParameter(f"{what} {value!r}: {exc}") from None
+        # The core says 'invalid AE title "X": why'; name which title it was.
+        raise click.BadParameter(str(exc).replace("invalid AE title", f"invalid {what}", 1)) from None
 
 
 def _port(text: str, peer_text: str) -> int:
