@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import threading
 import time
 
 import click
@@ -140,6 +141,21 @@ def _items(paths, recursive: bool):
             yield from _walk(p, recursive=False)
 
 
+def _count_in_background(paths, recursive: bool, bar) -> None:
+    """Give the bar a total (and so an ETA) for folders: their files are counted on a
+    thread while the sending starts. Only for a bar that is shown."""
+
+    def count() -> None:
+        try:
+            n = sum(sum(1 for _ in _walk(p, recursive)) if os.path.isdir(p) else 1 for p in paths)
+        except OSError:
+            return  # the store reports what it cannot read; the bar just has no total
+        bar.set_total(n)
+
+    if bar.shown:
+        threading.Thread(target=count, name="fastdimse-count", daemon=True).start()
+
+
 def _status_and_reason(r) -> tuple[str | None, str]:
     """A failed instance's status (``0xA700``, None if it was never sent) and reason,
     without the status the core's reason may start with."""
@@ -188,6 +204,8 @@ def store(args, parallel, window, no_recursive, no_progress, aet, called_aet, pd
     scu = make_scu(aet, pdu, timeout)
     with association_errors(peer):
         with progress_bar(f"C-STORE to {peer}", total, enabled=False if no_progress else None) as bar:
+            if total is None:
+                _count_in_background(paths, recursive, bar)
             with scu.store(peer.entity(), _items(paths, recursive), parallel=parallel, window=window,
                            results="iter") as stream:
                 for r in stream:

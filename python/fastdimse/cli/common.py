@@ -264,6 +264,8 @@ def emit_json(doc: Any) -> None:
 class _QuietProgress:
     """What progress_bar gives when output is not a terminal: the same calls, no output."""
 
+    shown = False
+
     def update(self, *, advance: int = 1, nbytes: int = 0) -> None:
         pass
 
@@ -272,6 +274,8 @@ class _QuietProgress:
 
 
 class _RichProgress:
+    shown = True
+
     def __init__(self, progress, task) -> None:
         self._progress = progress
         self._task = task
