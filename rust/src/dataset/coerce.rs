@@ -334,12 +334,12 @@ pub fn coerce_header<R: Read>(r: &mut R, len: u64, enc: Encoding, c: &Coercion, 
         let at = inp.pos;
         let start = raw.len();
         let Some(h) = inp.header(enc, &mut raw)? else { break };
+        if h.is_item_or_delimiter() {
+            return Err(DatasetError::UnexpectedTag { tag: h.tag, offset: base + at, expected: "a top-level element" });
+        }
         if h.tag >= TAG_PIXEL_DATA || h.tag >> 16 > last_group {
             cut_header = raw.split_off(start);
             break;
-        }
-        if h.is_item_or_delimiter() {
-            return Err(DatasetError::UnexpectedTag { tag: h.tag, offset: base + at, expected: "a top-level element" });
         }
         if h.is_undefined_length() {
             copy_undefined(&mut inp, h, at, enc, &mut raw)?;
