@@ -88,8 +88,9 @@ def _store(peer, items, **kw):
 
 
 @pytest.mark.parametrize("max_pdu", [131072, 4096])
-def test_coerce_to_dcmtk_storescp(peer_log_dir, tmp_path, max_pdu):
-    """storescp +B writes each data set as received: what we sent, byte for byte."""
+def test_coerce_to_dcmtk_storescp(peer_log_dir, tmp_path, max_pdu, fastdimse_log):
+    """storescp +B writes each data set as received: what we sent, byte for byte. A
+    coerced instance never goes with sendfile (its bytes differ from the file's)."""
     srcs = _sources(tmp_path / "src")
     before = {p: _file_sha(p) for p in srcs}
     out_dir = tmp_path / "received"
@@ -106,6 +107,10 @@ def test_coerce_to_dcmtk_storescp(peer_log_dir, tmp_path, max_pdu):
         assert r.bytes == len(sd.dataset_bytes(Path(r.path))) + 12, r
     _check_stored(srcs, out_dir)
     assert {p: _file_sha(p) for p in srcs} == before, "a source file was changed"
+    log = fastdimse_log.text
+    assert "(sendfile)" not in log
+    assert log.count("(streamed)") == len(srcs), log[-3000:]
+    assert log.count("2 element(s) coerced") == len(srcs)
 
 
 def test_coerce_to_pynetdicom_storescp(peer_log_dir, tmp_path):
