@@ -378,10 +378,13 @@ def store_instances(
     max_failures: int = 1000,
     lookahead: int = ...,
     cancel: StoreCancel | None = None,
+    coerce: list[tuple[int, str | None]] | None = None,
 ) -> tuple[StoreSummary, list[StoreResult] | None]:
     """C-STORE whatever `items` (any iterable, pulled lazily) yields: paths (folders
     walked) or (label, SOP class UID, SOP instance UID, transfer syntax UID, data set
-    bytes). Returns the summary and, when keep_results, the results in input order."""
+    bytes). Returns the summary and, when keep_results, the results in input order.
+    `coerce`: (tag, value or None to delete) set in every instance's header part as it
+    is streamed (ValueError for a tag or value that cannot be coerced)."""
 
 # ---- dataset codec (rust/src/py/codec.rs; used by fastdimse.codec) ----------------------
 

@@ -37,8 +37,8 @@ class _StoreCall:
     """The arguments of one store(), for the core call."""
 
     def __init__(self, scu: "DICOMSCU", remote: Entity, parallel: int, window: int, lookahead: int,
-                 max_failures: int):
-        self.scu, self.remote = scu, remote
+                 max_failures: int, coerce: list[tuple[int, str | None]] | None = None):
+        self.scu, self.remote, self.coerce = scu, remote, coerce or None
         self.parallel, self.window, self.lookahead, self.max_failures = parallel, window, lookahead, max_failures
         self.cancel = _core.StoreCancel()
 
@@ -51,6 +51,7 @@ class _StoreCall:
             dimse_timeout=scu.dimse_timeout, network_timeout=scu.network_timeout,
             on_progress=progress, window=self.window, keep_results=keep_results,
             max_failures=self.max_failures, lookahead=self.lookahead, cancel=self.cancel,
+            coerce=self.coerce,
         )
 
 
@@ -293,6 +294,7 @@ class DICOMSCU:
         results: str = "auto",
         lookahead: int = 1024,
         max_failures: int = 1000,
+        coerce=None,
     ):
         """C-STORE every item to ``remote``.
 
@@ -311,6 +313,16 @@ class DICOMSCU:
         operations window (PS3.7 D.3.3.3); a peer that does not answer it (dcmtk,
         pynetdicom) gets one at a time. 1 never proposes one. ``on_progress(result)``
         is called as each instance finishes (from a sending thread).
+
+        ``coerce``: elements to set in every instance on the way, e.g.
+        ``[("PatientID", "X123"), ((0x0010, 0x0021), "SITE")]`` (keywords, ``(group,
+        element)`` or tags; a value as text, or None to delete the element; see
+        :mod:`fastdimse.coerce`). The elements before Pixel Data are rewritten in Rust as
+        the instance streams (VR from the data dictionary, padded to even length, group
+        lengths fixed), the pixel data is sent unchanged from the file, which is never
+        written. An instance that cannot be coerced (a deflated data set, a value its VR
+        cannot hold) fails with the reason; it is never sent unchanged. ValueError for a
+        tag that cannot be coerced at all (group 0002, Pixel Data, a sequence).
 
         ``results`` says what comes back:
 
@@ -345,7 +357,11 @@ class DICOMSCU:
             items = [items]
         if results == "auto":
             results = "list" if isinstance(items, (list, tuple)) else "summary"
-        call = _StoreCall(self, remote, parallel, window, lookahead, max_failures)
+        if coerce is not None:
+            from .coerce import normalize
+
+            coerce = normalize(coerce)
+        call = _StoreCall(self, remote, parallel, window, lookahead, max_failures, coerce)
         if results == "iter":
             return StoreStream(call, items, on_progress)
         summary, listed = call.run(map(_store_item, items), on_progress, keep_results=(results == "list"))

@@ -25,6 +25,7 @@ pub const TARGETS: &[Target] = &[
     ("header_scan", header_scan),
     ("transcode", transcode),
     ("connection", connection),
+    ("coerce", coerce),
 ];
 
 /// The sans-I/O upper-layer connection (an acceptor that accepts any association) fed a
@@ -319,5 +320,33 @@ pub fn transcode(data: &[u8]) {
                 panic!("transcoded from a data set that splits, the result does not: {e}");
             }
         }
+    }
+}
+
+/// Tag coercion's header rewrite (`dataset::coerce_header`): the first byte picks the
+/// encoding (implicit VR LE, explicit VR LE, explicit VR BE); a fixed coercion (set
+/// PatientID, insert IssuerOfPatientID, delete OtherPatientIDs) is applied to the rest,
+/// read as a stream. It never reads past the data set nor counts wrong; when the input
+/// splits into elements, so does the result (rewritten header part, then the rest), and
+/// its first PatientID is the new one.
+pub fn coerce(data: &[u8]) {
+    let Some((&sel, buf)) = data.split_first() else { return };
+    let enc = [Encoding::IMPLICIT_LE, Encoding::EXPLICIT_LE, Encoding::EXPLICIT_BE][usize::from(sel % 3)];
+    let edits = vec![(0x0010_0020, Some("X123".to_string())), (0x0010_0021, Some("SITE".to_string())), (0x0010_1000, None)];
+    let c = dataset::Coercion::new(edits).expect("a valid coercion");
+    let mut cur = Cursor::new(buf);
+    let Ok(h) = dataset::coerce_header(&mut cur, buf.len() as u64, enc, &c, 0) else { return };
+    assert_eq!(cur.position(), h.consumed, "consumed counts what was read");
+    let rest = buf.get(h.consumed as usize..).expect("never past the data set");
+    let out = [&h.bytes[..], rest].concat();
+    let Ok(before) = dataset::split_elements(buf, enc) else { return };
+    let after = match dataset::split_elements(&out, enc) {
+        Ok(a) => a,
+        Err(e) => panic!("coerced from a data set that splits, the result does not: {e}"),
+    };
+    let pid = after.iter().find(|e| e.tag == 0x0010_0020).expect("PatientID is there");
+    assert_eq!(out.get(pid.value_start..pid.value_start + 4), Some(&b"X123"[..]));
+    if before.windows(2).all(|w| w[0].tag < w[1].tag) {
+        assert!(!after.iter().any(|e| e.tag == 0x0010_1000), "OtherPatientIDs deleted");
     }
 }

@@ -180,7 +180,7 @@ fn fuzz(name: &str) {
 
 #[test]
 fn every_target_has_a_test_here() {
-    let here = ["pdu_decode", "dimse_reassembly", "dataset_split", "header_scan", "transcode", "connection"];
+    let here = ["pdu_decode", "dimse_reassembly", "dataset_split", "header_scan", "transcode", "connection", "coerce"];
     let names: Vec<&str> = TARGETS.iter().map(|(n, _)| *n).collect();
     assert_eq!(names, here, "a new target needs its #[test] below and a corpus folder");
     for n in names {
@@ -218,6 +218,11 @@ fn fuzz_transcode() {
 #[test]
 fn fuzz_connection() {
     fuzz("connection");
+}
+
+#[test]
+fn fuzz_coerce() {
+    fuzz("coerce");
 }
 
 #[test]
@@ -420,6 +425,7 @@ fn write_seed_corpus() {
         let sel = selector_of(&ts);
         write("dataset_split", &name, &[&[sel][..], &data].concat());
         write("header_scan", &name, &[&[sel][..], &data].concat());
+        write("coerce", &name, &[&[sel][..], &data].concat());
         // transcode: low 2 bits source, next 2 target (0 implicit, 1 explicit LE,
         // 2 explicit BE, 3 deflated), high nibble the chunk size
         for to in 0..4u8 {

@@ -68,6 +68,7 @@
 //!   length; reading stops at the first non-0002 tag and reports the offset
 //!   where the dataset begins, so a sender can stream the rest untouched.
 
+pub mod coerce;
 mod dictionary;
 mod error;
 mod header;
@@ -79,6 +80,7 @@ mod write;
 #[cfg(test)]
 mod tests;
 
+pub use coerce::{coerce_header, CoercedHeader, Coercion};
 pub use dictionary::{explicit_vr_for, is_sequence, lookup as dictionary_lookup, DictVr, VrContext};
 pub use error::{fmt_tag, DatasetError};
 pub use part10::{

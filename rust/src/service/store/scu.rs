@@ -89,6 +89,9 @@ pub struct StoreOptions {
     /// window): proposed to the peer unless `requestor` already carries a window; the
     /// peer's answer decides (no answer = one at a time). 1 = do not propose.
     pub window: u16,
+    /// Top-level elements rewritten in every instance's header part before it is sent
+    /// (`dataset::coerce_header`); the files are only read.
+    pub coerce: Option<Arc<crate::dataset::Coercion>>,
 }
 
 /// Default for [`StoreOptions::window`].
@@ -105,6 +108,7 @@ impl StoreOptions {
             move_originator: None,
             cancel: None,
             window: DEFAULT_WINDOW,
+            coerce: None,
         }
     }
 }

@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering;
 use log::{debug, info, warn};
 
 use super::*;
+use crate::dataset::{coerce_header, Coercion};
 
 /// Send planned instances over an association that is already open, where we act as
 /// SCU for the storage contexts (a C-GET SCP answering on the requestor's association).
@@ -258,6 +259,13 @@ pub(super) fn start_one(a: &mut Association, opts: &StoreOptions, p: &Planned) -
         None
     };
     r.sent_transfer_syntax = Some(ts.clone());
+    if let Some(co) = opts.coerce.as_deref().filter(|c| !c.is_empty()) {
+        let sent = match send_coerced(a, ctx, &cmd, p, co, transcoder.as_mut()) {
+            Ok(sent) => sent,
+            Err(why) => return not_sent(r, why),
+        };
+        return finish_sent(a, r, id, sent, transcode.then(|| (p.ts.clone(), ts)));
+    }
     let sent = match &p.source {
         Source::File { path, offset, len } if !transcode => match File::open(path) {
             Ok(f) if *len <= SMALL_FILE => {
@@ -307,7 +315,11 @@ pub(super) fn start_one(a: &mut Association, opts: &StoreOptions, p: &Planned) -
             a.send_message_from(ctx, &cmd, &mut cur, known, transcoder.as_mut())
         }
     };
-    let transcoded = transcode.then(|| (p.ts.clone(), ts));
+    finish_sent(a, r, id, sent, transcode.then(|| (p.ts.clone(), ts)))
+}
+
+/// Settle what sending one C-STORE-RQ came to: waiting for its response, or failed.
+fn finish_sent(a: &mut Association, mut r: StoreResult, id: u16, sent: Result<u64, NetError>, transcoded: Option<(String, String)>) -> Started {
     match sent {
         Ok(n) => r.bytes = n,
         Err(e) => {
@@ -320,6 +332,59 @@ pub(super) fn start_one(a: &mut Association, opts: &StoreOptions, p: &Planned) -
         }
     }
     Started::Waiting(InFlight { planned: None, id, result: r, transcoded, retried: false })
+}
+
+/// JPIP Referenced Deflate: the data set is deflated, though the codec reads the UID as
+/// an encapsulated one.
+const JPIP_REFERENCED_DEFLATE: &str = "1.2.840.10008.1.2.4.95";
+
+/// Send `p` with its header part rewritten by `co` (`dataset::coerce_header`): the
+/// rewritten bytes from memory, then the rest of the data set (pixel data above all)
+/// read on from the file or buffer, through `transcoder` when the accepted syntax
+/// differs. Never with sendfile: the bytes sent differ from the file's. The file is only
+/// read. `Err`: not sent, with the reason (a deflated data set, a damaged file, a value
+/// that cannot be written).
+fn send_coerced(
+    a: &mut Association,
+    ctx: u8,
+    cmd: &Command,
+    p: &Planned,
+    co: &Coercion,
+    transcoder: Option<&mut Transcoder>,
+) -> Result<Result<u64, NetError>, String> {
+    let syntax = TransferSyntax::from_uid(&p.ts);
+    if syntax.is_deflated() || p.ts.trim_end_matches(['\0', ' ']) == JPIP_REFERENCED_DEFLATE {
+        return Err(format!(
+            "not sent: cannot coerce tags in a deflated data set (transfer syntax {}); fastdimse does not inflate and deflate again to rewrite it",
+            p.ts
+        ));
+    }
+    let enc = syntax.encoding();
+    let plain = transcoder.is_none();
+    let known = |head: usize, rest: u64| plain.then_some(head as u64 + rest);
+    let edits = co.edits().len();
+    match &p.source {
+        Source::File { path, offset, len } => {
+            let f = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            check_file(&f, *offset, *len, &p.ts).map_err(|why| format!("not sent: {}: {why}", path.display()))?;
+            let mut rd = std::io::BufReader::with_capacity(64 * 1024, f);
+            rd.seek(SeekFrom::Start(*offset)).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let h = coerce_header(&mut rd, *len, enc, co, *offset).map_err(|e| format!("not coerced, not sent: {}: {e}", path.display()))?;
+            let rest = len.saturating_sub(h.consumed);
+            debug!("{}: {edits} element(s) coerced, {} header bytes -> {}", p.instance, h.consumed, h.bytes.len());
+            let total = known(h.bytes.len(), rest);
+            let mut src = std::io::Cursor::new(h.bytes).chain(rd.take(rest));
+            Ok(a.send_message_from(ctx, cmd, &mut src, total, transcoder))
+        }
+        Source::Memory(d) => {
+            let h = coerce_header(&mut std::io::Cursor::new(d.as_slice()), d.len() as u64, enc, co, 0)
+                .map_err(|e| format!("not coerced, not sent: {}: {e}", p.instance))?;
+            let rest = d.get(h.consumed as usize..).unwrap_or(&[]);
+            let total = known(h.bytes.len(), rest.len() as u64);
+            let mut src = std::io::Cursor::new(h.bytes).chain(rest);
+            Ok(a.send_message_from(ctx, cmd, &mut src, total, transcoder))
+        }
+    }
 }
 
 /// An instance settled without being sent: `why` is the reason.
