@@ -20,7 +20,8 @@ needs only one ``except fastdimse.errors.DicomError``::
     │   ├── UnableToProcess
     │   │   └── StoredElsewhere                    also fastdimse.qr.postgres
     │   └── InstanceError (also a ValueError)
-    └── JournalMismatch (key)                      a migration journal of other parameters
+    └── JournalError                               fastdimse.migrate: the journal cannot be used
+        └── JournalMismatch (key)                  a journal of other migration parameters
 
 This module imports nothing of fastdimse (nor the core), so every other module can
 import it.
@@ -152,7 +153,11 @@ class StoredElsewhere(UnableToProcess):
 # --- Migration (fastdimse.migrate) ------------------------------------------------------
 
 
-class JournalMismatch(DicomError):
+class JournalError(DicomError):
+    """The migration journal cannot be opened or used (its database is unreachable)."""
+
+
+class JournalMismatch(JournalError):
     """The migration journal was made for other migration parameters (source,
     destination, mode, filters) than the ones given; ``key`` names the first one that
     differs (None when the journal is not a migration journal at all)."""

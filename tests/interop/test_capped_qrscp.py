@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.peers import PYTHON, free_port, require_executable, start_process
+from tests.support.capped_qrscp import start_capped_qrscp
+from tests.support.peers import require_executable
 from tests.support.qr_helpers import (UID_ROOT, Instance, archive_truth, final_response,
                                       received_files, run_findscu, run_getscu, run_movescu,
                                       start_dcmtk_catcher, write_archive)
 
 pytestmark = [pytest.mark.timeout(60)]
 
-ROOT = Path(__file__).resolve().parents[2]
 AE_TITLE = "CAPPED"
 UNDATED = UID_ROOT + "77.9.1"  # kinds 1-3 are archive_truth's
 
@@ -45,12 +45,8 @@ def archive(tmp_path_factory) -> tuple[Path, list[Instance]]:
 def start_capped(archive, peer_log_dir):
     started = []
 
-    def start(*options: str):
-        port = free_port()
-        argv = [PYTHON, "-m", "tests.support.capped_qrscp", str(archive[0]), str(port),
-                "--ae", AE_TITLE, *options]
-        peer = start_process(argv, port=port, log_dir=peer_log_dir, name=f"capped-{port}",
-                             ae_title=AE_TITLE, cwd=ROOT)
+    def start(**options):
+        peer = start_capped_qrscp(peer_log_dir, archive[0], ae_title=AE_TITLE, **options)
         started.append(peer)
         return peer
 
@@ -161,7 +157,7 @@ def test_series_and_image_levels_and_the_patient_root(start_capped, archive, tmp
 
 def test_the_cap_truncates_silently(start_capped, archive, tmp_path):
     _, instances = archive
-    peer = start_capped("--max-results", "2")
+    peer = start_capped(max_results=2)
     out, answers = find(peer, tmp_path, "STUDY", {"StudyInstanceUID": "", "StudyDate": ""})
     assert len(answers) == 2  # of 6 studies
     assert "Final Find Response (Success)" in out  # nothing says it was cut
@@ -176,7 +172,7 @@ def test_the_cap_truncates_silently(start_capped, archive, tmp_path):
 
 
 def test_refuse_every_third_find(start_capped, tmp_path):
-    peer = start_capped("--refuse-every", "3")
+    peer = start_capped(refuse_every=3)
     finals = []
     for n in range(6):
         out, answers = find(peer, tmp_path, "STUDY", {"StudyInstanceUID": ""}, name=f"r{n}")
@@ -192,8 +188,7 @@ def test_refuse_every_third_find(start_capped, tmp_path):
 def test_lying_move_skips_k_per_study_and_claims_full_counts(start_capped, archive, catcher):
     _, instances = archive
     cpeer, caught = catcher
-    peer = start_capped("--lying-move", "1", "--lie-times", "1",
-                        "--known", f"CATCHER=127.0.0.1:{cpeer.port}")
+    peer = start_capped(lying_move=1, lie_times=1, known={"CATCHER": ("127.0.0.1", cpeer.port)})
     study = instances[0].StudyInstanceUID
     members = sorted(i.SOPInstanceUID for i in instances if i.StudyInstanceUID == study)
     rc, out = run_movescu(peer.port, AE_TITLE, "study", "STUDY", {"StudyInstanceUID": study},
@@ -215,7 +210,7 @@ def test_lying_move_skips_k_per_study_and_claims_full_counts(start_capped, archi
 def test_honest_move_of_two_studies_and_an_unknown_destination(start_capped, archive, catcher):
     _, instances = archive
     cpeer, caught = catcher
-    peer = start_capped("--known", f"CATCHER=127.0.0.1:{cpeer.port}")
+    peer = start_capped(known={"CATCHER": ("127.0.0.1", cpeer.port)})
     wanted = sorted({i.StudyInstanceUID for i in instances})[:2]
     expected = sorted(i.SOPInstanceUID for i in instances if i.StudyInstanceUID in wanted)
     rc, out = run_movescu(peer.port, AE_TITLE, "study", "STUDY",
@@ -233,7 +228,7 @@ def test_honest_move_of_two_studies_and_an_unknown_destination(start_capped, arc
 def test_get_of_one_series(start_capped, archive, tmp_path):
     require_executable("getscu")
     _, instances = archive
-    peer = start_capped("--lying-move", "1")  # C-GET never lies
+    peer = start_capped(lying_move=1)  # C-GET never lies
     series = instances[0].SeriesInstanceUID
     expected = sorted(i.SOPInstanceUID for i in instances if i.SeriesInstanceUID == series)
     rc, out = run_getscu(peer.port, AE_TITLE, "study", "SERIES", {

@@ -32,7 +32,9 @@ on 127.0.0.1:PORT with AE title ``--ae`` (default ``CAPPED``):
   not sent. ``--lie-times T``: only the first T C-MOVEs that include a study lie about
   it (0, the default: every one), so a retry can succeed.
 
-It logs one line per request on stdout (``find #3 STUDY: 12 matches, answered 10``,
+Tests start it with :func:`start_capped_qrscp` (a ``tests.support.peers.Peer``, stopped
+by pid with ``peer.stop()``). It logs one line per request on stdout
+(``find #3 STUDY: 12 matches, answered 10``,
 ``move #1 -> DEST: 7 of 9 sent, 2 skipped``, ``skipped <SOP UID>``). Stops on SIGTERM.
 """
 
@@ -393,9 +395,31 @@ def parse_known(values: list[str]) -> dict[str, tuple[str, int]]:
     return out
 
 
+def start_capped_qrscp(log_dir: Path, storage: Path, *, ae_title: str = "CAPPED",
+                       max_results: int | None = None, lying_move: int = 0, lie_times: int = 0,
+                       known: dict[str, tuple[str, int]] | None = None,
+                       refuse_every: int | None = None, port: int | None = None):
+    """Start this peer on a free port (or ``port``) and wait until it answers; returns
+    the ``Peer`` (the caller stops it)."""
+    from tests.support.peers import PYTHON, free_port, start_process
+
+    port = free_port() if port is None else port
+    argv = [PYTHON, "-m", "tests.support.capped_qrscp", str(storage), str(port), "--ae", ae_title]
+    if max_results is not None:
+        argv += ["--max-results", str(max_results)]
+    if refuse_every is not None:
+        argv += ["--refuse-every", str(refuse_every)]
+    if lying_move:
+        argv += ["--lying-move", str(lying_move), "--lie-times", str(lie_times)]
+    for ae, (host, p) in (known or {}).items():
+        argv += ["--known", f"{ae}={host}:{p}"]
+    return start_process(argv, port=port, log_dir=log_dir, name=f"capped-qrscp-{port}",
+                         ae_title=ae_title, cwd=Path(__file__).resolve().parents[2])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.support.capped_qrscp",
-                                     description="A Q/R SCP with a C-FIND cap (see the module doc).")
+                                     description="A Q/R SCP with a C-FIND cap (module doc).")
     parser.add_argument("storage", type=Path)
     parser.add_argument("port", type=int)
     parser.add_argument("--ae", default="CAPPED")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import subprocess
 import sys
 import time
@@ -17,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from fastdimse.errors import DicomError, JournalMismatch
+from fastdimse.errors import DicomError, JournalError, JournalMismatch
 from fastdimse.migrate.journal_pg import PostgresJournal
 from fastdimse.migrate.model import SeriesRecord, State, StudyRecord
+from tests.support.peers import free_port
 
 pytestmark = [pytest.mark.timeout(90)]
 
@@ -207,6 +209,16 @@ def test_password_is_not_in_the_mismatch_message(pg_server, pg_url):
     assert "s3cret" not in str(info.value) and "mode" in str(info.value)
 
 
+def test_an_unreachable_server_is_one_clear_error():
+    url = f"postgresql://fastdimse:s3cret@127.0.0.1:{free_port()}/journal"
+    with pytest.raises(JournalError) as info:
+        PostgresJournal(url, MIGRATION, timeout=5)
+    message = str(info.value)
+    assert not isinstance(info.value, JournalMismatch)
+    assert message.startswith("cannot open the journal postgresql://fastdimse:***@127.0.0.1:")
+    assert "\n" not in message and "s3cret" not in message
+
+
 def test_resume_after_reopen(pg_url):
     studies = uids(5)
     with open_journal(pg_url) as j:
@@ -249,6 +261,30 @@ def test_two_processes_claim_each_study_once(pg_url):
     assert sorted(claimed) == studies  # every study claimed, none twice
     with open_journal(pg_url) as j:
         assert j.counts()[State.TRANSFERRED] == len(studies)
+
+
+def test_threads_of_one_process_claim_each_study_once(pg_url):
+    studies = uids(80)
+    claimed: list[list[str]] = [[] for _ in range(4)]
+    with PostgresJournal(pg_url, MIGRATION, pool_size=4) as j:
+        j.add_studies(StudyRecord(u) for u in studies)
+        start = threading.Barrier(4)
+
+        def work(i: int) -> None:
+            start.wait(timeout=30)
+            while got := j.claim(f"t{i}", limit=3):
+                for s in got:
+                    claimed[i].append(s.study_uid)
+                    j.update(s.study_uid, State.VERIFIED, dest_count=1)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not any(t.is_alive() for t in threads)
+        assert sorted(sum(claimed, [])) == studies
+        assert j.counts()[State.VERIFIED] == len(studies)
 
 
 def test_lease_expiry_makes_a_claim_claimable_again(pg_url):

@@ -54,7 +54,7 @@ import psycopg
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool
 
-from ..errors import JournalMismatch
+from ..errors import JournalError, JournalMismatch
 from .model import SeriesRecord, State, StudyRecord
 
 __all__ = ["PostgresJournal", "SCHEMA", "SCHEMA_VERSION", "canonical_migration"]
@@ -139,21 +139,26 @@ class PostgresJournal:
         self.url = url
         self.max_attempts = max_attempts
         self.lease = lease
+        # One direct connection first: an unreachable server is one clear error now (the
+        # pool would retry until its timeout), and the tables are set up on it.
+        try:
+            conn = psycopg.connect(url, connect_timeout=max(1, int(timeout)),
+                                   row_factory=dict_row)
+        except psycopg.Error as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise JournalError(f"cannot open the journal {_safe_url(url)}: {reason}") from None
+        with conn:
+            self._setup(conn, canonical_migration(migration))
         self._pool: ConnectionPool[psycopg.Connection[DictRow]] = ConnectionPool(
             url, min_size=1, max_size=max(1, pool_size), timeout=timeout, open=False,
             connection_class=psycopg.Connection[DictRow], kwargs={"row_factory": dict_row},
             check=ConnectionPool.check_connection, name="fastdimse-journal")
         self._pool.open(wait=True, timeout=timeout)
-        try:
-            self._setup(canonical_migration(migration), migration)
-        except BaseException:
-            self._pool.close()
-            raise
 
     # --- opening ---------------------------------------------------------------------
 
-    def _setup(self, wanted: str, migration: dict) -> None:
-        with self._pool.connection() as conn, conn.transaction():
+    def _setup(self, conn: psycopg.Connection[DictRow], wanted: str) -> None:
+        with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
             for statement in SCHEMA:
                 conn.execute(statement)
