@@ -280,19 +280,20 @@ def _send_c_store(self, dataset, *args, **kwargs):
 Association.send_c_store = _send_c_store  # type: ignore[method-assign]
 
 
+@dataclass
 class CappedSCP:
-    def __init__(self, archive: Archive, *, max_results: int | None, refuse_every: int | None,
-                 lying_move: int, lie_times: int, known: dict[str, tuple[str, int]]):
-        self.archive = archive
-        self.max_results = max_results
-        self.refuse_every = refuse_every
-        self.lying_move = lying_move
-        self.lie_times = lie_times
-        self.known = known
-        self._lock = threading.Lock()
-        self._finds = itertools.count(1)
-        self._moves = itertools.count(1)
-        self._lies: dict[str, int] = defaultdict(int)
+    """The event handlers, with the command line's options and the request counters."""
+
+    archive: Archive
+    max_results: int | None = None
+    refuse_every: int | None = None
+    lying_move: int = 0
+    lie_times: int = 0
+    known: dict[str, tuple[str, int]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _finds: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    _moves: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    _lies: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def _root(self, event) -> str:
         return _ROOTS.get(str(event.request.AffectedSOPClassUID), "study")
@@ -455,21 +456,15 @@ def main(argv: list[str] | None = None) -> int:
     ae.network_timeout = 30
     ae.maximum_associations = 16
 
-    def on_term(signum, frame):
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, on_term)
-    handlers = [(evt.EVT_C_FIND, scp.on_find), (evt.EVT_C_MOVE, scp.on_move),
-                (evt.EVT_C_GET, scp.on_get)]
-    server = ae.start_server((HOST, args.port), block=False, evt_handlers=handlers)
+    # SIGTERM (how the tests stop it) ends the blocking server loop, and the process.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     print(f"capped_qrscp: {args.ae} on {HOST}:{args.port}, {len(archive.records)} instances "
           f"in {len(archive.by_study)} studies, max_results={args.max_results} "
           f"lying_move={args.lying_move} refuse_every={args.refuse_every} pid={os.getpid()}",
           flush=True)
-    try:
-        signal.pause()
-    finally:
-        server.shutdown()
+    ae.start_server((HOST, args.port), block=True, evt_handlers=[
+        (evt.EVT_C_FIND, scp.on_find), (evt.EVT_C_MOVE, scp.on_move),
+        (evt.EVT_C_GET, scp.on_get)])
     return 0
 
 
