@@ -80,7 +80,6 @@ SCHEMA: tuple[str, ...] = (
     # Only the rows a claim may pick: claims stay cheap when most studies are done.
     "CREATE INDEX IF NOT EXISTS studies_todo ON studies (study_uid)"
     " WHERE state IN ('pending', 'failed', 'transferring')",
-    "CREATE INDEX IF NOT EXISTS studies_state ON studies (state)",
     "CREATE TABLE IF NOT EXISTS series ("
     " study_uid TEXT NOT NULL,"
     " series_uid TEXT NOT NULL,"
@@ -139,6 +138,7 @@ class PostgresJournal:
         self.url = url
         self.max_attempts = max_attempts
         self.lease = lease
+        self._since_analyze = self._analyzed_rows = 0
         # One direct connection first: an unreachable server is one clear error now (the
         # pool would retry until its timeout), and the tables are set up on it.
         try:
@@ -198,7 +198,21 @@ class PostgresJournal:
                 batch = []
         if batch:
             added += self._insert(batch)
+        self._since_analyze += added
+        if self._since_analyze >= max(500, self._analyzed_rows // 5):
+            self._analyze()
         return added
+
+    def _analyze(self) -> None:
+        """Fresh planner statistics. Right after a bulk insert PostgreSQL still takes the
+        table for nearly empty (autovacuum comes within a minute) and plans a claim as a
+        scan and sort of every pending row (~60 ms at 200,000 studies, not 0.1 ms)."""
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("ANALYZE studies")
+            row = conn.execute("SELECT reltuples FROM pg_class WHERE oid = 'studies'::regclass"
+                               ).fetchone()
+        self._analyzed_rows = max(0, int(row["reltuples"])) if row else 0
+        self._since_analyze = 0
 
     def _insert(self, batch: list[StudyRecord]) -> int:
         cols = [[getattr(r, f) for r in batch] for f in
@@ -250,6 +264,7 @@ class PostgresJournal:
         with self._pool.connection() as conn, conn.transaction():
             conn.execute("INSERT INTO meta (key, value) VALUES ('inventory_complete', '1') "
                          "ON CONFLICT (key) DO UPDATE SET value = '1'")
+        self._analyze()
 
     # --- transfer --------------------------------------------------------------------
 
