@@ -15,11 +15,13 @@ needs only one ``except fastdimse.errors.DicomError``::
     ├── DimseError
     │   └── QueryFailed (status, comment)          also fastdimse.query.QueryFailed
     ├── DatasetError (offset, tag, path)
-    └── QRError (status)                           also fastdimse.qr.QRError ...
-        ├── IdentifierError (also a ValueError)
-        ├── UnableToProcess
-        │   └── StoredElsewhere                    also fastdimse.qr.postgres
-        └── InstanceError (also a ValueError)
+    ├── QRError (status)                           also fastdimse.qr.QRError ...
+    │   ├── IdentifierError (also a ValueError)
+    │   ├── UnableToProcess
+    │   │   └── StoredElsewhere                    also fastdimse.qr.postgres
+    │   └── InstanceError (also a ValueError)
+    └── JournalError                               fastdimse.migrate: the journal cannot be used
+        └── JournalMismatch (key)                  a journal of other migration parameters
 
 This module imports nothing of fastdimse (nor the core), so every other module can
 import it.
@@ -146,3 +148,20 @@ class StoredElsewhere(UnableToProcess):
             for loc, (host, n) in sorted(elsewhere.items()))
         # The DIMSE Error Comment keeps 64 characters: where comes first.
         super().__init__(f"stored {where} of {total} instances; retrieve there, not at {here}")
+
+
+# --- Migration (fastdimse.migrate) ------------------------------------------------------
+
+
+class JournalError(DicomError):
+    """The migration journal cannot be opened or used (its database is unreachable)."""
+
+
+class JournalMismatch(JournalError):
+    """The migration journal was made for other migration parameters (source,
+    destination, mode, filters) than the ones given; ``key`` names the first one that
+    differs (None when the journal is not a migration journal at all)."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
