@@ -174,8 +174,9 @@ def _is_transient_error(e: BaseException) -> bool:
 
 
 def _is_transient_status(status: int | None) -> bool:
-    """A7xx (out of resources) and the C-MOVE/C-GET A7xx-like refusals are transient."""
-    return status is not None and 0xA700 <= status <= 0xA7FF
+    """A7xx (out of resources) and Cxxx (unable to process) are worth retrying (a bounded
+    number of times, by the engine); other failures are not."""
+    return status is not None and (0xA700 <= status <= 0xA7FF or 0xC000 <= status <= 0xCFFF)
 
 
 _TRANSIENT_REASON = re.compile(r"no association|timed? ?out|abort|connection|refused|reset", re.I)
@@ -310,11 +311,17 @@ def _unlink(path: str | None) -> None:
             pass
 
 
+def _node(endpoint: Entity | Path, role: str) -> Entity:
+    if isinstance(endpoint, Path):
+        raise ValueError(f"this transfer needs a DICOM node as the {role}, not the folder {endpoint}")
+    return endpoint
+
+
 def _store_to_node(ctx: TransferContext, items, tally: _Tally, *, on_acked: Callable[[str | None], None],
                    kwargs: dict) -> None:
     """C-STORE ``items`` (paths, pulled lazily) to ``ctx.dest``, settling each result."""
     try:
-        with ctx.scu.store(ctx.dest, items, parallel=ctx.parallel, window=ctx.window, results="iter",
+        with ctx.scu.store(_node(ctx.dest, "destination"), items, parallel=ctx.parallel, window=ctx.window, results="iter",
                            **kwargs) as stream:
             for r in stream:
                 if tally.settle(r):
@@ -399,17 +406,16 @@ def relay_study(ctx: TransferContext, study: StudyRecord, *, use_get: bool = Fal
     must know) or, with ``use_get``, C-GET into the staging folder; then C-STORE onward to
     ``ctx.dest`` (or into it, when it is a folder) while the retrieve runs."""
     _store_kwargs(ctx)  # refuse coercion it cannot do before anything is retrieved
-    if isinstance(ctx.source, Path):
-        raise ValueError("relay_study needs a DICOM node as the source; a folder goes by send_folder_study")
-    inbox = _Inbox(study.study_uid)
+    source = _node(ctx.source, "source (a folder goes by send_folder_study)")
     if use_get:
         where = _staging(ctx, staging)
+        inbox = _Inbox(study.study_uid)
 
         def on_stored(stored: StoredInstance) -> None:
             inbox.put(stored)
 
         def retrieve():
-            return ctx.scu.get(ctx.source, _identifier(study), where, level="STUDY", layout=STAGE_LAYOUT,
+            return ctx.scu.get(source, _identifier(study), where, level="STUDY", layout=STAGE_LAYOUT,
                                on_stored=on_stored)
 
         return _retrieve_and_forward(ctx, inbox, retrieve, inbox.close)
@@ -419,7 +425,7 @@ def relay_study(ctx: TransferContext, study: StudyRecord, *, use_get: bool = Fal
     inbox = catcher.open(study.study_uid)
 
     def move():
-        return ctx.scu.move(ctx.source, _identifier(study), catcher.ae_title, level="STUDY")
+        return ctx.scu.move(source, _identifier(study), catcher.ae_title, level="STUDY")
 
     return _retrieve_and_forward(ctx, inbox, move, lambda: catcher.close(study.study_uid))
 
@@ -431,10 +437,11 @@ def get_study(ctx: TransferContext, study: StudyRecord, *,
     if not isinstance(ctx.dest, Path):
         return relay_study(ctx, study, use_get=True, staging=staging)
     _store_kwargs(ctx)
+    source = _node(ctx.source, "source")
     tally = _Tally()
     received: set[str] = set()
     try:
-        rsp = ctx.scu.get(ctx.source, _identifier(study), ctx.dest, level="STUDY",
+        rsp = ctx.scu.get(source, _identifier(study), ctx.dest, level="STUDY",
                           on_stored=lambda s: received.add(s.sop_instance_uid))
     except DicomError as e:
         tally.reason(f"source: {e}", transient=_is_transient_error(e))
