@@ -236,3 +236,18 @@ def test_coercion_is_never_dropped(archive, catcher, source, tmp_path):
         relay_study(ctx, _record(uid))
     with pytest.raises(NotImplementedError, match="coercion"):
         relay_study(_ctx(source, tmp_path / "f", catcher, coerce=[("PatientID", "X1")]), _record(uid))
+
+
+def test_catcher_keeps_instances_of_a_study_not_being_relayed(archive, catcher):
+    """dcmtk storescu sends to the catcher with no relay open for that study: the instance
+    is acknowledged and kept in staging (a late sub-operation is never lost), counted stray."""
+    uid, want = _nth_study(archive, 1)
+    before = catcher.stray
+    rc, out = qh.run_storescu(catcher.port, RELAY_AE, [want[0].path])
+    assert rc == 0 and "Received Store Response (Success)" in out, out
+    assert catcher.stray == before + 1
+    qh.assert_holds_exactly(catcher.staging_dir / uid, [want[0]])
+    with pytest.raises(RuntimeError, match="already being relayed"):
+        catcher.open(uid)
+        catcher.open(uid)
+    catcher.close(uid)

@@ -10,12 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..entity import Entity
     from ..scu import DICOMSCU
-    from .relay import Catcher
 
 
 class State(str, Enum):
@@ -81,5 +80,7 @@ class TransferContext:
     parallel: int = 1
     window: int = 16
     coerce: list[tuple[str, str]] = field(default_factory=list)  # (keyword, value), relay
-    catcher: "Catcher | None" = None  # relay: the built-in storage SCP (relay.py), started by the engine
+    # relay: the built-in storage SCP (relay.Catcher), started by the engine. Typed loosely:
+    # model.py imports nothing of the migration (relay.py imports it).
+    catcher: Any = None
     timeout: float = 60.0

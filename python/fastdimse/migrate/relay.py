@@ -15,6 +15,7 @@ is complete is decided later by counting at the destination (verify.py), never f
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import os
@@ -304,11 +305,9 @@ def _place(src: str | os.PathLike, dst: Path, *, move: bool) -> None:
 
 
 def _unlink(path: str | None) -> None:
-    if path:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+    """Delete a staged file the destination acknowledged (already gone is fine)."""
+    with contextlib.suppress(FileNotFoundError, TypeError):
+        os.unlink(path)  # type: ignore[arg-type]  # None (no path) is a TypeError
 
 
 def _node(endpoint: Entity | Path, role: str) -> Entity:
