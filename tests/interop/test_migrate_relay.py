@@ -251,3 +251,15 @@ def test_catcher_keeps_instances_of_a_study_not_being_relayed(archive, catcher):
         catcher.open(uid)
         catcher.open(uid)
     catcher.close(uid)
+
+
+def test_a_catcher_the_source_does_not_know(archive, source, storescp, tmp_path):
+    from fastdimse.migrate.relay import Catcher, relay_study
+
+    _peer, dest, out = storescp
+    uid, _want = _nth_study(archive, 2)
+    with Catcher().start("UNKNOWNAE", HOST, 0, tmp_path / "stage2") as stranger:
+        outcome = relay_study(_ctx(source, dest, stranger), _record(uid))
+    assert outcome.status == 0xA801 and outcome.completed == 0 and not outcome.transient, outcome
+    assert any("does not know the catcher's AE title UNKNOWNAE" in r for r in outcome.reasons), outcome.reasons
+    assert not out.exists() or qh.dicom_files(out) == []

@@ -426,7 +426,11 @@ def relay_study(ctx: TransferContext, study: StudyRecord, *, use_get: bool = Fal
     def move():
         return ctx.scu.move(source, _identifier(study), catcher.ae_title, level="STUDY")
 
-    return _retrieve_and_forward(ctx, inbox, move, lambda: catcher.close(study.study_uid))
+    outcome = _retrieve_and_forward(ctx, inbox, move, lambda: catcher.close(study.study_uid))
+    if outcome.status == 0xA801:
+        outcome.reasons.append(f"the source does not know the catcher's AE title {catcher.ae_title} "
+                               f"(configure it as a move destination: {catcher.entity.ip_address}:{catcher.port})")
+    return outcome
 
 
 def get_study(ctx: TransferContext, study: StudyRecord, *,
