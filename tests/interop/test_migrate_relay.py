@@ -8,6 +8,7 @@ included); staged files are checked to be gone once acknowledged and kept when r
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -263,3 +264,36 @@ def test_a_catcher_the_source_does_not_know(archive, source, storescp, tmp_path)
     assert outcome.status == 0xA801 and outcome.completed == 0 and not outcome.transient, outcome
     assert any("does not know the catcher's AE title UNKNOWNAE" in r for r in outcome.reasons), outcome.reasons
     assert not out.exists() or qh.dicom_files(out) == []
+
+
+def test_relay_from_pynetdicom_qrscp_by_move_and_by_get(archive, catcher, tmp_path, fastdimse_scp_factory):
+    """pynetdicom's qrscp app as the source: one study relayed by C-MOVE through the catcher,
+    another by C-GET, into our SCP; byte-identical, nothing left in staging."""
+    from fastdimse import Entity
+    from fastdimse.migrate.relay import get_study, relay_study
+
+    uid_move, want_move = _nth_study(archive, 0)
+    uid_get, want_get = _nth_study(archive, 3)
+    peer = qh.start_pynetdicom_qrscp(tmp_path, tmp_path / "work", {RELAY_AE: (HOST, catcher.port)},
+                                     ae_title="PYQRSCP")
+    try:
+        rc, out = qh.run_storescu(peer.port, "PYQRSCP", [i.path for i in want_move + want_get])
+        assert rc == 0, out + peer.log()
+        scp = fastdimse_scp_factory(ae_title="FDDEST", storage_dir=tmp_path / "ours")
+        ctx = _ctx(Entity("PYQRSCP", HOST, peer.port), Entity("FDDEST", HOST, scp.port), catcher)
+        moved = relay_study(ctx, _record(uid_move))
+        got = get_study(ctx, _record(uid_get), staging=tmp_path / "get-staging")
+    finally:
+        peer.stop()
+    assert (moved.completed, moved.failed, moved.status) == (len(want_move), 0, 0x0000), moved
+    assert (got.completed, got.failed, got.status) == (len(want_get), 0, 0x0000), got
+    # Compared with the files the peer holds; on a C-GET pynetdicom picks its own first
+    # transfer syntax for the sub-operations (implicit VR LE): same elements, other bytes.
+    held = {i.SOPInstanceUID: replace(i, path=str(tmp_path / "work" / "instances" / i.SOPInstanceUID))
+            for i in want_move + want_get}
+    received = qh.received_files(tmp_path / "ours")
+    assert set(received) == set(held)
+    qh.assert_holds_exactly(tmp_path / "ours", held.values(), allow_transcoded=True)
+    for i in want_move:  # the C-MOVE leg: the data sets as the peer holds them, byte for byte
+        assert qh.dataset_bytes(received[i.SOPInstanceUID]) == qh.dataset_bytes(held[i.SOPInstanceUID].path)
+    assert _staged(catcher, uid_move) == [] and qh.dicom_files(tmp_path / "get-staging") == []
