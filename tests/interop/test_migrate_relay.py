@@ -222,19 +222,43 @@ def test_folder_to_folder(archive, tmp_path):
     qh.assert_holds_exactly(dest, want)
 
 
-def test_coercion_is_never_dropped(archive, catcher, source, tmp_path):
-    """Without DICOMSCU.store(coerce=...) on this build, coercion refuses before retrieving."""
-    import inspect
+def test_relay_coerces_tags_and_keeps_pixel_data(archive, catcher, source, storescp):
+    """--set PatientID=...: the copies at the destination carry the new value, every pixel
+    data byte is the source's, and the source's files are untouched."""
+    import hashlib
 
-    from fastdimse import DICOMSCU, Entity
+    import pydicom
+
     from fastdimse.migrate.relay import relay_study
 
-    if "coerce" in inspect.signature(DICOMSCU.store).parameters:
-        pytest.skip("this build coerces on the C-STORE path")
+    _peer, dest, out = storescp
+    uid, want = _nth_study(archive, 4)
+    before = {i.SOPInstanceUID: hashlib.sha256(Path(i.path).read_bytes()).hexdigest() for i in want}
+    outcome = relay_study(_ctx(source, dest, catcher, coerce=[("PatientID", "COERCED1"),
+                                                              ("IssuerOfPatientID", "SITE-B")]), _record(uid))
+    assert (outcome.completed, outcome.failed) == (len(want), 0), outcome
+    got = {}
+    for f in out.rglob("*"):
+        if f.is_file():
+            ds = pydicom.dcmread(f)
+            got[ds.SOPInstanceUID] = ds
+    assert set(got) == {i.SOPInstanceUID for i in want}
+    for inst in want:
+        src = pydicom.dcmread(inst.path)
+        ds = got[inst.SOPInstanceUID]
+        assert ds.PatientID == "COERCED1" and ds.IssuerOfPatientID == "SITE-B"
+        assert ("PixelData" in ds) == ("PixelData" in src)
+        if "PixelData" in src:
+            assert ds.PixelData == src.PixelData
+        assert ds.StudyInstanceUID == src.StudyInstanceUID and ds.PatientName == src.PatientName
+        assert hashlib.sha256(Path(inst.path).read_bytes()).hexdigest() == before[inst.SOPInstanceUID]
+
+
+def test_coercion_into_a_folder_is_refused_not_dropped(archive, catcher, source, tmp_path):
+    """A folder destination has no C-STORE path to coerce on: refused before retrieving."""
+    from fastdimse.migrate.relay import relay_study
+
     uid, _want = _nth_study(archive, 4)
-    ctx = _ctx(source, Entity(DEST_AE, HOST, free_port()), catcher, coerce=[("PatientID", "X1")])
-    with pytest.raises(NotImplementedError, match="coerce"):
-        relay_study(ctx, _record(uid))
     with pytest.raises(NotImplementedError, match="coercion"):
         relay_study(_ctx(source, tmp_path / "f", catcher, coerce=[("PatientID", "X1")]), _record(uid))
 
