@@ -7,9 +7,9 @@
 Crash safety: the SQLite file is in WAL mode with ``synchronous=FULL`` and every call that
 changes it is one committed transaction before it returns, so ``kill -9`` at any moment
 loses nothing the engine was told is recorded. Opening a SQLite journal puts the studies a
-dead run left ``transferring`` back to ``pending``: they are sent again, and since a study
-is verified by counting at the destination (never by adding up earlier attempts), a second
-sending counts nothing twice.
+dead run left ``transferring`` or ``transferred`` (sent, not counted yet) back to
+``pending``: they are sent again, and since a study is verified by counting at the
+destination (never by adding up earlier attempts), a second sending counts nothing twice.
 
 A journal belongs to one migration: the parameters that identify it (source, destination,
 mode, filters) are stored on creation, and opening it for other parameters raises
@@ -128,9 +128,10 @@ class SQLiteJournal:
             elif row[0] != want:
                 self._db.close()
                 raise JournalMismatch(*_mismatch_text(self.path, row[0], migration))
-            # A run killed while transferring: those studies are sent again.
+            # A run killed while transferring or before it verified: those studies are sent
+            # again (and counted at the destination, so nothing is counted twice).
             db.execute("UPDATE studies SET state = 'pending', worker = NULL, claimed_at = NULL "
-                       "WHERE state = 'transferring'")
+                       "WHERE state IN ('transferring', 'transferred')")
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -208,7 +209,7 @@ class SQLiteJournal:
             rows = db.execute(
                 f"SELECT {_STUDY_COLUMNS} FROM studies WHERE state = 'pending' "
                 "OR (state = 'failed' AND attempts < ? AND next_attempt_at <= ?) "
-                "OR (state = 'transferring' AND claimed_at < ?) "
+                "OR (state IN ('transferring', 'transferred') AND claimed_at < ?) "
                 "ORDER BY study_date, study_uid LIMIT ?",
                 (self.max_attempts, now, now - self.lease, limit)).fetchall()
             db.executemany("UPDATE studies SET state = 'transferring', worker = ?, claimed_at = ?, updated_at = ? "
@@ -236,7 +237,7 @@ class SQLiteJournal:
         if retry_at is not None:
             sets.append("next_attempt_at = ?")
             args.append(retry_at)
-        if state is not State.TRANSFERRING:
+        if state not in (State.TRANSFERRING, State.TRANSFERRED):  # still the worker's until verified
             sets.append("worker = NULL, claimed_at = NULL")
         with self._tx() as db:
             cur = db.execute(f"UPDATE studies SET {', '.join(sets)} WHERE study_uid = ?", (*args, study_uid))
