@@ -120,18 +120,22 @@ class SQLiteJournal:
         except (sqlite3.Error, OSError) as exc:
             raise JournalError(f"{self.path}: cannot open the journal: {exc}") from None
         want = canonical_migration(migration)
+        mismatch = None
         with self._tx() as db:
             row = db.execute("SELECT value FROM meta WHERE key = 'migration'").fetchone()
             if row is None:
                 db.execute("INSERT INTO meta (key, value) VALUES ('migration', ?)", (want,))
                 db.execute("INSERT INTO meta (key, value) VALUES ('created_at', ?)", (str(time.time()),))
             elif row[0] != want:
-                self._db.close()
-                raise JournalMismatch(*_mismatch_text(self.path, row[0], migration))
-            # A run killed while transferring or before it verified: those studies are sent
-            # again (and counted at the destination, so nothing is counted twice).
-            db.execute("UPDATE studies SET state = 'pending', worker = NULL, claimed_at = NULL "
-                       "WHERE state IN ('transferring', 'transferred')")
+                mismatch = row[0]
+            if mismatch is None:
+                # A run killed while transferring or before it verified: those studies are
+                # sent again (and counted at the destination, so nothing is counted twice).
+                db.execute("UPDATE studies SET state = 'pending', worker = NULL, claimed_at = NULL "
+                           "WHERE state IN ('transferring', 'transferred')")
+        if mismatch is not None:
+            self._db.close()
+            raise JournalMismatch(*_mismatch_text(self.path, mismatch, migration))
 
     # --- plumbing --------------------------------------------------------------------------
 
