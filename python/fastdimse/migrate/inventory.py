@@ -91,6 +91,38 @@ class _Refused(Exception):
     pass
 
 
+class StudyFinder:
+    """Study-level C-FINDs on one association kept open between windows (an archive that
+    forks a process per association answers hundreds of windows much faster so); a
+    failed query closes it and the next one opens another."""
+
+    def __init__(self, scu, source):
+        self.scu, self.source = scu, source
+        self.assoc = None
+
+    def find(self, identifier: dict, level: str = "STUDY"):
+        from .. import association as ops
+        from .. import uids
+        from ..sop import sop_class_for
+
+        if self.assoc is None or not self.assoc.is_established:
+            self.assoc = self.scu.associate(
+                self.source, contexts=[(sop_class_for("study", "find"), list(uids.DEFAULT_TRANSFER_SYNTAXES))])
+        try:
+            yield from ops.find(self.assoc, identifier, level, "study")
+        except BaseException:
+            self.close(abort=True)
+            raise
+
+    def close(self, abort: bool = False) -> None:
+        assoc, self.assoc = self.assoc, None
+        if assoc is not None and assoc.is_established:
+            try:
+                assoc.abort() if abort else assoc.release()
+            except Exception:  # already gone
+                pass
+
+
 def _int(value) -> int | None:
     try:
         text = str(value).strip()
@@ -121,6 +153,7 @@ def run_inventory(scu, source, journal, *, date_from: str | None = None, date_to
     from ..errors import AssociationAborted, AssociationRejected, DicomTimeoutError, NetworkError, QueryFailed
 
     keys = dict(keys or {})
+    finder = StudyFinder(scu, source)
     split_patient = "PatientID" not in keys
     result = InventoryResult()
     done = journal.done_windows()
@@ -136,7 +169,7 @@ def run_inventory(scu, source, journal, *, date_from: str | None = None, date_to
             found: list[StudyRecord] = []
             n = 0
             try:
-                for m in scu.find(source, ident, "STUDY"):
+                for m in finder.find(ident):
                     n += 1
                     uid = str(m.get("StudyInstanceUID", "") or "")
                     date = str(m.get("StudyDate", "") or "")
@@ -190,9 +223,12 @@ def run_inventory(scu, source, journal, *, date_from: str | None = None, date_to
     lo = date_from or FIRST_DATE
     hi = date_to or LAST_DATE
     _day(lo), _day(hi)  # validated
-    visit(Window(lo, hi))
-    if date_from is None and date_to is None:
-        visit(Window(None, None))
+    try:
+        visit(Window(lo, hi))
+        if date_from is None and date_to is None:
+            visit(Window(None, None))
+    finally:
+        finder.close()
     # What an earlier run of this inventory left capped or refused is reported as well.
     for key in journal.done_windows():
         kind, _, rest = key.partition("|")
