@@ -521,9 +521,9 @@ class Engine:
         catcher = None
         if self.config.mode == "relay" and not is_folder(self.config.source):
             # relay.py owns the built-in catcher: start_catcher(ctx) -> an object with stop().
-            from . import relay
+            from .relay import start_catcher
 
-            catcher = self.ctx.catcher = relay.start_catcher(self.ctx)
+            catcher = self.ctx.catcher = start_catcher(self.ctx)
         try:
             if not self.stop.is_set():
                 self.transfer()

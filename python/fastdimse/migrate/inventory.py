@@ -145,15 +145,18 @@ def study_identifier(window: Window, modality: str | None, keys: dict[str, str])
 def run_inventory(scu, source, journal, *, date_from: str | None = None, date_to: str | None = None,
                   modality: str | None = None, keys: dict[str, str] | None = None,
                   max_results: int | None = None, on_window: Callable[[str, int], None] | None = None,
-                  connect_attempts: int = 3, stop: Callable[[], bool] | None = None) -> InventoryResult:
+                  connect_attempts: int = 3, stop: Callable[[], bool] | None = None,
+                  finder=None) -> InventoryResult:
     """Enumerate the source's studies into ``journal`` (resuming what a journal recorded).
 
     Raises the association errors of the first C-FIND that could not be made at all
-    after ``connect_attempts`` tries (the source is unreachable)."""
+    after ``connect_attempts`` tries (the source is unreachable). ``finder``: what sends
+    the C-FINDs (``find(identifier)`` yielding matches, ``close()``), default a
+    :class:`StudyFinder` on ``scu``."""
     from ..errors import AssociationAborted, AssociationRejected, DicomTimeoutError, NetworkError, QueryFailed
 
     keys = dict(keys or {})
-    finder = StudyFinder(scu, source)
+    finder = finder if finder is not None else StudyFinder(scu, source)
     split_patient = "PatientID" not in keys
     result = InventoryResult()
     done = journal.done_windows()

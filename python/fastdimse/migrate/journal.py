@@ -37,16 +37,15 @@ DEFAULT_LEASE = 3600.0
 DEFAULT_MAX_ATTEMPTS = 5
 
 
-class JournalError(Exception):
-    """The journal cannot be used (unreadable, not a journal, ...)."""
-
-
-try:  # one class for both journals: the PostgreSQL journal's branch adds it to errors.py
-    from ..errors import JournalMismatch
+try:  # one pair of classes for both journals: the PostgreSQL journal's branch puts them in errors.py
+    from ..errors import JournalError, JournalMismatch
 except ImportError:  # pragma: no cover - until that branch is merged
     from ..errors import DicomError
 
-    class JournalMismatch(DicomError):  # type: ignore[no-redef]
+    class JournalError(DicomError):  # type: ignore[no-redef]
+        """The migration journal cannot be opened or used."""
+
+    class JournalMismatch(JournalError):  # type: ignore[no-redef]
         """The journal was made for another migration (other source, destination, mode or
         filters); ``key`` names the first parameter that differs."""
 

@@ -93,9 +93,9 @@ def transfer_study(ctx: TransferContext, study: StudyRecord) -> TransferOutcome:
             return _move(ctx, study)
         if ctx.mode in ("relay", "get"):
             # The relay and get modes (the catcher, staging, the onward C-STORE) live in relay.py.
-            from . import relay
+            from .relay import transfer_study as relay_transfer
 
-            return relay.transfer_study(ctx, study)
+            return relay_transfer(ctx, study)
         raise ValueError(f"unknown mode {ctx.mode!r}: choose one of {', '.join(MODES)}")
     except DicomError as exc:
         return outcome_of_error(exc)
