@@ -239,5 +239,7 @@ def run_inventory(scu, source, journal, *, date_from: str | None = None, date_to
             result.capped.append(rest)
         elif kind == "refused" and rest not in result.refused:
             result.refused.append(rest)
+    result.capped.sort()
+    result.refused.sort()
     return result
 
