@@ -11,6 +11,7 @@ by the journal (every study verified).
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pytest
 
 from tests.support import migrate_helpers as mh
 from tests.support import qr_helpers as qh
-from tests.support.cli import fastdimse
+from tests.support.cli import fastdimse, fastdimse_on_terminal
 from tests.support.peers import HOST
 
 pytestmark = pytest.mark.timeout(90)
@@ -166,3 +167,26 @@ def test_unreachable_source_exit_3(tmp_path):
     assert run.returncode == 3, run
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and "no association" in lines[0] and "Traceback" not in run.stderr, run
+
+
+def test_pynetdicom_qrscp_source_progress_on_a_terminal(tmp_path, archive, ports):
+    """pynetdicom's qrscp app as the source (filled by dcmtk's storescu); stderr a
+    terminal: the progress bar shows the studies and instances done."""
+    peer = qh.start_pynetdicom_qrscp(tmp_path / "logs", tmp_path / "pyqr", {STORESCP_AE: (HOST, ports[STORESCP_AE])})
+    caught = tmp_path / "caught"
+    catcher = qh.start_dcmtk_catcher(tmp_path / "logs", caught, ae_title=STORESCP_AE, port=ports[STORESCP_AE])
+    try:
+        rc, out = qh.run_storescu(peer.port, peer.ae_title, [i.path for i in archive])
+        assert rc == 0, out + peer.log()
+        n = len(_studies(archive))
+        run = fastdimse_on_terminal("migrate", f"{peer.ae_title}@{HOST}:{peer.port}",
+                                    f"{STORESCP_AE}@{HOST}:{ports[STORESCP_AE]}", "--journal", tmp_path / "j.sqlite",
+                                    "--report", tmp_path / "r.json", "--verify-at", caught)
+        assert run.returncode == 0, f"{run}\n{peer.log()}"
+        shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", run.stderr)  # without the terminal's colours
+        assert f"{n}/{n} studies {len(archive)} instances" in shown, shown
+        qh.assert_holds_exactly(caught, archive, allow_transcoded=True)
+        _assert_all_verified(_report(tmp_path / "r.json"), archive)
+    finally:
+        catcher.stop()
+        peer.stop()
