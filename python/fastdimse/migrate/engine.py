@@ -335,7 +335,8 @@ class Engine:
                 last = exc
                 if isinstance(exc, AssociationRejected) and getattr(exc, "result", 0) != 2:
                     break  # rejected for good
-                self.stop.wait(0.5 * 2 ** attempt)
+                if attempt < 2:
+                    self.stop.wait(0.5 * 2 ** attempt)
         raise SourceUnreachable(f"{_endpoint_text(self.config.source)}: no association: {last}")
 
     def inventory(self) -> None:
