@@ -190,3 +190,21 @@ def test_pynetdicom_qrscp_source_progress_on_a_terminal(tmp_path, archive, ports
     finally:
         catcher.stop()
         peer.stop()
+
+
+def test_unknown_move_destination_stops_at_once(tmp_path, source, archive):
+    """dcmqrscp answers 0xA801 for an AE it does not know: the migration stops at the first
+    study (no study burns its attempts), says why, exit 1; the report lists it."""
+    report = tmp_path / "r.json"
+    run = fastdimse("migrate", source, f"NOSUCHDEST@{HOST}:9", "--journal", tmp_path / "j.sqlite", "--report", report,
+                    "--parallel", "1", "--verify-at", tmp_path)
+    assert run.returncode == 1, run
+    assert "stopped" in run.stderr and "0xA801" in run.stderr and "NOSUCHDEST" in run.stderr, run
+    assert "Traceback" not in run.stderr, run
+    rows = mh.journal_rows(tmp_path / "j.sqlite")
+    assert len(rows) == len(_studies(archive))
+    failed = [r for r in rows.values() if r["state"] == "failed"]
+    assert len(failed) == 1 and failed[0]["attempts"] == 0, rows
+    assert {r["state"] for r in rows.values()} <= {"failed", "pending"}, rows
+    doc = _report(report)
+    assert doc["summary"]["stopped"] and doc["summary"]["verified"] == 0, doc["summary"]

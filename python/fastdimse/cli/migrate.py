@@ -216,7 +216,7 @@ def migrate(source_text, dest_text, mode, journal, report, aet, dest_ae, verify_
                "report": str(result.report) if result.report else None,
                "markdown": str(result.markdown) if result.markdown else None,
                "capped_windows": result.capped_windows, "refused_windows": result.refused_windows,
-               "exit_code": result.exit_code}
+               "stopped": result.fatal, "exit_code": result.exit_code}
     if json_out:
         emit_json(summary)
     else:
@@ -226,6 +226,8 @@ def migrate(source_text, dest_text, mode, journal, report, aet, dest_ae, verify_
     for key in result.capped_windows + result.refused_windows:
         click.echo(f"fastdimse migrate: inventory window {key} stayed capped or refused: studies may be missing",
                    err=True)
+    if result.fatal:
+        click.echo(f"fastdimse migrate: stopped: {result.fatal}", err=True)
     if result.failed:
         click.echo(f"fastdimse migrate: {result.failed} studies failed (reasons in {result.markdown or 'the journal'})",
                    err=True)

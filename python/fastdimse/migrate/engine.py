@@ -241,10 +241,12 @@ class MigrationResult:
     refused_windows: list[str]
     report: Path | None = None
     markdown: Path | None = None
+    fatal: str | None = None  # why the migration stopped before its end (None: it did not)
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0 and self.not_done == 0 and not self.capped_windows and not self.refused_windows
+        return (self.failed == 0 and self.not_done == 0 and not self.capped_windows and not self.refused_windows
+                and self.fatal is None)
 
     @property
     def exit_code(self) -> int:
@@ -288,6 +290,7 @@ class Engine:
                                    timeout=config.timeout)
         self.capped: list[str] = []
         self.refused: list[str] = []
+        self.fatal: str | None = None  # why the migration stopped before its end
 
     # --- progress ----------------------------------------------------------------------
 
@@ -405,6 +408,14 @@ class Engine:
             outcome = transfer_study(self.ctx, study)
         except DicomError as exc:
             outcome = outcome_of_error(exc)
+        if outcome.status == 0xA801:
+            # The source does not know the destination: no study can move; stop, and leave
+            # the study's attempts as they were (fix the source's configuration, run again).
+            reason = f"{'; '.join(outcome.reasons)}: the source does not know {self.ctx.dest_ae or self.ctx.dest.ae_title}"
+            journal.update(uid, State.FAILED, reason=reason, retry_at=0)
+            self.fatal = reason
+            self.stop.set()
+            return
         if outcome.transient:
             self.limiter.refused(outcome.reasons[0] if outcome.reasons else "refused")
         if outcome.status is None and not outcome.completed and outcome.reasons and outcome.transient:
@@ -543,5 +554,5 @@ class Engine:
         not_done = sum(counts.values()) - verified - failed
         return MigrationResult({s.value: n for s, n in counts.items()}, verified, failed, not_done,
                                self.progress.instances_done, self.progress.bytes_done or None, elapsed,
-                               list(self.capped), list(self.refused))
+                               list(self.capped), list(self.refused), fatal=self.fatal)
 

@@ -59,6 +59,7 @@ def write_report(path: str | os.PathLike, journal, *, migration: dict, result, m
         "exit_code": result.exit_code,
         "capped_windows": result.capped_windows,
         "refused_windows": result.refused_windows,
+        "stopped": result.fatal,
     }
     doc = {"generated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
            "migration": migration, "summary": summary, "studies": studies}
@@ -82,6 +83,8 @@ def _markdown(doc: dict) -> str:
         f"| {s['studies']} | {s['verified']} | {s['failed']} | {s['not_done']} | {s['instances_source']} "
         f"| {s['instances_destination']} | {s['elapsed_s']} |", "",
     ]
+    if s.get("stopped"):
+        lines += [f"**Stopped before the end:** {_cell(s['stopped'])}", ""]
     for what, key in (("still capped", "capped_windows"), ("refused", "refused_windows")):
         if s[key]:
             lines += [f"Inventory windows {what} at the finest split (studies may be missing there): "
