@@ -19,7 +19,7 @@ import pytest
 
 from tests.support import migrate_helpers as mh
 from tests.support import qr_helpers as qh
-from tests.support.cli import fastdimse, fastdimse_on_terminal
+from tests.support.cli import assert_one_error_line, fastdimse, fastdimse_on_terminal
 from tests.support.peers import HOST
 
 pytestmark = pytest.mark.timeout(90)
@@ -76,6 +76,11 @@ def test_move_dcmqrscp_to_dcmtk_storescp(tmp_path, source, archive, ports):
     catcher = qh.start_dcmtk_catcher(tmp_path / "logs", caught, ae_title=STORESCP_AE, port=ports[STORESCP_AE])
     try:
         journal, report = tmp_path / "j.sqlite", tmp_path / "report.json"
+        # storescp answers no C-FIND: without --verify-at nothing could be counted.
+        blind = fastdimse("migrate", source, f"{STORESCP_AE}@{HOST}:{ports[STORESCP_AE]}", "--journal", journal,
+                          "--report", report)
+        assert_one_error_line(blind, 2, "--verify-at", "no C-FIND")
+        assert qh.dicom_files(caught) == []
         run = fastdimse("migrate", source, f"{STORESCP_AE}@{HOST}:{ports[STORESCP_AE]}", "--mode", "move",
                         "--journal", journal, "--report", report, "--verify-at", caught, "--parallel", "3",
                         "--json")

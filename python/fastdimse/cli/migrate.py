@@ -6,13 +6,15 @@ again resumes; the report (``--report``, JSON with Markdown beside it) lists per
 counts at the source and at the destination, the status, the reasons and the retries.
 
 Exit codes: 0 every study verified; 1 something was not migrated (listed in the report);
-2 usage (also a journal that belongs to another migration); 3 no association at all with
-the source.
+2 usage (also a journal that belongs to another migration, or a destination that answers
+no C-FIND without --verify-at); 3 no association at all with the source (or with the place
+that counts what arrived).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -174,7 +176,7 @@ def migrate(source_text, dest_text, mode, journal, report, aet, dest_ae, verify_
       fastdimse migrate PACS@pacs:104 NEW@new:104 --date-from 20200101 --modality MR --parallel 8
     """
     from ..migrate import migrate as run_migration
-    from ..migrate.engine import RateLimit, Schedule, SourceUnreachable
+    from ..migrate.engine import CannotVerify, RateLimit, Schedule, SourceUnreachable
     from ..migrate.journal import JournalError, JournalMismatch
 
     aet = ae_title_option_value(aet, "AE title")
@@ -185,6 +187,8 @@ def migrate(source_text, dest_text, mode, journal, report, aet, dest_ae, verify_
     verify = parse_endpoint(verify_at, what="--verify-at", must_exist=True) if verify_at else None
     if mode == "move" and isinstance(dest, Path) and not isinstance(source, Path):
         raise click.UsageError("--mode move sends by C-MOVE to a node: for a folder DEST use --mode get")
+    if mode != "move" and not isinstance(source, Path) and importlib.util.find_spec("fastdimse.migrate.relay") is None:
+        raise click.UsageError(f"--mode {mode} needs fastdimse.migrate.relay, which this installation lacks")
     coerce = _coercions(sets, map_file)
     if coerce and mode != "relay":
         raise click.UsageError("--set and --map rewrite tags on the way through us: they need --mode relay")
@@ -207,6 +211,8 @@ def migrate(source_text, dest_text, mode, journal, report, aet, dest_ae, verify_
                 on_progress=bar)
     except SourceUnreachable as exc:
         raise CliError(str(exc), EXIT_NO_ASSOCIATION) from None
+    except CannotVerify as exc:
+        raise CliError(str(exc), EXIT_USAGE if exc.usage else EXIT_NO_ASSOCIATION) from None
     except JournalMismatch as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     except JournalError as exc:

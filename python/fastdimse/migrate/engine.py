@@ -34,7 +34,7 @@ from .model import SeriesRecord, State, StudyRecord
 from .transfer import TransferContext, is_folder, outcome_of_error, transfer_study
 
 __all__ = ["MigrationConfig", "MigrationResult", "Engine", "AdaptiveLimiter", "RateLimit", "Schedule",
-           "SourceUnreachable", "Progress"]
+           "SourceUnreachable", "CannotVerify", "Progress"]
 
 log = logging.getLogger("fastdimse.migrate")
 
@@ -43,6 +43,15 @@ MAX_BACKOFF = 300.0
 
 class SourceUnreachable(Exception):
     """No association at all could be made with the source."""
+
+
+class CannotVerify(Exception):
+    """What arrives cannot be counted where the engine was told to count it. ``usage``:
+    the place answers no C-FIND (give a folder to count in), else it cannot be reached."""
+
+    def __init__(self, message: str, usage: bool):
+        super().__init__(message)
+        self.usage = usage
 
 
 # --- rate limit and schedule --------------------------------------------------------------
@@ -342,6 +351,24 @@ class Engine:
                     self.stop.wait(0.5 * 2 ** attempt)
         raise SourceUnreachable(f"{_endpoint_text(self.config.source)}: no association: {last}")
 
+    def check_verify_at(self) -> None:
+        """The place that counts what arrived answers an IMAGE-level C-FIND (a storage SCP
+        such as storescp answers none: a folder must be given to count in)."""
+        from ..errors import AssociationRejected, NetworkError, NoAcceptedContext
+        from .verify import count_instances
+
+        if is_folder(self.verify_at):
+            return
+        where = _endpoint_text(self.verify_at)
+        try:
+            count_instances(self.scu, self.verify_at, "2.25.0")
+        except NoAcceptedContext:
+            raise CannotVerify(f"{where} answers no C-FIND, so what arrives cannot be counted there: give "
+                               "--verify-at FOLDER (the folder it stores into) or a Q/R node that indexes it",
+                               True) from None
+        except (AssociationRejected, NetworkError) as exc:
+            raise CannotVerify(f"{where}: no association to count what arrives: {exc}", False) from None
+
     def inventory(self) -> None:
         from ..errors import AssociationRejected, NetworkError
         from .inventory import run_inventory
@@ -516,12 +543,12 @@ class Engine:
         self._emit()
         threads = [threading.Thread(target=self._worker, args=(f"{os.getpid()}-{i}",), daemon=True,
                                     name=f"fastdimse-migrate-{i}") for i in range(max(1, self.config.parallel))]
-        for t in threads:
-            t.start()
         try:
             for t in threads:
-                while t.is_alive():
-                    t.join(0.5)
+                t.start()
+            # The main thread stays free for Ctrl-C: it stops the workers after their study.
+            while any(t.is_alive() for t in threads):
+                time.sleep(0.2)
         except BaseException:
             self.stop.set()
             raise
@@ -529,6 +556,7 @@ class Engine:
     def run(self) -> MigrationResult:
         started = time.time()
         self.check_source()
+        self.check_verify_at()
         self.inventory()
         catcher = None
         if self.config.mode == "relay" and not is_folder(self.config.source):
