@@ -187,11 +187,11 @@ def migrate(source_text, dest_text, mode, journal, report, aet, dest_ae, verify_
     verify = parse_endpoint(verify_at, what="--verify-at", must_exist=True) if verify_at else None
     if mode == "move" and isinstance(dest, Path) and not isinstance(source, Path):
         raise click.UsageError("--mode move sends by C-MOVE to a node: for a folder DEST use --mode get")
-    if mode != "move" and not isinstance(source, Path) and importlib.util.find_spec("fastdimse.migrate.relay") is None:
-        raise click.UsageError(f"--mode {mode} needs fastdimse.migrate.relay, which this installation lacks")
     coerce = _coercions(sets, map_file)
     if coerce and mode != "relay":
         raise click.UsageError("--set and --map rewrite tags on the way through us: they need --mode relay")
+    if mode != "move" and not isinstance(source, Path) and importlib.util.find_spec("fastdimse.migrate.relay") is None:
+        raise click.UsageError(f"--mode {mode} needs fastdimse.migrate.relay, which this installation lacks")
     for text, cls, opt in ((rate_limit, RateLimit, "--rate-limit"), (schedule, Schedule, "--schedule")):
         if text is not None:
             try:
