@@ -66,7 +66,8 @@ def _assert_all_verified(doc: dict, archive) -> None:
     assert set(got) == set(want), doc
     for uid, n in want.items():
         s = got[uid]
-        assert (s["status"], s["source_count"], s["dest_count"], s["reason"]) == ("verified", n, n, None), s
+        assert (s["status"], s["expected"], s["source_count"], s["dest_count"], s["reason"]) == (
+            "verified", n, n, n, None), s
     assert doc["summary"]["verified"] == len(want) and doc["summary"]["failed"] == 0, doc["summary"]
     assert doc["summary"]["instances_destination"] == len(archive), doc["summary"]
 
