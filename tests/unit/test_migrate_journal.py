@@ -168,3 +168,16 @@ def test_cli_journal_of_another_migration_is_one_line_exit_2(tmp_path):
     lines = other.stderr.strip().splitlines()
     assert len(lines) == 1 and "belongs to another migration" in lines[0] and "dest" in lines[0], other
     assert os.path.exists(journal)
+
+
+def test_transferring_update_renews_the_claim(tmp_path):
+    j = SQLiteJournal(tmp_path / "j.sqlite", MIGRATION, lease=600)
+    try:
+        j.add_studies([StudyRecord("6.1"), StudyRecord("6.2")])
+        assert len(j.claim("w1", 2)) == 2
+        # Both claims 20 minutes old (as if the clock had gone on), one of them renewed now.
+        j._db.execute("UPDATE studies SET claimed_at = claimed_at - 1200")
+        j.update("6.1", State.TRANSFERRING)
+        assert [s.study_uid for s in j.claim("w2", 5)] == ["6.2"]
+    finally:
+        j.close()

@@ -300,6 +300,7 @@ class Engine:
         self.capped: list[str] = []
         self.refused: list[str] = []
         self.fatal: str | None = None  # why the migration stopped before its end
+        self._transferring: set[str] = set()  # studies in a transfer now (their claims are renewed)
 
     # --- progress ----------------------------------------------------------------------
 
@@ -432,7 +433,13 @@ class Engine:
                 expected, series = self.expected_of(study)
                 journal.set_expected(uid, expected, series)
                 study.expected = expected
-            outcome = transfer_study(self.ctx, study)
+            with self._lock:
+                self._transferring.add(uid)
+            try:
+                outcome = transfer_study(self.ctx, study)
+            finally:
+                with self._lock:
+                    self._transferring.discard(uid)
         except DicomError as exc:
             outcome = outcome_of_error(exc)
         if outcome.status == 0xA801:
@@ -537,12 +544,29 @@ class Engine:
                     return
                 self.stop.wait(0.2 if pending is None else max(0.05, min(1.0, pending - time.time())))
 
+    def _renew_claims(self, done: threading.Event) -> None:
+        """A long transfer keeps its claim: renewed well within the journal's lease (a
+        journal shared by several hosts gives a study whose claim expired to another)."""
+        lease = float(getattr(self.journal, "lease", 3600.0))
+        every = max(1.0, min(60.0, lease / 3))
+        while not done.wait(every):
+            with self._lock:
+                uids = list(self._transferring)
+            for uid in uids:
+                try:
+                    self.journal.update(uid, State.TRANSFERRING)
+                except Exception as exc:  # the next renewal tries again
+                    log.warning("renewing the claim of %s: %s", uid, exc)
+
     def transfer(self) -> None:
         self._refresh_totals()
         self.progress.phase = "transfer"
         self._emit()
         threads = [threading.Thread(target=self._worker, args=(f"{os.getpid()}-{i}",), daemon=True,
                                     name=f"fastdimse-migrate-{i}") for i in range(max(1, self.config.parallel))]
+        done = threading.Event()
+        renewer = threading.Thread(target=self._renew_claims, args=(done,), daemon=True, name="fastdimse-migrate-lease")
+        renewer.start()
         try:
             for t in threads:
                 t.start()
@@ -552,6 +576,8 @@ class Engine:
         except BaseException:
             self.stop.set()
             raise
+        finally:
+            done.set()
 
     def run(self) -> MigrationResult:
         started = time.time()

@@ -240,7 +240,10 @@ class SQLiteJournal:
         if retry_at is not None:
             sets.append("next_attempt_at = ?")
             args.append(retry_at)
-        if state not in (State.TRANSFERRING, State.TRANSFERRED):  # still the worker's until verified
+        if state is State.TRANSFERRING:  # a worker renewing its claim on a long transfer
+            sets.append("claimed_at = ?")
+            args.append(time.time())
+        elif state is not State.TRANSFERRED:  # still the worker's until verified
             sets.append("worker = NULL, claimed_at = NULL")
         with self._tx() as db:
             cur = db.execute(f"UPDATE studies SET {', '.join(sets)} WHERE study_uid = ?", (*args, study_uid))
