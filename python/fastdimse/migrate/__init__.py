@@ -68,12 +68,18 @@ def migrate(source, dest, *, mode: str = "move", journal: str | os.PathLike = DE
                           retry_delay=retry_delay, timeout=timeout)
     identity = cfg.identity()
     j = open_journal(journal, identity, max_attempts=max_attempts)
+    interrupted = False
     try:
         if retry_failed and hasattr(j, "reset_failed"):
             j.reset_failed()
         engine = Engine(cfg, j, on_progress=on_progress)
         try:
             result = engine.run()
+        except KeyboardInterrupt:
+            # Workers may still be in a transfer: leave the journal open under them (every
+            # step is committed already; the next run resumes).
+            interrupted = True
+            raise
         finally:
             engine.stop.set()
         if report is not None:
@@ -81,4 +87,5 @@ def migrate(source, dest, *, mode: str = "move", journal: str | os.PathLike = DE
                                                           max_attempts=max_attempts)
         return result
     finally:
-        j.close()
+        if not interrupted:
+            j.close()
