@@ -1,5 +1,5 @@
 """Crash and resume: ``kill -9`` of ``fastdimse migrate`` in the middle of a migration,
-twice, then the same command again.
+twice, then Ctrl-C (SIGINT: exit 130, one line), then the same command again.
 
 Source and destination are our ``fastdimse qrscp`` (the source knows the destination as a
 C-MOVE destination); the destination is counted by C-FIND. At the end the destination holds
@@ -11,6 +11,7 @@ rows are unchanged), and the report counts every instance once.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 from dataclasses import replace
@@ -67,16 +68,20 @@ def test_kill_9_twice_then_resume(tmp_path):
             "--report", report, "--parallel", "2", "--rate-limit", "40/s"]
     try:
         kept: dict[str, dict] = {}
-        for at_least in (4, 14):
-            with open(tmp_path / f"migrate-{at_least}.log", "wb") as log:
+        for at_least, sig in ((4, signal.SIGKILL), (14, signal.SIGKILL), (20, signal.SIGINT)):
+            log_path = tmp_path / f"migrate-{at_least}.log"
+            with open(log_path, "wb") as log:
                 proc = subprocess.Popen([str(mh.FASTDIMSE), *map(str, argv)], stdout=log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL)
             try:
                 _wait_verified(journal, at_least, proc)
-                proc.kill()  # SIGKILL: no clean-up of any kind
-                proc.wait(timeout=10)
+                proc.send_signal(sig)  # SIGKILL: no clean-up of any kind; SIGINT: Ctrl-C
+                rc = proc.wait(timeout=20)
             finally:
                 stop_process(proc)
+            if sig == signal.SIGINT:
+                out = log_path.read_text(errors="replace")
+                assert rc == 130 and "interrupted" in out and "Traceback" not in out, out
             rows = mh.journal_rows(journal)
             verified = {uid: r for uid, r in rows.items() if r["state"] == "verified"}
             assert at_least <= len(verified) < STUDIES, "killed too late to test a resume"
