@@ -445,7 +445,8 @@ class Engine:
         if outcome.status == 0xA801:
             # The source does not know the destination: no study can move; stop, and leave
             # the study's attempts as they were (fix the source's configuration, run again).
-            reason = f"{'; '.join(outcome.reasons)}: the source does not know {self.ctx.dest_ae or self.ctx.dest.ae_title}"
+            dest_ae = self.ctx.dest_ae or self.ctx.dest.ae_title
+            reason = f"{'; '.join(outcome.reasons)}: the source does not know {dest_ae}"
             journal.update(uid, State.FAILED, reason=reason, retry_at=0)
             self.fatal = reason
             self.stop.set()
