@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import importlib.util
+import os
 import re
 import sys
 from pathlib import Path
@@ -78,6 +79,22 @@ def _keys(texts: tuple[str, ...]) -> dict[str, str]:
 
     _, qkeys = parse_keys(texts, None)
     return {k.keyword: k.value for k in qkeys if k.value}
+
+
+def _interrupted() -> None:
+    """Ctrl-C: say so; if a worker is still inside a transfer (in the core, where it
+    cannot be interrupted), leave at once: the journal has every step committed, and a
+    normal exit would tear the interpreter down under that thread."""
+    import threading
+
+    from .common import report_error
+
+    if any(t.name.startswith("fastdimse-migrate") and t.is_alive() for t in threading.enumerate()):
+        report_error("interrupted (run the same command again to resume)")
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(130)
+    raise KeyboardInterrupt
 
 
 class _Bar:
@@ -209,6 +226,8 @@ def migrate(source_text, dest_text, mode, journal, report, aet, dest_ae, verify_
                 modality=modality, keys=_keys(keys), coerce=coerce, rate_limit=rate_limit, schedule=schedule,
                 max_attempts=max_attempts, retry_delay=retry_delay, retry_failed=retry_failed, timeout=timeout,
                 on_progress=bar)
+    except KeyboardInterrupt:
+        _interrupted()
     except SourceUnreachable as exc:
         raise CliError(str(exc), EXIT_NO_ASSOCIATION) from None
     except CannotVerify as exc:

@@ -301,6 +301,8 @@ class Engine:
         self.refused: list[str] = []
         self.fatal: str | None = None  # why the migration stopped before its end
         self._transferring: set[str] = set()  # studies in a transfer now (their claims are renewed)
+        self._local = threading.local()  # each worker's open C-FIND associations, by endpoint
+        self._finders: list = []
 
     # --- progress ----------------------------------------------------------------------
 
@@ -400,6 +402,22 @@ class Engine:
         if not self.stop.is_set():
             self.journal.mark_inventory_complete()
 
+    def finder(self, endpoint):
+        """This worker's C-FIND association with ``endpoint`` (kept open between studies)."""
+        if is_folder(endpoint):
+            return None
+        from .inventory import StudyFinder
+
+        cache = getattr(self._local, "finders", None)
+        if cache is None:
+            cache = self._local.finders = {}
+        key = _endpoint_text(endpoint)
+        if key not in cache:
+            cache[key] = StudyFinder(self.scu, endpoint)
+            with self._lock:
+                self._finders.append(cache[key])
+        return cache[key]
+
     def expected_of(self, study: StudyRecord) -> tuple[int | None, list[SeriesRecord]]:
         """The source's count for a study that did not give NumberOfStudyRelatedInstances:
         from the series (NumberOfSeriesRelatedInstances), else from the instances."""
@@ -407,8 +425,8 @@ class Engine:
 
         series: list[SeriesRecord] = []
         total = 0
-        for m in self.scu.find(self.config.source, {"StudyInstanceUID": study.study_uid, "SeriesInstanceUID": "",
-                                                    "NumberOfSeriesRelatedInstances": ""}, "SERIES"):
+        ident = {"StudyInstanceUID": study.study_uid, "SeriesInstanceUID": "", "NumberOfSeriesRelatedInstances": ""}
+        for m in self.finder(self.config.source).find(ident, "SERIES"):
             uid = str(m.get("SeriesInstanceUID", "") or "")
             raw = str(m.get("NumberOfSeriesRelatedInstances", "") or "").strip()
             n = int(raw) if raw.isdigit() else None
@@ -416,7 +434,7 @@ class Engine:
         if series and all(s.expected is not None for s in series):
             total = sum(s.expected for s in series)  # type: ignore[misc]
             return total, series
-        count = count_instances(self.scu, self.config.source, study.study_uid)
+        count = count_instances(self.scu, self.config.source, study.study_uid, self.finder(self.config.source))
         by_series = {s: len(sops) for s, sops in count.series.items()}
         return count.total, [SeriesRecord(uid, study.study_uid, by_series.get(uid)) for uid in
                              sorted(set(by_series) | {s.series_uid for s in series})]
@@ -424,7 +442,7 @@ class Engine:
     def process(self, study: StudyRecord) -> None:
         """Transfer, count and record one claimed study."""
         from ..errors import DicomError
-        from .verify import count_instances, recount
+        from .verify import Count, count_instances, recount, study_count
 
         cfg, journal, uid = self.config, self.journal, study.study_uid
         attempt_no = study.attempts + 1
@@ -458,14 +476,28 @@ class Engine:
             return
         journal.update(uid, State.TRANSFERRED, reason="; ".join(outcome.reasons) or None)
         # Counting: the source (what it holds now) and the destination (distinct instances).
+        # First the counts each node keeps (one STUDY-level match each); where a node gives
+        # none, or the destination's looks short, the instances themselves, then series by series.
         try:
-            src = count_instances(self.scu, cfg.source, uid) if not is_folder(cfg.source) else None
-            source_count = src.total if src is not None else study.expected
-            if src is not None and not src.total and study.expected:
-                source_count = study.expected  # a source that does not answer IMAGE-level queries
-            dst = count_instances(self.scu, self.verify_at, uid)
+            src = None
+            source_count = study.expected
+            if not is_folder(cfg.source):
+                quick = study_count(self.scu, cfg.source, uid, self.finder(cfg.source))
+                if quick is not None and quick > 0:
+                    source_count = quick
+                else:
+                    src = count_instances(self.scu, cfg.source, uid, self.finder(cfg.source))
+                    if src.total or not study.expected:
+                        source_count = src.total  # else a source that answers no IMAGE-level query
+            dst = None
+            if not is_folder(self.verify_at) and source_count:
+                quick = study_count(self.scu, self.verify_at, uid, self.finder(self.verify_at))
+                if quick is not None and quick >= source_count:
+                    dst = Count({}, None, total=quick)
+            if dst is None:
+                dst = count_instances(self.scu, self.verify_at, uid, self.finder(self.verify_at))
             if source_count is not None and dst.total < source_count:
-                dst = recount(self.scu, self.verify_at, uid)
+                dst = recount(self.scu, self.verify_at, uid, self.finder(self.verify_at))
         except DicomError as exc:
             self._failed(study, attempt_no, f"counting failed: {type(exc).__name__}: {exc}", None, None)
             return
@@ -575,10 +607,21 @@ class Engine:
             while any(t.is_alive() for t in threads):
                 time.sleep(0.2)
         except BaseException:
+            # Ctrl-C: the workers end after the step they are in (every step is committed).
             self.stop.set()
+            deadline = time.monotonic() + 10.0
+            try:
+                for t in threads:
+                    t.join(max(0.0, deadline - time.monotonic()))
+            except BaseException:  # a second Ctrl-C: leave now
+                pass
             raise
         finally:
             done.set()
+            with self._lock:
+                finders, self._finders = self._finders, []
+            for f in finders:
+                f.close()
 
     def run(self) -> MigrationResult:
         started = time.time()

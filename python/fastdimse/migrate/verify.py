@@ -14,7 +14,7 @@ import threading
 from collections import defaultdict
 from pathlib import Path
 
-__all__ = ["FolderIndex", "folder_index", "count_at", "count_instances", "recount", "Count"]
+__all__ = ["FolderIndex", "folder_index", "count_at", "count_instances", "study_count", "recount", "Count"]
 
 log = logging.getLogger("fastdimse.migrate")
 
@@ -22,12 +22,15 @@ log = logging.getLogger("fastdimse.migrate")
 class Count:
     """The distinct instances of one study at one place, by series, and their bytes when known."""
 
-    def __init__(self, series: dict[str, set[str]], nbytes: int | None = None):
+    def __init__(self, series: dict[str, set[str]], nbytes: int | None = None, total: int | None = None):
         self.series = series
         self.nbytes = nbytes
+        self._total = total  # a count the place gave (NumberOfStudyRelatedInstances), no UIDs
 
     @property
     def total(self) -> int:
+        if self._total is not None:
+            return self._total
         return len(set().union(*self.series.values())) if self.series else 0
 
     def __repr__(self) -> str:
@@ -113,10 +116,16 @@ def folder_index(root: str | os.PathLike) -> FolderIndex:
         return _FOLDERS[key]
 
 
-def _find_images(scu, node, study_uid: str, series_uid: str | None = None) -> dict[str, set[str]]:
+def _find(scu, node, ident: dict, level: str, finder=None):
+    """C-FIND matches: on ``finder``'s open association when given (see
+    :class:`~fastdimse.migrate.inventory.StudyFinder`), else on a new one."""
+    return finder.find(ident, level) if finder is not None else scu.find(node, ident, level)
+
+
+def _find_images(scu, node, study_uid: str, series_uid: str | None = None, finder=None) -> dict[str, set[str]]:
     ident = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid or "", "SOPInstanceUID": ""}
     out: dict[str, set[str]] = defaultdict(set)
-    for m in scu.find(node, ident, "IMAGE"):
+    for m in _find(scu, node, ident, "IMAGE", finder):
         sop = str(m.get("SOPInstanceUID", "") or "")
         if sop:
             out[str(m.get("SeriesInstanceUID", "") or series_uid or "")].add(sop)
@@ -134,23 +143,36 @@ def count_at(scu, endpoint, study_uid: str) -> int | None:
         return None
 
 
-def count_instances(scu, endpoint, study_uid: str) -> Count:
+def study_count(scu, endpoint, study_uid: str, finder=None) -> int | None:
+    """The node's own count of the study (NumberOfStudyRelatedInstances, one STUDY-level
+    match instead of one IMAGE-level match per instance); None when it gives none."""
+    ident = {"StudyInstanceUID": study_uid, "NumberOfStudyRelatedInstances": ""}
+    counts = []
+    for m in _find(scu, endpoint, ident, "STUDY", finder):
+        raw = str(m.get("NumberOfStudyRelatedInstances", "") or "").strip()
+        counts.append(int(raw) if raw.isdigit() else None)
+    if len(counts) != 1:
+        return 0 if not counts else None
+    return counts[0]
+
+
+def count_instances(scu, endpoint, study_uid: str, finder=None) -> Count:
     """The instances of ``study_uid`` at ``endpoint``: an IMAGE-level C-FIND on a node, the
     files of a folder. Errors of the C-FIND propagate (the caller retries)."""
     if isinstance(endpoint, (str, os.PathLike)):
         return folder_index(endpoint).count(study_uid)
-    return Count(_find_images(scu, endpoint, study_uid))
+    return Count(_find_images(scu, endpoint, study_uid, finder=finder))
 
 
-def recount(scu, endpoint, study_uid: str) -> Count:
+def recount(scu, endpoint, study_uid: str, finder=None) -> Count:
     """Ask again, by StudyInstanceUID and then series by series, before calling a study short."""
     if isinstance(endpoint, (str, os.PathLike)):
         return folder_index(endpoint).count(study_uid)
     series: dict[str, set[str]] = defaultdict(set)
-    for s, sops in _find_images(scu, endpoint, study_uid).items():
+    for s, sops in _find_images(scu, endpoint, study_uid, finder=finder).items():
         series[s] |= sops
-    for m in scu.find(endpoint, {"StudyInstanceUID": study_uid, "SeriesInstanceUID": ""}, "SERIES"):
-        uid = str(m.get("SeriesInstanceUID", "") or "")
-        if uid:
-            series[uid] |= _find_images(scu, endpoint, study_uid, uid).get(uid, set())
+    found = [str(m.get("SeriesInstanceUID", "") or "") for m in
+             _find(scu, endpoint, {"StudyInstanceUID": study_uid, "SeriesInstanceUID": ""}, "SERIES", finder)]
+    for uid in filter(None, found):
+        series[uid] |= _find_images(scu, endpoint, study_uid, uid, finder=finder).get(uid, set())
     return Count(dict(series))
