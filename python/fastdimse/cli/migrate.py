@@ -161,6 +161,9 @@ class _Bar:
 @click.option("--modality", default=None, metavar="MR", help="Only studies with this modality (ModalitiesInStudy).")
 @click.option("-k", "--key", "keys", multiple=True, metavar="KEY=VALUE",
               help="Only studies matching this study-level key. Repeatable.")
+@click.option("--catcher-port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="relay: the port of our catcher (our AE title; the source must know it; 0: a free one).")
+@click.option("--staging", default=None, metavar="DIR", help="relay: the staging folder (default: a temporary one).")
 @click.option("--set", "sets", multiple=True, metavar="Keyword=Value", help="relay: set this tag. Repeatable.")
 @click.option("--map", "map_file", default=None, metavar="FILE", help="relay: Keyword=Value lines to set.")
 @click.option("--rate-limit", default=None, metavar="200/s|50MB/s", help="At most so many instances or bytes a second.")
@@ -177,7 +180,7 @@ class _Bar:
 @logging_options
 @returns_exit_code
 def migrate(source_text, dest_text, mode, journal, report, aet, dest_ae, verify_at, parallel, window, max_results,
-            date_from, date_to, modality, keys, sets, map_file, rate_limit, schedule, max_attempts, retry_delay,
+            date_from, date_to, modality, keys, catcher_port, staging, sets, map_file, rate_limit, schedule, max_attempts, retry_delay,
             retry_failed, timeout, json_out, no_progress):
     """Migrate every study of SOURCE to DEST, verified by counting, resumable.
 
@@ -225,7 +228,7 @@ def migrate(source_text, dest_text, mode, journal, report, aet, dest_ae, verify_
                 parallel=parallel, window=window, max_results=max_results, date_from=date_from, date_to=date_to,
                 modality=modality, keys=_keys(keys), coerce=coerce, rate_limit=rate_limit, schedule=schedule,
                 max_attempts=max_attempts, retry_delay=retry_delay, retry_failed=retry_failed, timeout=timeout,
-                on_progress=bar)
+                catcher_port=catcher_port, staging=staging, on_progress=bar)
     except KeyboardInterrupt:
         _interrupted()
     except SourceUnreachable as exc:

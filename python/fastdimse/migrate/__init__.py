@@ -35,7 +35,7 @@ def migrate(source, dest, *, mode: str = "move", journal: str | os.PathLike = DE
             keys: dict[str, str] | None = None, coerce: list[tuple[str, str]] | None = None,
             rate_limit: str | None = None, schedule: str | None = None, max_attempts: int = 5,
             retry_delay: float = 5.0, retry_failed: bool = False, timeout: float = 30.0,
-            on_progress: Callable | None = None):
+            catcher_port: int = 0, staging: str | os.PathLike | None = None, on_progress: Callable | None = None):
     """Migrate every study of ``source`` to ``dest`` and return a
     :class:`~fastdimse.migrate.engine.MigrationResult` (``verified``, ``failed``,
     ``exit_code``, the report's paths).
@@ -49,7 +49,8 @@ def migrate(source, dest, *, mode: str = "move", journal: str | os.PathLike = DE
     the usual caps are recognised). ``rate_limit`` ``"200/s"`` or ``"50MB/s"``;
     ``schedule`` ``"19:00-07:00"``. A study is tried ``max_attempts`` times, the n-th
     retry after ``retry_delay * 2**(n-1)`` seconds; ``retry_failed`` gives the studies a
-    previous run left failed a fresh set of attempts. Raises
+    previous run left failed a fresh set of attempts. ``catcher_port`` and ``staging``:
+    relay mode's catcher (our AE title ``aet`` on that port) and its staging folder. Raises
     :class:`~fastdimse.migrate.engine.SourceUnreachable` when no association at all can
     be made with the source, ``JournalMismatch`` when ``journal`` belongs to another migration.
     """
@@ -65,7 +66,8 @@ def migrate(source, dest, *, mode: str = "move", journal: str | os.PathLike = DE
                           window=window, max_results=max_results, date_from=date_from, date_to=date_to,
                           modality=modality, keys=dict(keys or {}), coerce=list(coerce or []),
                           rate_limit=rate_limit, schedule=schedule, max_attempts=max_attempts,
-                          retry_delay=retry_delay, timeout=timeout)
+                          retry_delay=retry_delay, timeout=timeout, catcher_port=catcher_port,
+                          staging=None if staging is None else os.fspath(staging))
     identity = cfg.identity()
     j = open_journal(journal, identity, max_attempts=max_attempts)
     interrupted = False

@@ -206,6 +206,9 @@ class MigrationConfig:
     retry_delay: float = 5.0
     timeout: float = 30.0
     pdu: int = 16384
+    catcher_host: str = "0.0.0.0"  # relay: where our catcher listens
+    catcher_port: int = 0  # relay: its port (0: any free one; the source must know it)
+    staging: str | None = None  # relay: the staging folder (default: a temporary one)
 
     def identity(self) -> dict:
         """What makes two runs the same migration (what the journal is checked against)."""
@@ -630,10 +633,12 @@ class Engine:
         self.inventory()
         catcher = None
         if self.config.mode == "relay" and not is_folder(self.config.source):
-            # relay.py owns the built-in catcher: start_catcher(ctx) -> an object with stop().
-            from .relay import start_catcher
+            # relay.py owns the built-in catcher: our storage SCP, as our AE title, where the
+            # source sends (it must know that AE title at this host and port).
+            from .relay import Catcher
 
-            catcher = self.ctx.catcher = start_catcher(self.ctx)
+            catcher = self.ctx.catcher = Catcher().start(self.config.aet, self.config.catcher_host,
+                                                         self.config.catcher_port, self.config.staging)
         try:
             if not self.stop.is_set():
                 self.transfer()

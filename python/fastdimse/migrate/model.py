@@ -9,6 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..entity import Entity
+    from ..scu import DICOMSCU
 
 
 class State(str, Enum):
@@ -60,3 +66,21 @@ class TransferOutcome:
     reasons: list[str] = field(default_factory=list)  # words, e.g. "0xA700 out of resources"
     status: int | None = None  # the final DIMSE status of the retrieve, None for folders
     transient: bool = False  # True: worth retrying (A7xx, timeouts, transient reject)
+
+
+@dataclass
+class TransferContext:
+    """What ``transfer_study`` needs to move one study (the engine builds it once)."""
+
+    scu: "DICOMSCU"
+    source: "Entity | Path"
+    dest: "Entity | Path"
+    mode: str  # "move" | "relay" | "get"
+    dest_ae: str | None = None  # move: the AE title the source sends to
+    parallel: int = 1
+    window: int = 16
+    coerce: list[tuple[str, str]] = field(default_factory=list)  # (keyword, value), relay
+    # relay: the built-in storage SCP (relay.Catcher), started by the engine. Typed loosely:
+    # model.py imports nothing of the migration (relay.py imports it).
+    catcher: Any = None
+    timeout: float = 60.0

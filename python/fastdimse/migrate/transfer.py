@@ -15,30 +15,15 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from .model import StudyRecord, TransferOutcome
+from .model import StudyRecord, TransferContext, TransferOutcome
 
 __all__ = ["TransferContext", "transfer_study", "outcome_of_error", "status_reason", "is_folder"]
 
 log = logging.getLogger("fastdimse.migrate")
 
 MODES = ("move", "relay", "get")
-
-
-@dataclass
-class TransferContext:
-    scu: object  # DICOMSCU
-    source: object  # Entity | Path
-    dest: object  # Entity | Path
-    mode: str  # "move" | "relay" | "get"
-    dest_ae: str | None = None  # move: the AE title the source sends to
-    parallel: int = 1
-    window: int = 16
-    coerce: list[tuple[str, str]] = field(default_factory=list)  # (keyword, value) for relay
-    catcher: object | None = None  # relay: the built-in storage SCP (relay.py), started by the engine
-    timeout: float = 30.0
 
 
 def is_folder(endpoint) -> bool:
@@ -93,9 +78,13 @@ def transfer_study(ctx: TransferContext, study: StudyRecord) -> TransferOutcome:
             return _move(ctx, study)
         if ctx.mode in ("relay", "get"):
             # The relay and get modes (the catcher, staging, the onward C-STORE) live in relay.py.
-            from .relay import transfer_study as relay_transfer
+            if ctx.mode == "relay":
+                from .relay import relay_study
 
-            return relay_transfer(ctx, study)
+                return relay_study(ctx, study)
+            from .relay import get_study
+
+            return get_study(ctx, study)
         raise ValueError(f"unknown mode {ctx.mode!r}: choose one of {', '.join(MODES)}")
     except DicomError as exc:
         return outcome_of_error(exc)
