@@ -63,3 +63,25 @@ def test_api_unreachable_source_raises(tmp_path):
     with pytest.raises(SourceUnreachable, match="no association"):
         migrate(Entity("NOBODY", HOST, port), Entity("DEST", HOST, port), journal=tmp_path / "j.sqlite",
                 report=None, timeout=1)
+
+
+def test_an_unexpected_error_fails_the_study_not_the_worker(tmp_path, archive, monkeypatch):
+    """A defect in a transfer (here: the onward store raising TypeError) fails that study
+    with the error as its reason; nothing is left 'transferring'."""
+    from fastdimse.scu import DICOMSCU
+
+    def broken(*args, **kwargs):
+        raise TypeError("broken on purpose")
+
+    monkeypatch.setattr(DICOMSCU, "store", broken)
+    dest, dest_entity = qh.start_our_qr("APIBROKEN", storage_dir=tmp_path / "dst")
+    try:
+        result = migrate(tmp_path / "src", dest_entity, journal=tmp_path / "j.sqlite", report=None,
+                         max_attempts=2, retry_delay=0.01, parallel=2)
+        studies = len(set(i.StudyInstanceUID for i in archive))
+        assert (result.verified, result.failed, result.exit_code) == (0, studies, 1), result
+        rows = mh.journal_rows(tmp_path / "j.sqlite")
+        assert {r["state"] for r in rows.values()} == {"failed"}
+        assert all("internal error: TypeError: broken on purpose" in r["reason"] for r in rows.values()), rows
+    finally:
+        dest.stop()

@@ -567,6 +567,10 @@ class Engine:
                         self._in_flight += 1
                     try:
                         self.process(claimed[0])
+                    except Exception as exc:  # a defect, not the network: the study fails, the worker goes on
+                        log.exception("study %s: unexpected error", claimed[0].study_uid)
+                        self._failed(claimed[0], claimed[0].attempts + 1,
+                                     f"internal error: {type(exc).__name__}: {exc}", None, None)
                     finally:
                         with self._lock:
                             self._in_flight -= 1
