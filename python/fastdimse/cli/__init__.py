@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "scp": ("servers", "scp", "A storage SCP writing into a folder (storescp)."),
     "qrscp": ("servers", "qrscp", "The Q/R archive: storage, index, C-FIND/MOVE/GET (dcmqrscp)."),
     "bench": ("bench", "bench", "Benchmark any DICOM node: throughput and latency by concurrency."),
+    "migrate": ("migrate", "migrate", "Migrate an archive: resumable, parallel, verified by counting."),
 }
 
 
