@@ -327,3 +327,18 @@ def test_kill_9_of_a_worker_holding_a_claim(pg_url):
         assert [s.study_uid for s in got] == [held]
         j.update(held, State.VERIFIED, source_count=1, dest_count=1)
         assert j.counts()[State.VERIFIED] == 1 and j.counts()[State.TRANSFERRING] == 2
+
+
+def test_a_study_left_transferred_by_a_dead_worker_is_claimed_again(pg_url):
+    """Sent but not yet counted when its worker died: after the lease it is sent again
+    (counting at the destination decides), while it is held within the lease."""
+    (uid,) = uids(1)
+    with open_journal(pg_url) as j:
+        j.add_studies([StudyRecord(uid)])
+        assert [s.study_uid for s in j.claim("w1")] == [uid]
+        j.update(uid, State.TRANSFERRED)
+    with open_journal(pg_url, lease=3600) as patient:
+        assert patient.claim("w2") == []  # w1 may still be counting it
+    with open_journal(pg_url, lease=0.2) as hasty:
+        got = poll(lambda: hasty.claim("w3"))
+        assert [s.study_uid for s in got] == [uid] and got[0].state is State.TRANSFERRING

@@ -79,7 +79,7 @@ SCHEMA: tuple[str, ...] = (
     " claimed_at DOUBLE PRECISION)",
     # Only the rows a claim may pick: claims stay cheap when most studies are done.
     "CREATE INDEX IF NOT EXISTS studies_todo ON studies (study_uid)"
-    " WHERE state IN ('pending', 'failed', 'transferring')",
+    " WHERE state IN ('pending', 'failed', 'transferring', 'transferred')",
     "CREATE TABLE IF NOT EXISTS series ("
     " study_uid TEXT NOT NULL,"
     " series_uid TEXT NOT NULL,"
@@ -275,10 +275,13 @@ class PostgresJournal:
         with self._pool.connection() as conn, conn.transaction():
             rows = conn.execute(
                 f"WITH picked AS (SELECT study_uid FROM studies WHERE "
-                f"state IN ('pending', 'failed', 'transferring') AND ("
+                f"state IN ('pending', 'failed', 'transferring', 'transferred') AND ("
                 f" (state = 'pending' AND next_attempt_at <= %(now)s)"
                 f" OR (state = 'failed' AND attempts < %(max)s AND next_attempt_at <= %(now)s)"
-                f" OR (state = 'transferring' AND claimed_at < {_NOW} - %(lease)s))"
+                # A worker gone while its study was transferring, or sent but not yet
+                # counted (transferred): once its lease runs out the study is sent again
+                # (counting at the destination keeps a second copy from being counted twice).
+                f" OR (state IN ('transferring', 'transferred') AND claimed_at < {_NOW} - %(lease)s))"
                 f" ORDER BY study_uid LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
                 f"UPDATE studies AS s SET state = 'transferring', worker = %(worker)s, "
                 f"claimed_at = {_NOW} FROM picked WHERE s.study_uid = picked.study_uid "
@@ -300,7 +303,7 @@ class PostgresJournal:
                 "dest_count = COALESCE(%(dest)s, dest_count), "
                 "attempts = attempts + %(attempt)s, "
                 "next_attempt_at = COALESCE(%(retry)s, next_attempt_at), "
-                f"claimed_at = CASE WHEN %(state)s = 'transferring' THEN {_NOW} "
+                f"claimed_at = CASE WHEN %(state)s IN ('transferring', 'transferred') THEN {_NOW} "
                 "ELSE claimed_at END WHERE study_uid = %(uid)s",
                 {"state": state.value, "reason": reason, "source": source_count,
                  "dest": dest_count, "attempt": 1 if attempt else 0,
