@@ -85,3 +85,41 @@ def test_an_unexpected_error_fails_the_study_not_the_worker(tmp_path, archive, m
         assert all("internal error: TypeError: broken on purpose" in r["reason"] for r in rows.values()), rows
     finally:
         dest.stop()
+
+
+def test_api_relay_with_a_mapping_file(tmp_path, archive):
+    """--map FILE.toml in relay mode: constants on every instance, PatientID mapped (or
+    prefixed) per patient; pixel data unchanged; the source's files untouched."""
+    import hashlib
+    from pathlib import Path
+
+    import pydicom
+
+    patients = sorted({i.PatientID for i in archive})
+    mapping = tmp_path / "map.toml"
+    mapping.write_text(f'[set]\nIssuerOfPatientID = "SITE-B"\n[patient_id]\nprefix = "A-"\n'
+                       f'[patient_id.map]\n"{patients[0]}" = "MAPPED0"\n')
+    want_id = {p: ("MAPPED0" if p == patients[0] else "A-" + p) for p in patients}
+    sources = {i.SOPInstanceUID: Path(i.path) for i in archive}
+    before = {uid: hashlib.sha256(p.read_bytes()).hexdigest() for uid, p in sources.items()}
+    catcher_port = qh.free_port()
+    dest, dest_entity = qh.start_our_qr("MAPDEST", storage_dir=tmp_path / "dst")
+    source, source_entity = qh.start_our_qr("MAPSRC", storage_dir=tmp_path / "src",
+                                            known_entities=[Entity("FASTDIMSE", HOST, catcher_port)])
+    try:
+        result = migrate(source_entity, dest_entity, mode="relay", journal=tmp_path / "j.sqlite", report=None,
+                         mapping=mapping, catcher_port=catcher_port, staging=tmp_path / "staging")
+        assert result.exit_code == 0 and result.instances == len(archive), result
+    finally:
+        source.stop()
+        dest.stop()
+    got = {}
+    for f in (tmp_path / "dst").rglob("*.dcm"):
+        ds = pydicom.dcmread(f)
+        got[ds.SOPInstanceUID] = ds
+    assert set(got) == set(sources)
+    for inst in archive:
+        ds, src = got[inst.SOPInstanceUID], pydicom.dcmread(sources[inst.SOPInstanceUID])
+        assert ds.PatientID == want_id[inst.PatientID] and ds.IssuerOfPatientID == "SITE-B"
+        assert ds.get("PixelData") == src.get("PixelData") and ds.PatientName == src.PatientName
+        assert hashlib.sha256(sources[inst.SOPInstanceUID].read_bytes()).hexdigest() == before[inst.SOPInstanceUID]

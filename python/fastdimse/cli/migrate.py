@@ -53,11 +53,27 @@ def _date(ctx, param, value: str | None) -> str | None:
     return value
 
 
+def _mapping(map_file: str | None):
+    """--map FILE.toml|FILE.csv: fastdimse.coerce's mapping (constants, a PatientID map or
+    prefix, applied per patient); None for other files (Keyword=Value lines)."""
+    if not map_file or Path(map_file).suffix.lower() not in (".toml", ".csv"):
+        return None
+    from ..coerce import load_mapping
+
+    try:
+        return load_mapping(map_file)
+    except OSError as exc:
+        raise click.BadParameter(f"{map_file}: {exc.strerror or exc}", param_hint="--map") from None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--map") from None
+
+
 def _coercions(sets: tuple[str, ...], map_file: str | None) -> list[tuple[str, str]]:
     from pydicom.datadict import tag_for_keyword
 
     lines = [(f"--set {s}", s) for s in sets]
-    if map_file:
+    if map_file and Path(map_file).suffix.lower() in (".toml", ".csv"):
+        map_file = None  # a mapping file proper: see _mapping
         try:
             text = Path(map_file).read_text(encoding="utf-8")
         except OSError as exc:
@@ -165,7 +181,7 @@ class _Bar:
               help="relay: the port of our catcher (our AE title; the source must know it; 0: a free one).")
 @click.option("--staging", default=None, metavar="DIR", help="relay: the staging folder (default: a temporary one).")
 @click.option("--set", "sets", multiple=True, metavar="Keyword=Value", help="relay: set this tag. Repeatable.")
-@click.option("--map", "map_file", default=None, metavar="FILE", help="relay: Keyword=Value lines to set.")
+@click.option("--map", "map_file", default=None, metavar="FILE", help="relay: tags to set: Keyword=Value lines, or a .toml/.csv mapping (constants, PatientID map or prefix; see fastdimse.coerce).")
 @click.option("--rate-limit", default=None, metavar="200/s|50MB/s", help="At most so many instances or bytes a second.")
 @click.option("--schedule", default=None, metavar="HH:MM-HH:MM", help="Work only inside this daily window (local time).")
 @click.option("--max-attempts", type=click.IntRange(1, 1000), default=5, show_default=True,
@@ -207,8 +223,8 @@ def migrate(source_text, dest_text, mode, journal, report, aet, dest_ae, verify_
     verify = parse_endpoint(verify_at, what="--verify-at", must_exist=True) if verify_at else None
     if mode == "move" and isinstance(dest, Path) and not isinstance(source, Path):
         raise click.UsageError("--mode move sends by C-MOVE to a node: for a folder DEST use --mode get")
-    coerce = _coercions(sets, map_file)
-    if coerce and mode != "relay":
+    coerce, mapping = _coercions(sets, map_file), _mapping(map_file)
+    if (coerce or mapping is not None) and mode != "relay":
         raise click.UsageError("--set and --map rewrite tags on the way through us: they need --mode relay")
     if mode != "move" and not isinstance(source, Path) and importlib.util.find_spec("fastdimse.migrate.relay") is None:
         raise click.UsageError(f"--mode {mode} needs fastdimse.migrate.relay, which this installation lacks")
@@ -226,7 +242,7 @@ def migrate(source_text, dest_text, mode, journal, report, aet, dest_ae, verify_
             result = run_migration(
                 source, dest, mode=mode, journal=journal, report=report, aet=aet, dest_ae=dest_ae, verify_at=verify,
                 parallel=parallel, window=window, max_results=max_results, date_from=date_from, date_to=date_to,
-                modality=modality, keys=_keys(keys), coerce=coerce, rate_limit=rate_limit, schedule=schedule,
+                modality=modality, keys=_keys(keys), coerce=coerce, mapping=mapping, rate_limit=rate_limit, schedule=schedule,
                 max_attempts=max_attempts, retry_delay=retry_delay, retry_failed=retry_failed, timeout=timeout,
                 catcher_port=catcher_port, staging=staging, on_progress=bar)
     except KeyboardInterrupt:

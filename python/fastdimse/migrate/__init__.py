@@ -32,7 +32,7 @@ def migrate(source, dest, *, mode: str = "move", journal: str | os.PathLike = DE
             report: str | os.PathLike | None = DEFAULT_REPORT, aet: str = "FASTDIMSE", dest_ae: str | None = None,
             verify_at=None, parallel: int = 4, window: int = 16, max_results: int | None = None,
             date_from: str | None = None, date_to: str | None = None, modality: str | None = None,
-            keys: dict[str, str] | None = None, coerce: list[tuple[str, str]] | None = None,
+            keys: dict[str, str] | None = None, coerce: list[tuple[str, str]] | None = None, mapping=None,
             rate_limit: str | None = None, schedule: str | None = None, max_attempts: int = 5,
             retry_delay: float = 5.0, retry_failed: bool = False, timeout: float = 30.0,
             catcher_port: int = 0, staging: str | os.PathLike | None = None, on_progress: Callable | None = None):
@@ -51,6 +51,9 @@ def migrate(source, dest, *, mode: str = "move", journal: str | os.PathLike = DE
     retry after ``retry_delay * 2**(n-1)`` seconds; ``retry_failed`` gives the studies a
     previous run left failed a fresh set of attempts. ``catcher_port`` and ``staging``:
     relay mode's catcher (our AE title ``aet`` on that port) and its staging folder. Raises
+    ``coerce`` (relay): (keyword, value) set on every instance; ``mapping``: a
+    :func:`fastdimse.coerce.load_mapping` file (.toml or .csv) or its ``CoercionMap``,
+    whose constants and PatientID map (or prefix) apply per patient. Raises
     :class:`~fastdimse.migrate.engine.SourceUnreachable` when no association at all can
     be made with the source, ``JournalMismatch`` when ``journal`` belongs to another migration.
     """
@@ -58,13 +61,18 @@ def migrate(source, dest, *, mode: str = "move", journal: str | os.PathLike = DE
     from .journal import open_journal
     from .report import write_report
 
+    if mapping is not None and not hasattr(mapping, "for_patient"):
+        from ..coerce import load_mapping
+
+        mapping = load_mapping(mapping)
+
     def endpoint(e):
         return Path(e) if isinstance(e, (str, os.PathLike)) else e
 
     cfg = MigrationConfig(endpoint(source), endpoint(dest), mode=mode, aet=aet, dest_ae=dest_ae,
                           verify_at=None if verify_at is None else endpoint(verify_at), parallel=parallel,
                           window=window, max_results=max_results, date_from=date_from, date_to=date_to,
-                          modality=modality, keys=dict(keys or {}), coerce=list(coerce or []),
+                          modality=modality, keys=dict(keys or {}), coerce=list(coerce or []), coerce_map=mapping,
                           rate_limit=rate_limit, schedule=schedule, max_attempts=max_attempts,
                           retry_delay=retry_delay, timeout=timeout, catcher_port=catcher_port,
                           staging=None if staging is None else os.fspath(staging))

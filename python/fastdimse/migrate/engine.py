@@ -27,7 +27,8 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 from pathlib import Path
 
 from .model import SeriesRecord, State, StudyRecord
@@ -200,6 +201,9 @@ class MigrationConfig:
     modality: str | None = None
     keys: dict[str, str] = field(default_factory=dict)
     coerce: list[tuple[str, str]] = field(default_factory=list)
+    # relay: a mapping file's coercions (fastdimse.coerce.CoercionMap), per patient
+    # (constants, a PatientID map or prefix); ``coerce`` (--set) comes first.
+    coerce_map: Any = None
     rate_limit: str | None = None
     schedule: str | None = None
     max_attempts: int = 5
@@ -421,6 +425,15 @@ class Engine:
                 self._finders.append(cache[key])
         return cache[key]
 
+    def context_for(self, study: StudyRecord) -> TransferContext:
+        """The transfer context of one study: with a mapping file, its patient's coercions
+        (the --set ones first, so they win where both set a tag)."""
+        if self.config.coerce_map is None:
+            return self.ctx
+        given = {k for k, _ in self.ctx.coerce}
+        extra = [(k, v) for k, v in self.config.coerce_map.for_patient(study.patient_id) if k not in given]
+        return replace(self.ctx, coerce=list(self.ctx.coerce) + extra) if extra else self.ctx
+
     def expected_of(self, study: StudyRecord) -> tuple[int | None, list[SeriesRecord]]:
         """The source's count for a study that did not give NumberOfStudyRelatedInstances:
         from the series (NumberOfSeriesRelatedInstances), else from the instances."""
@@ -457,7 +470,7 @@ class Engine:
             with self._lock:
                 self._transferring.add(uid)
             try:
-                outcome = transfer_study(self.ctx, study)
+                outcome = transfer_study(self.context_for(study), study)
             finally:
                 with self._lock:
                     self._transferring.discard(uid)
