@@ -89,6 +89,8 @@ pub struct StoreOptions {
     /// window): proposed to the peer unless `requestor` already carries a window; the
     /// peer's answer decides (no answer = one at a time). 1 = do not propose.
     pub window: u16,
+    /// Every association over TLS.
+    pub tls: Option<Arc<crate::net::TlsClient>>,
 }
 
 /// Default for [`StoreOptions::window`].
@@ -105,6 +107,7 @@ impl StoreOptions {
             move_originator: None,
             cancel: None,
             window: DEFAULT_WINDOW,
+            tls: None,
         }
     }
 }
@@ -818,7 +821,7 @@ impl<'s> Sender<'s> {
         let (ctxs, coverage) = self.c.plan.propose(&needed);
         self.cfg.contexts = ctxs;
         self.answered = 0;
-        match Association::request(&self.c.opts.addr, &self.cfg, self.c.opts.timeouts) {
+        match Association::request_tls(&self.c.opts.addr, &self.cfg, self.c.opts.timeouts, self.c.opts.tls.as_deref()) {
             Ok(a) => {
                 let n = self.c.associations.fetch_add(1, Ordering::SeqCst) + 1;
                 info!(
