@@ -8,6 +8,7 @@ files, and returns their paths. RSA keys: every dcmtk BCP 195 profile accepts th
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,3 +65,12 @@ def make_certs(folder: Path) -> Certs:
                                            not_after=now - dt.timedelta(days=1)), "expired-server"),
         misnamed_server=write(ca.issue_cert("dicom.example.org", key_type=rsa), "misnamed-server"),
     )
+
+
+def wait_logged(caplog, text: str, count: int = 1, timeout: float = 10.0) -> None:
+    """Wait until ``caplog`` holds ``text`` ``count`` times: the SCP logs a refused
+    handshake on the association's thread, possibly after the client saw its error."""
+    deadline = time.monotonic() + timeout
+    while caplog.text.count(text) < count:
+        assert time.monotonic() < deadline, f"{text!r} x{count} not logged within {timeout} s:\n{caplog.text}"
+        time.sleep(0.02)

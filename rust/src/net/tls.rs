@@ -259,7 +259,7 @@ where
         }
         if let Err(e) = conn.complete_io(&mut w) {
             let first = w.first;
-            let _ = w.sock.shutdown(std::net::Shutdown::Both);
+            linger_close(w.sock);
             return Err(handshake_error(e, first, &side, timeout));
         }
     }
@@ -275,12 +275,28 @@ where
     Ok(TlsStream { s: RefCell::new(StreamOwned::new(conn, sock)), peer, client })
 }
 
+/// Close after a failed handshake so that the alert rustls sent arrives: end our side,
+/// then read what the peer still sends (briefly) before closing. Closing with unread
+/// bytes would reset the connection, and the peer would see a reset, not our alert.
+fn linger_close(sock: &mut TcpStream) {
+    let _ = sock.shutdown(std::net::Shutdown::Write);
+    let _ = sock.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut buf = [0u8; 4096];
+    for _ in 0..64 {
+        if !matches!(sock.read(&mut buf), Ok(n) if n > 0) {
+            break;
+        }
+    }
+    let _ = sock.shutdown(std::net::Shutdown::Both);
+}
+
 /// Whether `b` can start a TLS record (content types 20..=23).
 fn is_tls_record(b: u8) -> bool {
     (0x14..=0x17).contains(&b)
 }
 
 fn handshake_error(e: io::Error, first: Option<u8>, side: &Side, timeout: Option<Duration>) -> NetError {
+    log::debug!("TLS handshake failed: {e:?} (first byte {first:?})");
     let tls_err = e.get_ref().and_then(|x| x.downcast_ref::<rustls::Error>()).cloned();
     let not_tls = first.is_some_and(|b| !is_tls_record(b));
     match (side, tls_err) {
@@ -294,7 +310,10 @@ fn handshake_error(e: io::Error, first: Option<u8>, side: &Side, timeout: Option
             ErrorKind::WouldBlock | ErrorKind::TimedOut => NetError::Timeout { what: "the TLS handshake", after: timeout.unwrap_or_default() },
             ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => match side {
                 Side::Client(_) if first.is_none() => bad("the peer closed the connection during the TLS handshake without answering (a plaintext port?)"),
-                _ => bad("the peer closed the connection during the TLS handshake (it refused it?)"),
+                Side::Client(_) => bad("the peer closed the connection during the TLS handshake (it refused it?)"),
+                // (a client that refuses our certificate does not always get its alert
+                // to us before its close)
+                Side::Server => bad("the client closed the connection during the TLS handshake (did it refuse our certificate?)"),
             },
             _ => NetError::Io(e),
         },
@@ -388,9 +407,13 @@ pub(super) fn tls_failure(e: io::Error) -> NetError {
 }
 
 /// On a plaintext association: a TLS record where the first PDU should be means the
-/// peer speaks TLS. Say so, rather than "unrecognized PDU type 0x16".
+/// peer speaks TLS. Say so, rather than "unrecognized PDU type 0x16". A peer that closes
+/// without a word after our A-ASSOCIATE-RQ is what a TLS-only port does (dcmtk's): hint.
 pub(super) fn plaintext_saw_tls(e: NetError, requestor: bool) -> NetError {
     match e {
+        NetError::Closed(w) if requestor && w.starts_with("waiting for A-ASSOCIATE-AC") => {
+            NetError::Closed("waiting for A-ASSOCIATE-AC, without answering (a TLS-only port? then connect with TLS)")
+        }
         NetError::Pdu(PduError::UnrecognizedPduType(t)) if is_tls_record(t) => NetError::Tls(if requestor {
             "the peer answered with TLS (a TLS port? connect with TLS)".into()
         } else {
