@@ -71,6 +71,7 @@ bench: build peers postgres
 	$(PY) -m benches.bench_ingest --postgres --out benches/results.md
 	$(PY) -m benches.bench_sender_rss --max-size $(SENDER_RSS_MAX)
 	$(PY) -m benches.bench_index_pg
+	$(PY) -m benches.bench_tls --out benches/results.md
 
 # 16 clients storing and querying for SOAK_DURATION seconds against one SCP process run
 # under a 1,024-file limit; prints its open files, threads and RSS over time.

@@ -14,6 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pydicom
 import pytest
 
 from tests.support import peers
@@ -190,6 +191,12 @@ def test_cli_echo_and_store_over_tls(fastdimse_scp_factory, certs, tmp_path):
     run = fastdimse("store", peer, tmp_path / "src", "--no-progress", *tls)
     assert run.returncode == 0, run
     sd.assert_received(sources, storage)
+    # find's own -k is --key: its TLS key is --tls-key
+    tls_find = [("--tls-key" if a == "--key" else a) for a in tls]
+    run = fastdimse("find", peer, "-k", "PatientID=MIX", "-k", "StudyInstanceUID", "--format", "json", *tls_find)
+    assert run.returncode == 0, run
+    studies = {str(pydicom.dcmread(s.path, stop_before_pixels=True).StudyInstanceUID) for s in sources}
+    assert {m["StudyInstanceUID"] for m in run.json()} == studies
 
 
 def test_cli_tls_errors(fastdimse_scp_factory, certs, tmp_path):

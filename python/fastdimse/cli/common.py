@@ -186,7 +186,7 @@ def tls_options(func: Callable, *, server: bool) -> Callable:
                      help="Use TLS (TLS 1.2/1.3, the BCP 195 profile)."),
         click.option("--cert", "cert", type=path, expose_value=False, callback=keep,
                      help="Our certificate chain (PEM)" + (" (required with --tls)." if server else ", for mutual TLS.")),
-        click.option("--key", "key", type=path, expose_value=False, callback=keep,
+        click.option("--key", "--tls-key", "key", type=path, expose_value=False, callback=keep,
                      help="The private key of --cert (PEM)."),
         click.option("--ca", "ca", type=path, expose_value=False, callback=keep,
                      help=("CA bundle (PEM) client certificates are verified against." if server
@@ -201,6 +201,15 @@ def tls_options(func: Callable, *, server: bool) -> Callable:
                                                      "(its chain is still verified)."))
     for opt in reversed(opts):
         func = opt(func)
+    return func
+
+
+def without_tls_key_alias(func: Callable) -> Callable:
+    """Leave the TLS key option only its --tls-key name, on a command whose own -k is
+    --key (find, move, get)."""
+    for param in getattr(func, "__click_params__", []):
+        if param.name == "key" and "--tls-key" in param.opts:
+            param.opts = [o for o in param.opts if o != "--key"]
     return func
 
 

@@ -538,3 +538,70 @@ fn sock_readable(s: &TcpStream) -> bool {
 fn sock_readable(_s: &TcpStream) -> bool {
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    #[test]
+    fn a_tls_record_where_the_first_pdu_should_be_is_named() {
+        for (t, requestor, want) in [(0x16, false, "a TLS client on a plaintext port"), (0x15, true, "the peer answered with TLS")] {
+            match plaintext_saw_tls(NetError::Pdu(PduError::UnrecognizedPduType(t)), requestor) {
+                NetError::Tls(m) => assert!(m.contains(want), "{m}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        // any other unknown PDU type stays what it is
+        assert!(matches!(plaintext_saw_tls(NetError::Pdu(PduError::UnrecognizedPduType(0x42)), false), NetError::Pdu(_)));
+    }
+
+    #[test]
+    fn configuration_errors_say_what_is_missing() {
+        let none = TlsSettings { verify_hostname: true, ..Default::default() };
+        assert!(matches!(TlsClient::new(&none), Err(NetError::Tls(m)) if m.contains("ca=")));
+        assert!(matches!(TlsServer::new(&none), Err(NetError::Tls(m)) if m.contains("cert=, key=")));
+        let missing = TlsSettings { ca: Some("/nonexistent/ca.pem".into()), ..none.clone() };
+        assert!(matches!(TlsClient::new(&missing), Err(NetError::Tls(m)) if m.contains("does not exist")));
+        let half = TlsSettings { cert: Some("/nonexistent/c.pem".into()), ..none };
+        assert!(matches!(TlsServer::new(&half), Err(NetError::Tls(m)) if m.contains("private key")));
+    }
+
+    /// Our server handshake against a peer that sends `bytes` then closes: the error
+    /// names what the peer speaks.
+    fn server_error_for(bytes: &'static [u8]) -> String {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let t = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).expect("connect");
+            let _ = s.write_all(bytes);
+            let _ = s.shutdown(std::net::Shutdown::Write);
+            let mut sink = Vec::new();
+            let _ = s.read_to_end(&mut sink);
+        });
+        let (sock, _) = l.accept().expect("accept");
+        let conn = ServerConnection::new(Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider())
+                .with_protocol_versions(VERSIONS)
+                .expect("versions")
+                .with_no_client_auth()
+                .with_cert_resolver(Arc::new(rustls::server::ResolvesServerCertUsingSni::new())),
+        ))
+        .expect("server connection");
+        let r = handshake(conn, sock, Some(Duration::from_secs(5)), Side::Server);
+        let _ = t.join();
+        match r {
+            Err(NetError::Tls(m)) => m,
+            Err(e) => format!("not a TLS error: {e}"),
+            Ok(_) => "handshake succeeded".into(),
+        }
+    }
+
+    #[test]
+    fn plaintext_peers_on_the_tls_port_are_named() {
+        // an A-ASSOCIATE-RQ header (type 1, length 0x44)
+        assert!(server_error_for(&[0x01, 0x00, 0x00, 0x00, 0x00, 0x44, 0x00, 0x01]).contains("a plaintext DICOM peer on the TLS port"));
+        assert!(server_error_for(b"GET / HTTP/1.0\r\n\r\n").contains("does not speak TLS"));
+        assert!(server_error_for(b"").contains("closed the connection during the TLS handshake"));
+    }
+}
