@@ -154,6 +154,34 @@ def test_a_silent_peer_on_the_tls_port_costs_one_connection(fastdimse_scp_factor
     _still_serving(scp, certs)
 
 
+# --- every association of a DICOMSCU ----------------------------------------------------------
+
+def test_find_get_move_and_parallel_store_over_tls(fastdimse_scp_factory, certs, tmp_path):
+    """With tls= on the DICOMSCU, store (parallel), find, get and move all run over TLS
+    into a TLS-only archive (a plaintext one would refuse each: the other tests)."""
+    from fastdimse import Entity
+    from tests.support import storedata as sd
+
+    catcher = fastdimse_scp_factory(ae_title="CATCHER", storage_dir=tmp_path / "caught")
+    archive = fastdimse_scp_factory(ae_title="ARCHIVE", storage_dir=tmp_path / "archive",
+                                    known_entities=[Entity("CATCHER", HOST, catcher.port)],
+                                    tls=_server_tls(certs.server, certs, require_client_cert=True))
+    scu = make_scu(tls=_client_tls(certs, certs.client))
+    sources = sd.generate_mixed(tmp_path / "src")
+    summary = scu.store(archive.remote(), [tmp_path / "src"], parallel=2, results="summary")
+    assert summary.completed == len(sources) and summary.failed == 0, summary
+    studies = {str(m.StudyInstanceUID) for m in scu.find(archive.remote(), {"PatientID": "MIX",
+                                                                            "StudyInstanceUID": ""})}
+    assert studies == {str(pydicom.dcmread(s.path, stop_before_pixels=True).StudyInstanceUID) for s in sources}
+    study = sorted(studies)[0]
+    got = scu.get(archive.remote(), {"StudyInstanceUID": study}, tmp_path / "got")
+    assert got.completed > 0 and got.failed == 0, got
+    moved = scu.move(archive.remote(), {"StudyInstanceUID": study}, "CATCHER")
+    assert moved.completed == got.completed and moved.failed == 0, moved
+    assert len(sd.index_by_instance(tmp_path / "got")) == got.completed
+    assert len(sd.index_by_instance(tmp_path / "caught")) == moved.completed
+
+
 # --- configuration errors ----------------------------------------------------------------------
 
 def test_configuration_errors(tmp_path, certs):
