@@ -69,7 +69,7 @@ class TLSConfig:
 
                 raise TLSError("a TLS server needs its certificate and key (cert=, key=)")
             ctx = _core.TlsContext.server(
-                cert=_path(self.cert), key=_path(self.key), ca=_path(self.ca),
+                cert=os.fspath(self.cert), key=os.fspath(self.key), ca=_path(self.ca),
                 require_client_cert=self.require_client_cert,
             )
             self._contexts["server"] = ctx
