@@ -37,7 +37,8 @@ class TLSConfig:
       for the host connected to (its DNS name or IP address). False accepts any name on a
       certificate whose chain verifies, for peers known only by an address their
       certificate does not carry.
-    - ``server_name`` (SCU): the name sent as SNI and checked, instead of the host.
+    - ``server_name`` (SCU): the name checked instead of the host (a DNS name is also
+      sent as SNI; an IP address cannot be).
 
     The files are read when the DICOMSCU or DICOMSCP is made (once, then shared by every
     association); a missing or unreadable file raises :class:`~fastdimse.errors.TLSError`.
@@ -76,19 +77,19 @@ class TLSConfig:
         return ctx
 
 
-def client_context(tls: TLSConfig | None) -> _core.TlsContext | None:
-    """The core's client context for ``tls`` (None: plaintext)."""
+def _context(tls: TLSConfig | None, server: bool) -> _core.TlsContext | None:
     if tls is None:
         return None
     if not isinstance(tls, TLSConfig):
         raise TypeError("tls= takes a fastdimse.TLSConfig")
-    return tls._client()
+    return tls._server() if server else tls._client()
+
+
+def client_context(tls: TLSConfig | None) -> _core.TlsContext | None:
+    """The core's client context for ``tls`` (None: plaintext)."""
+    return _context(tls, server=False)
 
 
 def server_context(tls: TLSConfig | None) -> _core.TlsContext | None:
     """The core's server context for ``tls`` (None: plaintext)."""
-    if tls is None:
-        return None
-    if not isinstance(tls, TLSConfig):
-        raise TypeError("tls= takes a fastdimse.TLSConfig")
-    return tls._server()
+    return _context(tls, server=True)

@@ -415,9 +415,9 @@ pub(super) fn plaintext_saw_tls(e: NetError, requestor: bool) -> NetError {
             NetError::Closed("waiting for A-ASSOCIATE-AC, without answering (a TLS-only port? then connect with TLS)")
         }
         NetError::Pdu(PduError::UnrecognizedPduType(t)) if is_tls_record(t) => NetError::Tls(if requestor {
-            "the peer answered with TLS (a TLS port? connect with TLS)".into()
+            format!("the peer answered with TLS (a TLS port? connect with TLS); unrecognized PDU type 0x{t:02X}")
         } else {
-            "a TLS client on a plaintext port (it sent a TLS handshake where an A-ASSOCIATE-RQ should be)".into()
+            format!("a TLS client on a plaintext port (a TLS record, unrecognized PDU type 0x{t:02X}, where an A-ASSOCIATE-RQ should be)")
         }),
         e => e,
     }
