@@ -18,7 +18,7 @@ all: build
 $(VENV)/.deps: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q "maturin>=1.5,<2" "pydicom>=3.0" "click>=8.1" "rich>=13" "pytest>=8" pytest-timeout hypothesis "pynetdicom>=2.1" pytest-benchmark "sqlalchemy>=2" "psycopg[binary]>=3.1" "psycopg-pool>=3.2" "mypy>=1.10" "matplotlib>=3.7"
+	$(PIP) install -q "maturin>=1.5,<2" "pydicom>=3.0" "click>=8.1" "rich>=13" "pytest>=8" pytest-timeout hypothesis "pynetdicom>=2.1" pytest-benchmark "sqlalchemy>=2" "psycopg[binary]>=3.1" "psycopg-pool>=3.2" "mypy>=1.10" "matplotlib>=3.7" "trustme>=1.1"
 	touch $@
 
 venv: $(VENV)/.deps
@@ -71,6 +71,7 @@ bench: build peers postgres
 	$(PY) -m benches.bench_ingest --postgres --out benches/results.md
 	$(PY) -m benches.bench_sender_rss --max-size $(SENDER_RSS_MAX)
 	$(PY) -m benches.bench_index_pg
+	$(PY) -m benches.bench_tls --out benches/results.md
 
 # 16 clients storing and querying for SOAK_DURATION seconds against one SCP process run
 # under a 1,024-file limit; prints its open files, threads and RSS over time.

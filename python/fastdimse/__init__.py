@@ -19,6 +19,7 @@ def refresh_logging() -> None:
 
 from .entity import Entity
 from .scp import DICOMSCP, StoredInstance
+from .tls import TLSConfig
 from .scu import DICOMSCU, Association, EchoResponse, PresentationContext, StoreResult, StoreStream, StoreSummary
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "StoreStream",
     "StoreSummary",
     "StoredInstance",
+    "TLSConfig",
     "errors",
     "status",
     "uids",

@@ -14,7 +14,7 @@ __all__ = [
     "STATUS_SUCCESS", "STATUS_CANCEL", "STATUS_PENDING", "STATUS_PENDING_WARNING",
     "STATUS_UNRECOGNIZED_OPERATION", "STATUS_SOP_CLASS_NOT_SUPPORTED", "STATUS_PROCESSING_FAILURE",
     "status_category", "validate_ae_title",
-    "Association", "AssociationInfo", "Server", "Response", "Responses",
+    "Association", "AssociationInfo", "Server", "TlsContext", "Response", "Responses",
     "StoreCancel", "StoreResult", "StoreSummary", "StoredInstance", "store_instances",
     "codec_split", "codec_split_items", "codec_encode_text", "codec_transcode", "codec_parse_meta",
     "codec_read_meta", "codec_build_meta", "codec_transcode_file", "codec_read_file", "codec_write",
@@ -65,6 +65,7 @@ class Association:
         acse_timeout: float | None = ...,
         dimse_timeout: float | None = ...,
         network_timeout: float | None = ...,
+        tls: TlsContext | None = None,
     ) -> Association: ...
     def echo(self, message_id: int | None = None) -> tuple[int, int]: ...
     def find(self, abstract_syntax: str, identifier: bytes, message_id: int | None = None, priority: int = 0) -> Responses: ...
@@ -201,6 +202,7 @@ class Server:
         qr_provider: Any | None = None,
         index_tags: list[int] = ...,
         on_index: Callable[[list[StoredInstance]], list[tuple[Any, ...]] | None] | None = None,
+        tls: TlsContext | None = None,
     ) -> Server: ...
     @property
     def port(self) -> int: ...
@@ -211,6 +213,22 @@ class Server:
     @property
     def active_associations(self) -> int: ...
     def stop(self) -> None: ...
+
+# --- TLS (rust/src/py/tls.rs; used by fastdimse.tls) ---------------------------------------
+
+@final
+class TlsContext:
+    """A loaded TLS configuration (PEM files read once), client or server side."""
+
+    @staticmethod
+    def client(
+        *, ca: str | None, cert: str | None = None, key: str | None = None, verify_hostname: bool = True,
+        server_name: str | None = None,
+    ) -> TlsContext: ...
+    @staticmethod
+    def server(*, cert: str, key: str, ca: str | None = None, require_client_cert: bool = False) -> TlsContext: ...
+    @property
+    def is_server(self) -> bool: ...
 
 # --- storage (rust/src/py/store.rs) -------------------------------------------------------
 
@@ -379,6 +397,7 @@ def store_instances(
     lookahead: int = ...,
     cancel: StoreCancel | None = None,
     coerce: list[tuple[int, str | None]] | None = None,
+    tls: TlsContext | None = None,
 ) -> tuple[StoreSummary, list[StoreResult] | None]:
     """C-STORE whatever `items` (any iterable, pulled lazily) yields: paths (folders
     walked) or (label, SOP class UID, SOP instance UID, transfer syntax UID, data set

@@ -6,7 +6,8 @@ needs only one ``except fastdimse.errors.DicomError``::
 
     DicomError
     ├── NetworkError
-    │   └── DicomTimeoutError (also a TimeoutError)
+    │   ├── DicomTimeoutError (also a TimeoutError)
+    │   └── TLSError
     ├── ProtocolError
     ├── AssociationError
     │   ├── AssociationRejected (result, source, reason)
@@ -40,6 +41,12 @@ class NetworkError(DicomError):
 
 class DicomTimeoutError(NetworkError, TimeoutError):
     """A connect, ACSE, DIMSE or network-idle timeout expired."""
+
+
+class TLSError(NetworkError):
+    """TLS failed: a certificate that is not trusted, expired or for another name, a
+    peer that refused ours, a peer that does not speak TLS (or speaks it on a plaintext
+    port), or a TLS configuration that cannot be loaded. The message says which."""
 
 
 class ProtocolError(DicomError):

@@ -10,6 +10,7 @@ from typing import Callable, Iterable, Sequence
 
 from . import _core, uids
 from .entity import Entity, validate_ae_title
+from .tls import TLSConfig, server_context
 
 __all__ = ["DICOMSCP", "StoredInstance"]
 
@@ -85,6 +86,11 @@ class DICOMSCP:
     - ``known_entities``: the C-MOVE destinations, as Entities (or a dict AE title ->
       Entity). A C-MOVE to any other AE title is refused with 0xA801 and nothing is sent.
 
+    ``tls``: a :class:`~fastdimse.tls.TLSConfig` (``cert``, ``key``; ``ca`` and
+    ``require_client_cert`` for mutual TLS) serves every association over TLS. A failed
+    handshake (an untrusted or expired client certificate, a plaintext peer) is logged
+    with its reason and costs that connection only.
+
     Associations are served in the background, each on its own thread in the Rust core.
     """
 
@@ -113,9 +119,12 @@ class DICOMSCP:
         known_entities=None,
         query_retrieve: bool | None = None,
         storage_transfer_syntaxes: Sequence[str] | None = None,
+        tls: TLSConfig | None = None,
     ):
         if not isinstance(entity, Entity):
             raise TypeError("DICOMSCP needs an Entity")
+        self.tls = tls
+        self._tls = server_context(tls)
         if duplicates not in ("overwrite", "keep", "reject"):
             raise ValueError(f"duplicates must be 'overwrite', 'keep' or 'reject', not {duplicates!r}")
         self.entity = entity
@@ -230,6 +239,7 @@ class DICOMSCP:
                 qr_provider=_QRBridge(self) if self.query_retrieve else None,
                 index_tags=index_tags,
                 on_index=on_index,
+                tls=self._tls,
             )
             log.info("%s listening on %s:%d", self.entity.ae_title, self.entity.ip_address, self.port)
         if not keep_listener_running:

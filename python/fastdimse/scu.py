@@ -12,6 +12,7 @@ from . import association as _ops
 from . import sop
 from .association import Association, EchoResponse, PresentationContext
 from .entity import Entity
+from .tls import TLSConfig, client_context
 
 __all__ = ["DICOMSCU", "Association", "EchoResponse", "PresentationContext", "StoreResult", "StoreStream",
            "StoreSummary"]
@@ -52,6 +53,7 @@ class _StoreCall:
             on_progress=progress, window=self.window, keep_results=keep_results,
             max_failures=self.max_failures, lookahead=self.lookahead, cancel=self.cancel,
             coerce=self.coerce,
+            tls=scu._tls,
         )
 
 
@@ -164,6 +166,10 @@ class DICOMSCU:
     - ``network_timeout`` (60): a send that makes no progress.
 
     ``max_pdu_length`` (1048576, 1 MiB) is the largest PDU we accept; 0 means no limit.
+
+    ``tls``: a :class:`~fastdimse.tls.TLSConfig` (``ca``, and ``cert``/``key`` for mutual
+    TLS) makes every association this SCU opens (echo, find, move, get, store and its
+    parallel associations) run over TLS.
     """
 
     def __init__(
@@ -175,9 +181,12 @@ class DICOMSCU:
         acse_timeout: float | None = 30.0,
         dimse_timeout: float | None = 30.0,
         network_timeout: float | None = 60.0,
+        tls: TLSConfig | None = None,
     ):
         if not isinstance(entity, Entity):
             raise TypeError("DICOMSCU needs an Entity")
+        self.tls = tls
+        self._tls = client_context(tls)
         if not 0 <= max_pdu_length <= 0xFFFFFFFF:
             raise ValueError("max_pdu_length must be 0 (no limit) .. 4294967295")
         self.entity = entity
@@ -217,6 +226,7 @@ class DICOMSCU:
             acse_timeout=self.acse_timeout,
             dimse_timeout=self.dimse_timeout,
             network_timeout=self.network_timeout,
+            tls=self._tls,
         )
         return Association(core, remote)
 

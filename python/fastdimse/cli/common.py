@@ -166,6 +166,79 @@ def logging_options(func: Callable) -> Callable:
     return func
 
 
+# --- TLS options (client commands and servers) ---------------------------------------------
+
+_TLS_META = "fastdimse.tls"
+
+
+def tls_options(func: Callable, *, server: bool) -> Callable:
+    """--tls, --cert, --key, --ca and --no-verify-hostname (clients) or
+    --require-client-cert (servers). They reach :func:`tls_config` through the click
+    context, so the commands' signatures do not change."""
+
+    def keep(ctx: click.Context, param: click.Parameter, value):
+        ctx.meta.setdefault(_TLS_META, {})[param.name] = value
+        return value
+
+    path = click.Path(dir_okay=False)
+    opts = [
+        click.option("--tls", "tls", is_flag=True, expose_value=False, callback=keep,
+                     help="Use TLS (TLS 1.2/1.3, the BCP 195 profile)."),
+        click.option("--cert", "cert", type=path, expose_value=False, callback=keep,
+                     help="Our certificate chain (PEM)" + (" (required with --tls)." if server else ", for mutual TLS.")),
+        click.option("--key", "--tls-key", "key", type=path, expose_value=False, callback=keep,
+                     help="The private key of --cert (PEM)."),
+        click.option("--ca", "ca", type=path, expose_value=False, callback=keep,
+                     help=("CA bundle (PEM) client certificates are verified against." if server
+                           else "CA bundle (PEM) the server's certificate is verified against (required with --tls).")),
+    ]
+    if server:
+        opts.append(click.option("--require-client-cert", "require_client_cert", is_flag=True, expose_value=False,
+                                 callback=keep, help="Refuse TLS clients without a certificate signed by --ca."))
+    else:
+        opts.append(click.option("--no-verify-hostname", "no_verify_hostname", is_flag=True, expose_value=False,
+                                 callback=keep, help="Accept a server certificate issued for another name "
+                                                     "(its chain is still verified)."))
+    for opt in reversed(opts):
+        func = opt(func)
+    return func
+
+
+def without_tls_key_alias(func: Callable) -> Callable:
+    """Leave the TLS key option only its --tls-key name, on a command whose own -k is
+    --key (find, move, get)."""
+    for param in getattr(func, "__click_params__", []):
+        if param.name == "key" and "--tls-key" in param.opts:
+            param.opts = [o for o in param.opts if o != "--key"]
+    return func
+
+
+def tls_config(*, server: bool):
+    """The TLSConfig the command's TLS options ask for (None: plaintext); a usage error
+    for options that do not fit together."""
+    ctx = click.get_current_context(silent=True)
+    got = dict(ctx.meta.get(_TLS_META, {})) if ctx is not None else {}
+    files = [f"--{n}" for n in ("cert", "key", "ca") if got.get(n)]
+    if not got.get("tls"):
+        extra = files + [f"--{n.replace('_', '-')}" for n in ("require_client_cert", "no_verify_hostname") if got.get(n)]
+        if extra:
+            raise click.UsageError(f"{', '.join(extra)} need(s) --tls")
+        return None
+    if bool(got.get("cert")) != bool(got.get("key")):
+        raise click.UsageError("--cert and --key go together")
+    if server and not got.get("cert"):
+        raise click.UsageError("--tls needs --cert and --key (the server's certificate and key)")
+    if not server and not got.get("ca"):
+        raise click.UsageError("--tls needs --ca (the CA bundle the server's certificate is verified against)")
+    if got.get("require_client_cert") and not got.get("ca"):
+        raise click.UsageError("--require-client-cert needs --ca (the CA client certificates are verified against)")
+    from ..tls import TLSConfig
+
+    return TLSConfig(cert=got.get("cert"), key=got.get("key"), ca=got.get("ca"),
+                     require_client_cert=bool(got.get("require_client_cert")),
+                     verify_hostname=not got.get("no_verify_hostname"))
+
+
 # --- options of the client commands ------------------------------------------------------
 
 
@@ -177,7 +250,8 @@ def client_options(func: Callable) -> Callable:
     """Our AE title (--aet, dcmtk's -aet), the called AE title (-aec, --called-aet), the
     maximum PDU we receive (--pdu, dcmtk's -pdu), timeouts, --json, -v/-d.
 
-    The command receives ``aet``, ``called_aet``, ``pdu``, ``timeout`` and ``json_out``.
+    The command receives ``aet``, ``called_aet``, ``pdu``, ``timeout`` and ``json_out``;
+    the TLS options (:func:`tls_options`) reach :func:`make_scu` through the context.
     """
     opts = [
         click.option("--aet", "-aet", "aet", default=DEFAULT_AET, show_default=True,
@@ -192,16 +266,21 @@ def client_options(func: Callable) -> Callable:
     ]
     for opt in reversed(opts):
         func = opt(func)
-    return logging_options(func)
+    return logging_options(tls_options(func, server=False))
 
 
 def make_scu(aet: str, pdu: int, timeout: float):
-    """A DICOMSCU for our AE title with the command's PDU size and timeouts."""
+    """A DICOMSCU for our AE title with the command's PDU size, timeouts and TLS options."""
     from ..entity import Entity
+    from ..errors import TLSError
     from ..scu import DICOMSCU
 
-    return DICOMSCU(Entity(aet, "0.0.0.0", 0), max_pdu_length=pdu, connect_timeout=timeout,
-                    acse_timeout=timeout, dimse_timeout=timeout, network_timeout=max(timeout, 60.0))
+    try:
+        return DICOMSCU(Entity(aet, "0.0.0.0", 0), max_pdu_length=pdu, connect_timeout=timeout,
+                        acse_timeout=timeout, dimse_timeout=timeout, network_timeout=max(timeout, 60.0),
+                        tls=tls_config(server=False))
+    except TLSError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
 
 
 @contextlib.contextmanager

@@ -20,6 +20,7 @@ import click
 from .common import (
     EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, ae_title_option_value, association_errors, client_options,
     emit_json, make_scu, no_progress_option, progress_bar, returns_exit_code, split_peer_args, status_text,
+    without_tls_key_alias,
 )
 
 __all__ = ["find", "move", "get", "QueryKey", "parse_key", "parse_keys", "DEFAULT_RETURN_KEYS"]
@@ -131,7 +132,8 @@ def _check_root_level(root: str, level: str) -> None:
 
 
 def query_options(func):
-    """-k (repeatable), --level, -P / -S."""
+    """-k (repeatable), --level, -P / -S (the TLS key is --tls-key here)."""
+    func = without_tls_key_alias(func)
     opts = [
         click.option("-k", "--key", "keys", multiple=True, metavar="KEY[=VALUE]",
                      help="A keyword or gggg,eeee, with a value to match (no value: a return key). Repeatable."),

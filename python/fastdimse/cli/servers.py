@@ -27,7 +27,7 @@ import click
 from click.core import ParameterSource
 
 from .common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, Peer, ae_title_option_value,
-                     logging_options, parse_peer, returns_exit_code)
+                     logging_options, parse_peer, returns_exit_code, tls_config, tls_options)
 
 __all__ = ["scp", "qrscp"]
 
@@ -80,7 +80,7 @@ def _server_options(default_aet: str) -> Callable[[Callable], Callable]:
         ]
         for opt in reversed(opts):
             func = opt(func)
-        return logging_options(func)
+        return logging_options(tls_options(func, server=True))
 
     return decorate
 
@@ -217,8 +217,9 @@ def scp(aet: str, port: int, host: str, layout: str, fsync: bool, duplicates: st
         return DICOMSCP(Entity(aet, host, port), storage_dir=path, query_retrieve=False,
                         layout=layout, duplicates=duplicates, fsync=fsync,
                         max_associations=max_associations, max_pdu_length=pdu,
-                        require_called_ae=require_called_aet, on_stored=_stored_logger())
+                        require_called_ae=require_called_aet, on_stored=_stored_logger(), tls=tls)
 
+    tls = tls_config(server=True)
     return _run_server("scp", make, folder=path)
 
 
@@ -378,6 +379,7 @@ def qrscp(ctx: click.Context, aet: str, port: int, host: str, layout: str, fsync
                         layout=settings["layout"], duplicates=settings["duplicates"],
                         fsync=settings["fsync"], max_associations=settings["max_associations"],
                         max_pdu_length=settings["pdu"], require_called_ae=settings["require_called_aet"],
-                        on_stored=_stored_logger())
+                        on_stored=_stored_logger(), tls=tls)
 
+    tls = tls_config(server=True)
     return _run_server("qrscp", make, folder=path, import_first=settings["import_first"])

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
-use super::{connect, NetError, Timeouts, Transport};
+use super::tls::{plaintext_saw_tls, tls_failure};
+use super::{connect, NetError, Timeouts, TlsClient, Transport};
 use crate::dimse::Command;
 use crate::pdu::AssociateRj;
 use crate::ul::{self, stream::{DataFramer, FrameError}, AcceptorConfig, ConnError, ConnEvent, Connection, DataSink, Deferred, Negotiated, Received, RequestorConfig};
@@ -84,14 +85,24 @@ impl Association {
 
     /// Requestor: connect to `addr`, propose the association, wait for the answer.
     pub fn request(addr: &str, cfg: &RequestorConfig, timeouts: Timeouts) -> Result<Association, NetError> {
+        Self::request_tls(addr, cfg, timeouts, None)
+    }
+
+    /// [`request`](Self::request), over TLS when `tls` is given (the handshake within
+    /// the ACSE timeout, else the connect timeout).
+    pub fn request_tls(addr: &str, cfg: &RequestorConfig, timeouts: Timeouts, tls: Option<&TlsClient>) -> Result<Association, NetError> {
         let conn = Connection::requestor(cfg, addr).map_err(|e| NetError::Negotiation(e.to_string()))?;
-        let mut a = Association::over(tcp(connect(addr, timeouts.connect)?), conn, timeouts);
+        let t = match tls {
+            Some(tls) => Box::new(tls.connect(connect(addr, timeouts.connect)?, addr, timeouts.acse.or(timeouts.connect))?),
+            None => tcp(connect(addr, timeouts.connect)?),
+        };
+        let mut a = Association::over(t, conn, timeouts);
         debug!("{}: connected, sending A-ASSOCIATE-RQ {} -> {}", a.peer, cfg.calling_ae, cfg.called_ae);
         a.conn.connected().map_err(|e| a.fail(e, "connecting"))?;
         a.sync()?;
         let deadline = timeouts.acse.map(|d| Instant::now() + d);
         let what = "waiting for A-ASSOCIATE-AC (ACSE timeout)";
-        match a.next(deadline, what, &mut |_, _| DataSink::Discard)? {
+        match a.next(deadline, what, &mut |_, _| DataSink::Discard).map_err(|e| plaintext_saw_tls(e, true))? {
             ConnEvent::Established => {
                 let neg = a.negotiated();
                 info!(
@@ -125,7 +136,7 @@ impl Association {
         let mut a = Association::over(t, Connection::acceptor(&peer), timeouts);
         // The ARTIM timer, started by the state machine, bounds the wait for the RQ.
         let what = "waiting for A-ASSOCIATE-RQ (ARTIM)";
-        let rq = match a.next(None, what, &mut |_, _| DataSink::Discard)? {
+        let rq = match a.next(None, what, &mut |_, _| DataSink::Discard).map_err(|e| plaintext_saw_tls(e, false))? {
             ConnEvent::AssociateRequest(rq) => rq,
             other => return Err(a.unexpected(other, what)),
         };
@@ -498,7 +509,7 @@ impl Association {
                 ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => {}
                 _ => {
                     self.close();
-                    return Err(NetError::Io(e));
+                    return Err(tls_failure(e));
                 }
             },
         }

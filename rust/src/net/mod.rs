@@ -13,9 +13,11 @@
 mod assoc;
 #[cfg(target_os = "linux")]
 mod sys;
+pub mod tls;
 
 pub use crate::ul::{DataSink, Deferred, MessageData, Received, Sink};
 pub use assoc::Association;
+pub use tls::{TlsClient, TlsServer, TlsSettings};
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
@@ -73,6 +75,8 @@ pub enum NetError {
     Negotiation(String),
     #[error("the association is not established (it was {0})")]
     NotEstablished(&'static str),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// What the driver runs an association over: a byte stream plus the few controls it needs.

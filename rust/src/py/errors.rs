@@ -29,5 +29,6 @@ pub fn net_error(py: Python<'_>, e: NetError) -> PyErr {
         NetError::Dimse(_) => make(py, "DimseError", (msg,)),
         NetError::NoContext(_) => make(py, "NoAcceptedContext", (msg,)),
         NetError::Negotiation(_) | NetError::NotEstablished(_) => make(py, "AssociationError", (msg,)),
+        NetError::Tls(_) => make(py, "TLSError", (msg,)),
     }
 }

@@ -10,6 +10,7 @@ mod record;
 mod rules;
 mod qr;
 mod store;
+mod tls;
 
 use pyo3::prelude::*;
 
@@ -46,5 +47,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     store::register(m)?;
     codec::register(m)?;
     rules::register(m)?;
+    tls::register(m)?;
     Ok(())
 }

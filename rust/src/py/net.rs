@@ -373,7 +373,7 @@ impl PyAssociation {
     /// (abstract syntax, [transfer syntaxes]); `roles` a list of (SOP class, scu, scp).
     #[staticmethod]
     #[pyo3(signature = (host, port, calling_ae_title, called_ae_title, contexts, *, roles=Vec::new(), max_pdu_length=1048576,
-                        connect_timeout=Some(10.0), acse_timeout=Some(30.0), dimse_timeout=Some(30.0), network_timeout=Some(60.0)))]
+                        connect_timeout=Some(10.0), acse_timeout=Some(30.0), dimse_timeout=Some(30.0), network_timeout=Some(60.0), tls=None))]
     #[allow(clippy::too_many_arguments)]
     fn request(
         py: Python<'_>,
@@ -388,14 +388,16 @@ impl PyAssociation {
         acse_timeout: Option<f64>,
         dimse_timeout: Option<f64>,
         network_timeout: Option<f64>,
+        tls: Option<PyRef<'_, super::tls::PyTls>>,
     ) -> PyResult<PyAssociation> {
+        let tls = super::tls::client_of(tls)?;
         let t = timeouts(connect_timeout, acse_timeout, dimse_timeout, network_timeout)?;
         let mut cfg = RequestorConfig::new(calling_ae_title, called_ae_title);
         cfg.contexts = contexts;
         cfg.role_selections = roles;
         cfg.max_pdu_length = max_pdu_length;
         let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
-        let a = py.detach(|| net::Association::request(&addr, &cfg, t)).map_err(|e| net_error(py, e))?;
+        let a = py.detach(|| net::Association::request_tls(&addr, &cfg, t, tls.as_deref())).map_err(|e| net_error(py, e))?;
         Ok(PyAssociation { inner: Mutex::new(Some(a)), timeouts: t })
     }
 
@@ -542,7 +544,7 @@ impl PyServer {
                         max_pdu_length=1048576, acse_timeout=Some(30.0), dimse_timeout=Some(30.0),
                         network_timeout=Some(60.0), max_associations=64, storage_dir=None,
                         layout=None, duplicates="overwrite", on_stored=None, fsync=false, qr_provider=None, index_tags=Vec::new(),
-                        on_index=None))]
+                        on_index=None, tls=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -565,7 +567,9 @@ impl PyServer {
         qr_provider: Option<Py<PyAny>>,
         index_tags: Vec<u32>,
         on_index: Option<Py<PyAny>>,
+        tls: Option<PyRef<'_, super::tls::PyTls>>,
     ) -> PyResult<PyServer> {
+        let tls = super::tls::server_of(tls)?;
         let t = timeouts(None, acse_timeout, dimse_timeout, network_timeout)?;
         let storage = match storage_dir {
             None => None,
@@ -603,7 +607,7 @@ impl PyServer {
         if has_qr {
             acceptor.synchronous_abstract_syntaxes = crate::service::qr::sop::ALL.iter().map(|s| s.to_string()).collect();
         }
-        let config = ServerConfig { acceptor, timeouts: t, max_associations: max_associations.max(1) };
+        let config = ServerConfig { acceptor, timeouts: t, max_associations: max_associations.max(1), tls };
         let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
         let server = py
             .detach(|| Server::start(&addr, config, handler))

@@ -321,7 +321,7 @@ impl PyFeed {
 #[pyo3(signature = (items, *, host, port, calling_ae_title, called_ae_title, max_pdu_length=1048576, parallel=1,
                     connect_timeout=Some(10.0), acse_timeout=Some(30.0), dimse_timeout=Some(30.0),
                     network_timeout=Some(60.0), on_progress=None, move_originator=None, window=DEFAULT_WINDOW,
-                    keep_results=true, max_failures=1000, lookahead=DEFAULT_LOOKAHEAD, cancel=None, coerce=None))]
+                    keep_results=true, max_failures=1000, lookahead=DEFAULT_LOOKAHEAD, cancel=None, coerce=None, tls=None))]
 #[allow(clippy::too_many_arguments)]
 fn store_instances<'py>(
     py: Python<'py>,
@@ -344,6 +344,7 @@ fn store_instances<'py>(
     lookahead: usize,
     cancel: Option<PyRef<'py, StoreCancel>>,
     coerce: Option<Vec<(u32, Option<String>)>>,
+    tls: Option<PyRef<'py, super::tls::PyTls>>,
 ) -> PyResult<(StoreSummary, Option<Bound<'py, PyList>>)> {
     let start = std::time::Instant::now();
     let mut cfg = RequestorConfig::new(calling_ae_title, called_ae_title);
@@ -358,6 +359,7 @@ fn store_instances<'py>(
         let c = crate::dataset::Coercion::new(edits).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
         opts.coerce = (!c.is_empty()).then(|| Arc::new(c));
     }
+    opts.tls = super::tls::client_of(tls)?;
     let flag = cancel.map(|c| c.flag.clone()).unwrap_or_else(|| Arc::new(AtomicBool::new(false)));
     opts.cancel = Some(flag.clone());
     let so = StreamOptions { keep_results, max_failures, lookahead: lookahead.max(1), drain_on_cancel: false };

@@ -36,6 +36,8 @@ pub struct ServerConfig {
     /// Most associations served at once; further connections are rejected
     /// (A-ASSOCIATE-RJ transient, service-provider (presentation), local limit exceeded).
     pub max_associations: usize,
+    /// Serve over TLS (the handshake on the association's thread, within the ACSE timeout).
+    pub tls: Option<std::sync::Arc<crate::net::TlsServer>>,
 }
 
 /// Serve the association on `stream`; `busy` rejects it (the server is at its limit).
@@ -43,7 +45,17 @@ pub fn serve_connection(stream: TcpStream, config: &ServerConfig, handler: &dyn 
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     debug!("connection from {peer}");
     let reject = busy.then_some(crate::ul::reject::LOCAL_LIMIT_EXCEEDED);
-    let mut assoc = match Association::accept(stream, &config.acceptor, config.timeouts, reject) {
+    let accepted = match &config.tls {
+        None => Association::accept(stream, &config.acceptor, config.timeouts, reject),
+        Some(tls) => match tls.accept(stream, config.timeouts.acse) {
+            Ok(t) => Association::accept_over(Box::new(t), &config.acceptor, config.timeouts, reject),
+            Err(e) => {
+                warn!("connection from {peer} refused: {e}");
+                return;
+            }
+        },
+    };
+    let mut assoc = match accepted {
         Ok(a) => a,
         Err(NetError::Rejected(_)) => return, // logged by accept()
         Err(e) => {

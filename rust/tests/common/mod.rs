@@ -58,7 +58,7 @@ impl Drop for Running {
 }
 
 fn start(acceptor: AcceptorConfig, handler: Arc<dyn ServiceHandler>) -> Running {
-    let config = ServerConfig { acceptor, timeouts: timeouts(), max_associations: 8 };
+    let config = ServerConfig { acceptor, timeouts: timeouts(), max_associations: 8, tls: None };
     let server = Server::start("127.0.0.1:0", config, handler).expect("the server starts on 127.0.0.1:0");
     assert_ne!(server.local_addr().port(), 0);
     Running { server }

@@ -393,7 +393,7 @@ mod tests {
         let mut acceptor = AcceptorConfig::new("PEER");
         acceptor.supported = classes.iter().map(|c| (c.to_string(), vec![IMPLICIT.to_string()])).collect();
         let timeouts = Timeouts { dimse: Some(Duration::from_secs(5)), network: Some(Duration::from_secs(5)), ..Timeouts::default() };
-        let config = ServerConfig { acceptor, timeouts, max_associations: 4 };
+        let config = ServerConfig { acceptor, timeouts, max_associations: 4, tls: None };
         let server = Server::start("127.0.0.1:0", config, Arc::new(Scripted(script, stray_cancels))).expect("server starts");
         let mut cfg = RequestorConfig::new("US", "PEER");
         cfg.contexts = classes.iter().map(|c| (c.to_string(), vec![IMPLICIT.to_string()])).collect();

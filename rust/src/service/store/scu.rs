@@ -92,6 +92,8 @@ pub struct StoreOptions {
     /// Top-level elements rewritten in every instance's header part before it is sent
     /// (`dataset::coerce_header`); the files are only read.
     pub coerce: Option<Arc<crate::dataset::Coercion>>,
+    /// Every association over TLS.
+    pub tls: Option<Arc<crate::net::TlsClient>>,
 }
 
 /// Default for [`StoreOptions::window`].
@@ -109,6 +111,7 @@ impl StoreOptions {
             cancel: None,
             window: DEFAULT_WINDOW,
             coerce: None,
+            tls: None,
         }
     }
 }
@@ -822,7 +825,7 @@ impl<'s> Sender<'s> {
         let (ctxs, coverage) = self.c.plan.propose(&needed);
         self.cfg.contexts = ctxs;
         self.answered = 0;
-        match Association::request(&self.c.opts.addr, &self.cfg, self.c.opts.timeouts) {
+        match Association::request_tls(&self.c.opts.addr, &self.cfg, self.c.opts.timeouts, self.c.opts.tls.as_deref()) {
             Ok(a) => {
                 let n = self.c.associations.fetch_add(1, Ordering::SeqCst) + 1;
                 info!(
