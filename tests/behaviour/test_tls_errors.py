@@ -273,3 +273,22 @@ def test_cli_scp_over_tls(tmp_path, certs):
     assert_one_error_line(run, 2, "--cert")
     run = fastdimse("scp", "--require-client-cert", "--port", "0", tmp_path / "in")
     assert_one_error_line(run, 2, "--tls")
+
+
+def test_cli_bench_over_mutual_tls(fastdimse_scp_factory, certs, tmp_path):
+    """fastdimse bench takes the TLS options too (its worker threads included): against an
+    SCP that requires a client certificate, every echo and store succeeds."""
+    import json
+
+    scp = fastdimse_scp_factory(storage_dir=tmp_path / "store",
+                                tls=_server_tls(certs.server, certs, require_client_cert=True))
+    peer = f"{scp.ae_title}@{HOST}:{scp.port}"
+    tls = ["--tls", "--ca", certs.ca, "--cert", certs.client.cert, "--tls-key", certs.client.key]
+    for op in (["--op", "echo", "--count", "10"], ["--op", "store", "--generate", "6", "--size", "4KB"]):
+        run = fastdimse("bench", peer, *op, "--concurrency", "1,2", "--json", "--no-progress", *tls)
+        assert run.returncode == 0, run
+        doc = json.loads(run.stdout)
+        assert all(lv["errors"] == {} and lv["operations"] > 0 for lv in doc["levels"]), doc
+    # without a client certificate the SCP refuses: no association at all (exit 3)
+    run = fastdimse("bench", peer, "--op", "echo", "--count", "2", "--concurrency", "1", "--tls", "--ca", certs.ca)
+    assert run.returncode == 3, run

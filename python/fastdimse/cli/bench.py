@@ -19,7 +19,8 @@ import click
 
 from .bench_data import parse_concurrency, parse_duration, parse_size
 from .common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, association_errors, client_options,
-                     emit_json, progress_bar, returns_exit_code, split_peer_args)
+                     emit_json, progress_bar, returns_exit_code, split_peer_args, tls_config,
+                     without_tls_key_alias)
 
 __all__ = ["bench"]
 
@@ -162,6 +163,7 @@ def _report_errors(doc: dict[str, Any]) -> int:
 @click.option("--plot", "plot", default=None, metavar="FILE",
               help="Also write a chart: FILE.png, or FILE.html (self-contained).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@without_tls_key_alias  # -k is --key here: the TLS key is --tls-key
 @client_options
 @returns_exit_code
 def bench(peer_args, op, concurrency, duration, count, window, data, generate, size, keys, level, root,
@@ -213,7 +215,8 @@ def bench(peer_args, op, concurrency, duration, count, window, data, generate, s
         except ValueError as exc:
             raise CliError(str(exc), EXIT_USAGE) from None
     remote = peer.entity()
-    workload = dict(aet=aet, max_pdu=pdu, timeout=timeout, window=window, keys=query, level=level, root=root)
+    workload = dict(aet=aet, max_pdu=pdu, timeout=timeout, window=window, keys=query, level=level, root=root,
+                    tls=tls_config(server=False))
     show = not no_progress and sys.stderr.isatty()
 
     with association_errors(peer):

@@ -249,11 +249,12 @@ class Workload:
     level: str = "STUDY"
     root: str = "study"
     destination: str | None = None                 # move
+    tls: Any = None                                # a fastdimse.TLSConfig, or None: plaintext
 
     def scu(self):
         from .common import make_scu
 
-        return make_scu(self.aet, self.max_pdu, self.timeout)
+        return make_scu(self.aet, self.max_pdu, self.timeout, tls=self.tls)
 
 
 def _default_find_keys(level: str) -> dict[str, str]:
@@ -487,7 +488,7 @@ def run_grow(remote: Entity, *, steps: int, batch: int, queries: int = 20, concu
     """C-FIND latency as the node's archive grows: ``steps`` times, store ``batch`` fresh
     instances (one association), then time ``queries`` C-FINDs (the ``keys`` given, default
     a study-level match-all) at ``concurrency``."""
-    store_kwargs = {k: v for k, v in workload.items() if k in ("aet", "max_pdu", "timeout", "window")}
+    store_kwargs = {k: v for k, v in workload.items() if k in ("aet", "max_pdu", "timeout", "window", "tls")}
     find_kwargs = {k: v for k, v in workload.items() if k != "window"}
     store_w, _ = make_workload("store", remote, generate=batch, size=size, **store_kwargs)
     find_w, _ = make_workload("find", remote, **find_kwargs)

@@ -269,8 +269,13 @@ def client_options(func: Callable) -> Callable:
     return logging_options(tls_options(func, server=False))
 
 
-def make_scu(aet: str, pdu: int, timeout: float):
-    """A DICOMSCU for our AE title with the command's PDU size, timeouts and TLS options."""
+_FROM_OPTIONS = object()
+
+
+def make_scu(aet: str, pdu: int, timeout: float, tls=_FROM_OPTIONS):
+    """A DICOMSCU for our AE title with the command's PDU size, timeouts and TLS options
+    (``tls``: a TLSConfig or None given outright, for threads outside the command's click
+    context; default: the command's --tls options)."""
     from ..entity import Entity
     from ..errors import TLSError
     from ..scu import DICOMSCU
@@ -278,7 +283,7 @@ def make_scu(aet: str, pdu: int, timeout: float):
     try:
         return DICOMSCU(Entity(aet, "0.0.0.0", 0), max_pdu_length=pdu, connect_timeout=timeout,
                         acse_timeout=timeout, dimse_timeout=timeout, network_timeout=max(timeout, 60.0),
-                        tls=tls_config(server=False))
+                        tls=tls_config(server=False) if tls is _FROM_OPTIONS else tls)
     except TLSError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
 
