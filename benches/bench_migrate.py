@@ -47,6 +47,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -65,7 +66,7 @@ DCMTK_ENV = {"TCP_NODELAY": "1"}
 SOURCE_AE, STORESCP_AE, OURSCP_AE, MIGRATOR_AE = "ARCHIVE", "STORESCP", "OURSCP", "MIGRATOR"
 UID_ROOT = "2.25.8071948.7"
 FIRST_DATE = _dt.date(2000, 1, 1)
-DATA_VERSION = 1
+DATA_VERSION = 2
 TIMEOUT = 3600.0
 
 
@@ -76,7 +77,7 @@ class CaseFailed(Exception):
 # ------------------------------------------------------------------------------ data
 
 def _uid(kind: int, i: int) -> str:
-    return f"{UID_ROOT}.{kind}.{i:012d}"  # fixed length (30): patched in place
+    return f"{UID_ROOT}.{kind}.1{i:011d}"  # fixed length (30, no leading zero): patched in place
 
 
 def study_uid(i: int) -> str:
@@ -168,7 +169,6 @@ def serve_source(argv: list[str]) -> int:
     ap.add_argument("--import", dest="import_dir", default=None)
     ap.add_argument("--import-only", action="store_true")
     args = ap.parse_args(argv)
-    import signal
     import threading
 
     from fastdimse import DICOMSCP, Entity
@@ -656,6 +656,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.instances < args.per_study or args.per_study < 1:
         ap.error("--instances must be at least --per-study")
+    # SIGTERM ends the run like Ctrl-C: the finally blocks and the harness stop every peer.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.time()
     cache = Path(args.cache_dir)
     data = ensure_data(cache, args.instances, args.per_study)

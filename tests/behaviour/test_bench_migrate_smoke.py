@@ -41,4 +41,4 @@ def test_bench_migrate_runs_every_case_at_200_instances(tmp_path):
     assert text.count("| as shipped |") + text.count("journal on disk |") == 2  # the two profiled runs
     assert re.search(r"\| [+-]\d+ % \|", text)  # the cost of journaling and verifying
     # the cache holds the files and the source's index; nothing else is left behind
-    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["v1-200-50"]
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["v2-200-50"]
