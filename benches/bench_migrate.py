@@ -3,7 +3,8 @@ today, on the same data, in one run. `make bench` runs it.
 
     .venv/bin/python -m benches.bench_migrate [--instances 100000] [--per-study 500]
         [--latency-instances N] [--latency-ms 5] [--no-latency] [--no-profile]
-        [--max 1000000] [--parallel 4] [--out benches/results.md] [--cache-dir DIR]
+        [--max 1000000] [--parallel 4] [--cases floor,loopback,profile,latency]
+        [--out benches/results.md] [--cache-dir DIR]
 
 N small instances (4x4 pixels, ~800 bytes; one template with patched UIDs and StudyDate)
 in N/500 studies of one series each, study i dated 2000-01-01 + i days, are held by a
@@ -24,7 +25,8 @@ all into a fresh destination: dcmtk ``storescp --fork +B`` (files on /dev/shm) o
   around the inventory, the per-study transfer, the verification C-FINDs and the journal
   commits, once as shipped and once with verification as cheap as possible (counts taken
   from what the generator wrote, no C-FIND) and the journal on /dev/shm: the difference
-  is the cost of journaling and verifying;
+  is the cost of journaling and verifying; and relay mode into our SCP as shipped, with
+  timers around its onward C-STORE and the catcher's callbacks;
 - latency (unless ``--no-latency``): tests/support/delay_proxy.py between the migrator and
   the source, ``--latency-ms`` each way; the serial movescu loop against
   ``fastdimse migrate --parallel 8`` on the first ``--latency-instances`` (whole studies,
@@ -408,11 +410,13 @@ def profile_worker(argv: list[str]) -> int:
     ap.add_argument("--journal", required=True)
     ap.add_argument("--parallel", type=int, default=4)
     ap.add_argument("--cheap", type=int, default=0, help="verification from this known count per study, no C-FIND")
+    ap.add_argument("--mode", default="move", choices=["move", "relay"])
+    ap.add_argument("--catcher-port", type=int, default=0)
     args = ap.parse_args(argv)
     import threading
 
     from fastdimse import Entity
-    from fastdimse.migrate import engine, journal as journal_mod, migrate, verify
+    from fastdimse.migrate import engine, journal as journal_mod, migrate, relay, verify
 
     spent: dict[str, float] = {}
     calls: dict[str, int] = {}
@@ -448,6 +452,8 @@ def profile_worker(argv: list[str]) -> int:
         setattr(verify, name, timed("verify (C-FIND counts)", getattr(verify, name)))
     engine.transfer_study = timed("transfer (C-MOVE or relay per study)", engine.transfer_study)
     engine.Engine.inventory = timed("inventory", engine.Engine.inventory)
+    relay._store_to_node = timed("relay: C-STORE onward (inside transfer)", relay._store_to_node)
+    relay.Catcher._on_stored = timed("relay: catcher callbacks (inside transfer)", relay.Catcher._on_stored)
     engine.Engine.expected_of = timed("expected counts (C-FIND)", engine.Engine.expected_of)
     for name in ("claim", "update", "update_series", "set_expected", "add_studies", "window_done"):
         setattr(journal_mod.SQLiteJournal, name, timed("journal commits", getattr(journal_mod.SQLiteJournal, name)))
@@ -458,7 +464,8 @@ def profile_worker(argv: list[str]) -> int:
         verify_at = dest  # no folder walk: the patched counts answer
     t0 = time.perf_counter()
     result = migrate(Entity(SOURCE_AE, "127.0.0.1", args.source_port), dest, journal=args.journal, report=None,
-                     verify_at=verify_at, parallel=args.parallel, retry_delay=1.0)
+                     verify_at=verify_at, parallel=args.parallel, retry_delay=1.0, mode=args.mode,
+                     aet=MIGRATOR_AE if args.mode == "relay" else "FASTDIMSE", catcher_port=args.catcher_port)
     wall = time.perf_counter() - t0
     print(json.dumps({"wall_s": wall, "verified": result.verified, "failed": result.failed,
                       "instances": result.instances, "spent": spent, "calls": calls}))
@@ -467,34 +474,36 @@ def profile_worker(argv: list[str]) -> int:
 
 def profile_cases(env: Env, source_port: int) -> list[dict]:
     out = []
-    for kind in ("storescp", "ourscp"):
-        for cheap in (False, True):
-            dest = start_dest(kind, env.ports[kind])
-            jdir = Path(scratch_dir("journal")) if cheap else env.work
-            journal = jdir / f"profile-{kind}-{int(cheap)}.sqlite"
-            argv = [PY, "-m", "benches.bench_migrate", "profile", str(source_port), f"{dest.ae}={dest.port}",
-                    "--journal", str(journal), "--parallel", str(env.parallel)]
-            argv += ["--verify-at", dest.folder] if kind == "storescp" else []
-            argv += ["--cheap", str(env.data.per_study)] if cheap else []
-            log(f"profile: move -> {dest.label}{' (cheap verification, journal on /dev/shm)' if cheap else ''}")
-            try:
-                child = Child(argv, name="profile", cwd=str(HERE.parent))
-                rc = child.wait(TIMEOUT)
-                lines = [x for x in child.output().splitlines() if x.startswith("{")]
-                if rc != 0 or not lines:
-                    raise CaseFailed(f"profile exited {rc}: {child.tail(4)}")
-                doc = json.loads(lines[-1])
-                if dest.received() != env.data.n:
-                    raise CaseFailed(f"{dest.received()} of {env.data.n} arrived")
-                doc.update(kind=kind, label=dest.label, cheap=cheap, process_wall_s=child.wall_s)
-                out.append(doc)
-                log(f"  {doc['wall_s']:.2f} s")
-            except CaseFailed as exc:
-                out.append({"kind": kind, "label": dest.label, "cheap": cheap, "error": _one_line(str(exc))})
-            finally:
-                stop_dest(dest)
-                if cheap:
-                    shutil.rmtree(jdir, ignore_errors=True)
+    runs = [("move", kind, cheap) for kind in ("storescp", "ourscp") for cheap in (False, True)]
+    for mode, kind, cheap in runs + [("relay", "ourscp", False)]:
+        dest = start_dest(kind, env.ports[kind])
+        jdir = Path(scratch_dir("journal")) if cheap else env.work
+        journal = jdir / f"profile-{mode}-{kind}-{int(cheap)}.sqlite"
+        argv = [PY, "-m", "benches.bench_migrate", "profile", str(source_port), f"{dest.ae}={dest.port}",
+                "--journal", str(journal), "--parallel", str(env.parallel), "--mode", mode,
+                "--catcher-port", str(env.catcher_port)]
+        argv += ["--verify-at", dest.folder] if kind == "storescp" else []
+        argv += ["--cheap", str(env.data.per_study)] if cheap else []
+        log(f"profile: {mode} -> {dest.label}{' (cheap verification, journal on /dev/shm)' if cheap else ''}")
+        try:
+            child = Child(argv, name="profile", cwd=str(HERE.parent))
+            rc = child.wait(TIMEOUT)
+            lines = [x for x in child.output().splitlines() if x.startswith("{")]
+            if rc != 0 or not lines:
+                raise CaseFailed(f"profile exited {rc}: {child.tail(4)}")
+            doc = json.loads(lines[-1])
+            if dest.received() != env.data.n:
+                raise CaseFailed(f"{dest.received()} of {env.data.n} arrived")
+            doc.update(kind=kind, label=dest.label, cheap=cheap, process_wall_s=child.wall_s, mode=mode)
+            out.append(doc)
+            log(f"  {doc['wall_s']:.2f} s")
+        except CaseFailed as exc:
+            out.append({"kind": kind, "label": dest.label, "cheap": cheap, "mode": mode,
+                        "error": _one_line(str(exc))})
+        finally:
+            stop_dest(dest)
+            if cheap:
+                shutil.rmtree(jdir, ignore_errors=True)
     return out
 
 
@@ -559,28 +568,33 @@ def table(env: Env, profile: list[dict], max_rows: list[Row], delay_ms: float) -
             lines.append(f"| {r.case} | {r.wall_s or 0:.2f} | {r.rate or 0:,.0f} | {_ratio(r.rate, serial.rate)} "
                          f"| {_mib(r.rss_kb)} | {r.note} |")
     if profile:
-        lines += ["", "Phases of `migrate()` (move mode, in a worker process with timers; thread-seconds summed over "
-                  f"{env.parallel} workers, so they exceed the wall time):", "",
-                  "| destination | verification and journal | wall s | inventory | transfer | verify C-FINDs "
-                  "| expected counts | journal commits (calls) | cost of journal+verify |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-        cheap = {p["kind"]: p for p in profile if p.get("cheap") and "error" not in p}
+        lines += ["", "Phases of `migrate()` (in a worker process with timers; thread-seconds summed over "
+                  f"{env.parallel} workers, so they exceed the wall time; relay: the C-STORE onward and the catcher's "
+                  "callbacks are part of the transfer):", "",
+                  "| mode | destination | verification and journal | wall s | inventory | transfer | verify C-FINDs "
+                  "| expected counts | journal commits (calls) | relay: C-STORE onward / catcher callbacks "
+                  "| cost of journal+verify |",
+                  "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        cheap = {(p["mode"], p["kind"]): p for p in profile if p.get("cheap") and "error" not in p}
         for p in profile:
             if "error" in p:
-                lines.append(f"| {p['label']} | {'cheap' if p['cheap'] else 'as shipped'} | failed: {p['error']} "
-                             "| | | | | | |")
+                lines.append(f"| {p['mode']} | {p['label']} | {'cheap' if p['cheap'] else 'as shipped'} "
+                             f"| failed: {p['error']} | | | | | | | |")
                 continue
             s, c = p["spent"], p["calls"]
             cost = "-"
-            if not p["cheap"] and p["kind"] in cheap:
-                cost = f"{(p['wall_s'] / cheap[p['kind']]['wall_s'] - 1) * 100:+.0f} %"
+            base = cheap.get((p["mode"], p["kind"]))
+            if not p["cheap"] and base:
+                cost = f"{(p['wall_s'] / base['wall_s'] - 1) * 100:+.0f} %"
             how = ("counts known, no C-FIND; journal on /dev/shm" if p["cheap"]
                    else "C-FIND / folder counts; journal on disk")
+            relay_s = (f"{s.get('relay: C-STORE onward (inside transfer)', 0):.2f} / "
+                       f"{s.get('relay: catcher callbacks (inside transfer)', 0):.2f}" if p["mode"] == "relay" else "-")
             lines.append(
-                f"| {p['label']} | {how} | {p['wall_s']:.2f} | {s.get('inventory', 0):.2f} "
+                f"| {p['mode']} | {p['label']} | {how} | {p['wall_s']:.2f} | {s.get('inventory', 0):.2f} "
                 f"| {s.get('transfer (C-MOVE or relay per study)', 0):.2f} | {s.get('verify (C-FIND counts)', 0):.2f} "
                 f"| {s.get('expected counts (C-FIND)', 0):.2f} | {s.get('journal commits', 0):.2f} "
-                f"({c.get('journal commits', 0)}) | {cost} |")
+                f"({c.get('journal commits', 0)}) | {relay_s} | {cost} |")
     if max_rows:
         lines += ["", "Peak RSS of `fastdimse migrate` at the largest size (--max):", "",
                   "| case | instances | wall s | instances/s | peak RSS | note |", "|---|---:|---:|---:|---:|---|"]
@@ -647,6 +661,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parallel", type=int, default=4, help="fastdimse migrate --parallel on loopback (its default)")
     ap.add_argument("--latency-instances", type=int, default=None, help="default: --instances")
     ap.add_argument("--latency-ms", type=float, default=5.0)
+    ap.add_argument("--cases", default="floor,loopback,profile,latency",
+                    help="which parts to run (comma-separated: floor, loopback, profile, latency)")
     ap.add_argument("--no-latency", action="store_true")
     ap.add_argument("--no-profile", action="store_true")
     ap.add_argument("--max", type=int, default=None, help="also the peak RSS at this size (e.g. 1000000)")
@@ -667,11 +683,14 @@ def main(argv: list[str] | None = None) -> int:
     profile: list[dict] = []
     src = start_source(data, ports, env.catcher_port)
     try:
-        floor_case(env)
-        loopback_cases(env, src.port)  # type: ignore[attr-defined]
-        if not args.no_profile:
+        parts = set(args.cases.split(","))
+        if "floor" in parts:
+            floor_case(env)
+        if "loopback" in parts:
+            loopback_cases(env, src.port)  # type: ignore[attr-defined]
+        if "profile" in parts and not args.no_profile:
             profile = profile_cases(env, src.port)  # type: ignore[attr-defined]
-        if not args.no_latency:
+        if "latency" in parts and not args.no_latency:
             latency_cases(env, src.port, args.latency_instances or args.instances, args.latency_ms)  # type: ignore[attr-defined]
     finally:
         src.stop()

@@ -38,7 +38,8 @@ def test_bench_migrate_runs_every_case_at_200_instances(tmp_path):
             assert re.fullmatch(r"\d+\.\d\dx", cells[5]), rows[0]
     assert "100 instances in 2 studies, into dcmtk storescp" in text
     assert "| fastdimse migrate --mode move --parallel 8 |" in text
-    assert text.count("| as shipped |") + text.count("journal on disk |") == 2  # the two profiled runs
+    # the profiled runs: move into both, as shipped and cheap; relay into our SCP as shipped
+    assert text.count("journal on disk |") == 3 and text.count("journal on /dev/shm |") == 2
     assert re.search(r"\| [+-]\d+ % \|", text)  # the cost of journaling and verifying
     # the cache holds the files and the source's index; nothing else is left behind
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["v2-200-50"]
