@@ -337,20 +337,27 @@ def migrate_argv(env: Env, dest: Dest, mode: str, source_port: int, tag: str, *,
     return argv
 
 
+def _own(doc: dict) -> str:
+    return f"migrate's own elapsed {doc['elapsed_s']:.2f} s" if "elapsed_s" in doc else ""
+
+
 def run_migrate(argv: list[str]) -> tuple[Child, dict]:
     child = Child(argv, name="migrate")
     rc = child.wait(TIMEOUT)
     doc: dict = {}
-    for line in reversed(child.output().splitlines()):
-        if line.strip().startswith("{"):
-            try:
-                doc = json.loads(line)
-            except ValueError:
-                pass
-            break
+    out = child.output()
+    start = out.rfind("\n{")  # --json: the summary, pretty-printed, last on stdout
+    try:
+        doc = json.loads(out[start + 1:] if start >= 0 else out)
+    except ValueError:
+        pass
     if rc != 0:
         raise CaseFailed(f"fastdimse migrate exited {rc}: {child.tail(4)}")
     return child, doc
+
+
+def _split(result) -> tuple[Child, dict]:
+    return result if isinstance(result, tuple) else (result, {})
 
 
 def loopback_cases(env: Env, source_port: int) -> None:
@@ -360,17 +367,17 @@ def loopback_cases(env: Env, source_port: int) -> None:
             ("anchor", "movescu loop (one study at a time)", lambda d: movescu_loop(env, d, source_port, studies)),
             ("anchor", "scu.move loop (Python, per study)", lambda d: scu_move_loop(env, d, source_port, studies)),
             ("migrate", f"fastdimse migrate --mode move --parallel {env.parallel}",
-             lambda d: run_migrate(migrate_argv(env, d, "move", source_port, f"move-{d.kind}"))[0]),
+             lambda d: run_migrate(migrate_argv(env, d, "move", source_port, f"move-{d.kind}"))),
             ("migrate", f"fastdimse migrate --mode relay --parallel {env.parallel}",
-             lambda d: run_migrate(migrate_argv(env, d, "relay", source_port, f"relay-{d.kind}"))[0]),
+             lambda d: run_migrate(migrate_argv(env, d, "relay", source_port, f"relay-{d.kind}"))),
         ]
         for group, name, fn in cases:
             dest = start_dest(kind, env.ports[kind])
             log(f"{name} -> {dest.label}")
             try:
-                child = fn(dest)
+                child, doc = _split(fn(dest))
                 _finish(child, dest, n, name)
-                row = Row(group, name, dest.label, child.wall_s, n, child.peak_rss_kb())
+                row = Row(group, name, dest.label, child.wall_s, n, child.peak_rss_kb(), note=_own(doc))
             except (CaseFailed, ChildFailed) as exc:
                 row = Row(group, name, dest.label, None, n, note=_one_line(f"failed: {exc}"))
             finally:
@@ -519,14 +526,14 @@ def latency_cases(env: Env, source_port: int, n_lat: int, delay_ms: float) -> No
             ("movescu loop (one study at a time)", lambda d: movescu_loop(env, d, proxy.port, studies)),
             ("fastdimse migrate --mode move --parallel 8",
              lambda d: run_migrate(migrate_argv(env, d, "move", proxy.port, "latency-move", parallel=8,
-                                                date_to=study_date(studies - 1)))[0]),
+                                                date_to=study_date(studies - 1)))),
         ):
             dest = start_dest("storescp", env.ports["storescp"])
             log(f"latency {delay_ms} ms each way: {name} -> {dest.label}, {n:,} instances")
             try:
-                child = fn(dest)
+                child, doc = _split(fn(dest))
                 _finish(child, dest, n, name)
-                row = Row("latency", name, dest.label, child.wall_s, n, child.peak_rss_kb())
+                row = Row("latency", name, dest.label, child.wall_s, n, child.peak_rss_kb(), note=_own(doc))
             except (CaseFailed, ChildFailed) as exc:
                 row = Row("latency", name, dest.label, None, n, note=_one_line(f"failed: {exc}"))
             finally:
@@ -615,7 +622,8 @@ def conditions(env: Env, started: float, args) -> str:
                  f"{floor.rate:,.0f} files/s" if floor else "machine floor: not measured")
     return (f"## Archive migration, {env.data.n:,} instances in {env.data.studies:,} studies "
             f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))})\n\n"
-            f"`python -m benches.bench_migrate --instances {env.data.n}`, {time.time() - started:.0f} s; "
+            f"`python -m benches.bench_migrate {' '.join(sys.argv[1:]) or '(defaults)'}`, "
+            f"{env.data.per_study} instances a study, {time.time() - started:.0f} s; "
             f"{os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}, Python {platform.python_version()}; "
             f"load average at the end {' '.join(f'{x:.1f}' for x in os.getloadavg())} (other work skews the figures); "
             f"{floor_txt}. Source: fastdimse DICOMSCP (Q/R, files indexed in place by import_folder) in its own "
@@ -637,9 +645,9 @@ def max_cases(args, cache: Path) -> list[Row]:
             name = f"fastdimse migrate --mode {mode} --parallel {args.parallel} -> dcmtk storescp"
             log(f"--max {args.max:,}: {name}")
             try:
-                child, _ = run_migrate(migrate_argv(env, dest, mode, src.port, f"max-{mode}"))  # type: ignore[attr-defined]
+                child, doc = run_migrate(migrate_argv(env, dest, mode, src.port, f"max-{mode}"))  # type: ignore[attr-defined]
                 _finish(child, dest, data.n, name)
-                rows.append(Row("max", name, dest.label, child.wall_s, data.n, child.peak_rss_kb()))
+                rows.append(Row("max", name, dest.label, child.wall_s, data.n, child.peak_rss_kb(), note=_own(doc)))
             except (CaseFailed, ChildFailed) as exc:
                 rows.append(Row("max", name, dest.label, None, data.n, note=_one_line(f"failed: {exc}")))
             finally:
