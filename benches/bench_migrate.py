@@ -171,8 +171,6 @@ def serve_source(argv: list[str]) -> int:
     ap.add_argument("--import", dest="import_dir", default=None)
     ap.add_argument("--import-only", action="store_true")
     args = ap.parse_args(argv)
-    import threading
-
     from fastdimse import DICOMSCP, Entity
 
     known = [Entity(ae, "127.0.0.1", int(port)) for ae, port in (k.split("=", 1) for k in args.known)]
@@ -186,11 +184,10 @@ def serve_source(argv: list[str]) -> int:
     if args.import_only:
         scp.close()
         return 0
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    # SIGTERM blocked before the server's threads start (they inherit it), then awaited here.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     scp.listen_for_incoming_associations(keep_listener_running=True)
-    while not done.wait(0.2):
-        pass
+    signal.sigwait({signal.SIGTERM})
     scp.close()
     return 0
 

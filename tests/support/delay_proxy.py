@@ -199,14 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--delay-ms", type=float, default=5.0)
     args = ap.parse_args(argv)
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # inherited by the relay's threads
     proxy = DelayProxy(args.target_port, delay_ms=args.delay_ms, port=args.port).start()
     print(f"delay proxy listening on {HOST}:{proxy.port} -> {HOST}:{args.target_port}, "
           f"{args.delay_ms} ms each way", flush=True)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
-    while not done.wait(0.2):
-        pass
+    signal.sigwait(stop_signals)
     proxy.stop()
     return 0
 
