@@ -8,6 +8,11 @@ PIP := $(VENV)/bin/pip
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+# bench_migrate: instances migrated on loopback (in studies of 500); MIGRATE_MAX=1000000
+# adds the peak RSS of `fastdimse migrate` at 10^6 (not run by default: every
+# small file takes a 4 KiB page of /dev/shm, ~4 GB for the source and as much per destination).
+MIGRATE_INSTANCES ?= 100000
+MIGRATE_MAX ?=
 # Largest batch of the sender-RSS benchmark (10^6 takes several minutes and ~2 GB of /dev/shm).
 SENDER_RSS_MAX ?= 1000000
 
@@ -72,6 +77,7 @@ bench: build peers postgres
 	$(PY) -m benches.bench_sender_rss --max-size $(SENDER_RSS_MAX)
 	$(PY) -m benches.bench_index_pg
 	$(PY) -m benches.bench_tls --out benches/results.md
+	$(PY) -m benches.bench_migrate --instances $(MIGRATE_INSTANCES) $(if $(MIGRATE_MAX),--max $(MIGRATE_MAX))
 
 # 16 clients storing and querying for SOAK_DURATION seconds against one SCP process run
 # under a 1,024-file limit; prints its open files, threads and RSS over time.

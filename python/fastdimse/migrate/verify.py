@@ -37,6 +37,10 @@ class Count:
         return f"Count({self.total} in {len(self.series)} series)"
 
 
+_STUDY_UID, _SERIES_UID, _SOP_UID = 0x0020000D, 0x0020000E, 0x00080018
+_UID_TAGS = frozenset((_STUDY_UID, _SERIES_UID, _SOP_UID))
+
+
 class FolderIndex:
     """The DICOM files under a folder, by study (each file's header read once, as it appears)."""
 
@@ -47,18 +51,27 @@ class FolderIndex:
         self._by_study: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
 
     def _read(self, path: str) -> tuple[str, str, str, int] | None:
-        import pydicom
-        from pydicom.errors import InvalidDicomError
+        # The core's Part-10 reader (about 10x faster than pydicom.dcmread here, which was
+        # most of a migration's time when verifying into a folder of small files).
+        from .. import _core
+        from ..errors import DicomError
 
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True,
-                                 specific_tags=["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"])
-            uid = str(ds.get("StudyInstanceUID", "") or "")
-            sop = str(ds.get("SOPInstanceUID", "") or "")
+            elements = _core.codec_read_file(path, True)[3]
+            found: dict[int, str] = {}
+            with open(path, "rb") as f:
+                for tag, _vr, length, value, offset in elements:
+                    if tag in _UID_TAGS:
+                        if value is None:
+                            f.seek(offset)
+                            value = f.read(length)
+                        found[tag] = value.rstrip(b"\0 ").decode("ascii", "replace")
+                size = os.fstat(f.fileno()).st_size
+            uid, sop = found.get(_STUDY_UID, ""), found.get(_SOP_UID, "")
             if not uid or not sop:
                 return None
-            return uid, str(ds.get("SeriesInstanceUID", "") or ""), sop, os.path.getsize(path)
-        except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError, AttributeError):
+            return uid, found.get(_SERIES_UID, ""), sop, size
+        except (DicomError, OSError, ValueError):
             return None
 
     def rescan(self) -> None:
