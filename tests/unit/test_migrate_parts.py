@@ -170,6 +170,13 @@ def test_usage_errors_one_line_exit_2(tmp_path, args, needle):
     assert not (tmp_path / "j.sqlite").exists()
 
 
+def test_coercion_into_a_folder_is_a_usage_error(tmp_path):
+    run = fastdimse("migrate", "SRC@127.0.0.1:9", tmp_path / "out", "--mode", "relay", "--set", "PatientID=X",
+                    "--journal", tmp_path / "j.sqlite")
+    assert_one_error_line(run, 2, "not a folder")
+    assert not (tmp_path / "j.sqlite").exists()
+
+
 def test_usage_errors_of_the_endpoints(tmp_path):
     run = fastdimse("migrate", tmp_path / "missing", "DST@127.0.0.1:10", "--journal", tmp_path / "j.sqlite")
     assert_one_error_line(run, 2, "no such folder")

@@ -226,6 +226,9 @@ def migrate(source_text, dest_text, mode, journal, report, aet, dest_ae, verify_
     coerce, mapping = _coercions(sets, map_file), _mapping(map_file)
     if (coerce or mapping is not None) and mode != "relay":
         raise click.UsageError("--set and --map rewrite tags on the way through us: they need --mode relay")
+    if (coerce or mapping is not None) and isinstance(dest, Path):
+        raise click.UsageError("--set and --map rewrite tags on the C-STORE to a node: DEST must be "
+                               "AE@host:port, not a folder (not implemented)")
     if mode != "move" and not isinstance(source, Path) and importlib.util.find_spec("fastdimse.migrate.relay") is None:
         raise click.UsageError(f"--mode {mode} needs fastdimse.migrate.relay, which this installation lacks")
     for text, cls, opt in ((rate_limit, RateLimit, "--rate-limit"), (schedule, Schedule, "--schedule")):

@@ -69,6 +69,10 @@ def migrate(source, dest, *, mode: str = "move", journal: str | os.PathLike = DE
     def endpoint(e):
         return Path(e) if isinstance(e, (str, os.PathLike)) else e
 
+    if (coerce or mapping is not None) and isinstance(endpoint(dest), Path):
+        raise ValueError("coercion rewrites tags on the C-STORE to a node: into a folder destination "
+                         "it is not implemented")
+
     cfg = MigrationConfig(endpoint(source), endpoint(dest), mode=mode, aet=aet, dest_ae=dest_ae,
                           verify_at=None if verify_at is None else endpoint(verify_at), parallel=parallel,
                           window=window, max_results=max_results, date_from=date_from, date_to=date_to,

@@ -16,7 +16,6 @@ is complete is decided later by counting at the destination (verify.py), never f
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import os
 import queue
@@ -253,20 +252,14 @@ def _retrieve_outcome(tally: _Tally, rsp, received: set[str]) -> None:
 # --- the onward leg ---------------------------------------------------------------------------
 
 def _store_kwargs(ctx: TransferContext) -> dict:
-    """The coercion keyword for DICOMSCU.store, when there is coercion to do. Never drops it:
-    a store without the ``coerce`` argument raises NotImplementedError."""
+    """The coercion keyword for DICOMSCU.store, when there is coercion to do. Never drops
+    it: coercion rewrites on the C-STORE path, so a folder destination (a file copy)
+    refuses it with NotImplementedError."""
     if not ctx.coerce:
         return {}
     if isinstance(ctx.dest, Path):
         raise NotImplementedError("tag coercion (--set/--map) into a folder destination is not implemented; "
                                   "send to a DICOM node instead")
-    try:
-        accepts = "coerce" in inspect.signature(ctx.scu.store).parameters
-    except (TypeError, ValueError):
-        accepts = False
-    if not accepts:
-        raise NotImplementedError("tag coercion needs DICOMSCU.store(..., coerce=...) (the Rust C-STORE "
-                                  "coercion path), which this build does not have")
     return {"coerce": list(ctx.coerce)}
 
 
